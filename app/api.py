@@ -1,0 +1,157 @@
+"""The HTTP API under `/api/v1`: ingest for remote collectors, runs for scripts, stop for humans.
+
+Routes are thin: they parse and check input, call the store functions the dashboard also uses, and
+answer JSON (non-finite numbers as "NaN"/"Infinity" strings). Every malformed request gets a 4xx
+whose message names the problem; nothing a client sends becomes part of a path or a SQL string.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+from flask import Blueprint, Response, request
+
+from trainlight.app.jsonsafe import jsonable
+from trainlight.app.store.control import request_stop
+from trainlight.app.store.database import Store, utc_naive
+from trainlight.app.store.ingest import SegmentError, decode_segment
+from trainlight.app.store.queries import RunDetail, RunSummary, get_run, list_runs, stop_state
+from trainlight.collectors.schema import is_valid_run_id, write_atomically
+
+MAX_SEGMENT_BYTES = 64 * 1024 * 1024
+F = TypeVar("F", bound=Callable[..., Response])
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    body = json.dumps(jsonable(payload), allow_nan=False, default=str)
+    return Response(body, status=status, mimetype="application/json")
+
+
+def error(status: int, message: str) -> Response:
+    return json_response({"error": message}, status)
+
+
+def summary_json(run: RunSummary) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "name": run.name,
+        "project": run.project,
+        "group": run.group,
+        "tags": list(run.tags),
+        "status": run.status,
+        "last_step": run.last_step,
+        "started_at": run.started_at,
+        "updated_at": run.updated_at,
+        "stop_requested": run.stop_requested,
+        "stop_reason": run.stop_reason,
+        "dropped_rows": run.dropped_rows,
+        "health": dict(run.health),
+        "last_values": dict(run.last_values),
+    }
+
+
+def detail_json(detail: RunDetail) -> dict[str, Any]:
+    return {
+        **summary_json(detail.summary),
+        "config": detail.config,
+        "host": detail.host,
+        "pid": detail.pid,
+    }
+
+
+def create_api(store: Store, token: str | None, stale_after: timedelta) -> Blueprint:
+    """The API blueprint bound to one store; `token`, when set, guards state-changing routes."""
+    api = Blueprint("trainlight_api", __name__, url_prefix="/api/v1")
+
+    def requires_token(view: F) -> F:
+        @wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Response:
+            if token and not _bearer_matches(token):
+                return error(401, "missing or wrong token: send 'Authorization: Bearer <token>'")
+            return view(*args, **kwargs)
+
+        return cast(F, guarded)
+
+    @api.post("/ingest")
+    @requires_token
+    def ingest() -> Response:
+        run_id = request.args.get("run_id", "")
+        seq_text = request.args.get("seq", "")
+        if not is_valid_run_id(run_id):
+            return error(400, f"invalid or missing run_id {run_id[:100]!r}")
+        if not seq_text.isdigit():
+            return error(400, f"seq must be a non-negative integer, got {seq_text[:40]!r}")
+        if request.content_length is not None and request.content_length > MAX_SEGMENT_BYTES:
+            return error(413, f"segment larger than {MAX_SEGMENT_BYTES} bytes")
+        payload = request.get_data(cache=False)
+        if len(payload) > MAX_SEGMENT_BYTES:
+            return error(413, f"segment larger than {MAX_SEGMENT_BYTES} bytes")
+        try:
+            segment = decode_segment(payload)
+        except SegmentError as exc:
+            return error(422, f"malformed segment: {exc}")
+        if (segment.header.run_id, segment.header.seq) != (run_id, int(seq_text)):
+            return error(422, "run_id/seq in the URL do not match the segment's header")
+        # Durable in the inbox before we acknowledge; the ingester thread takes it from there.
+        directory = store.layout.run_inbox(run_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        write_atomically(store.layout.segment_path(run_id, int(seq_text)), payload)
+        return json_response({"run_id": run_id, "seq": int(seq_text), **_control(run_id)}, 202)
+
+    @api.get("/runs")
+    def runs() -> Response:
+        with store.read() as cur:
+            found = list_runs(cur, utc_naive(), stale_after)
+        return json_response({"runs": [summary_json(r) for r in found]})
+
+    @api.get("/runs/<run_id>")
+    def run(run_id: str) -> Response:
+        if not is_valid_run_id(run_id):
+            return error(400, "invalid run id")
+        with store.read() as cur:
+            detail = get_run(cur, run_id, utc_naive(), stale_after)
+        if detail is None:
+            return error(404, f"no run {run_id!r} in this store")
+        return json_response(detail_json(detail))
+
+    @api.post("/runs/<run_id>/stop")
+    @requires_token
+    def stop(run_id: str) -> Response:
+        if not is_valid_run_id(run_id):
+            return error(400, "invalid run id")
+        body = request.get_json(silent=True)
+        reason = body.get("reason") if isinstance(body, dict) else None
+        if reason is not None and not isinstance(reason, str):
+            return error(400, "reason must be a string")
+        if not request_stop(store, run_id, (reason or "stop requested through the API")[:500]):
+            return error(404, f"no run {run_id!r} in this store")
+        return json_response({"run_id": run_id, **_control(run_id)})
+
+    @api.get("/runs/<run_id>/control")
+    def control(run_id: str) -> Response:
+        if not is_valid_run_id(run_id):
+            return error(400, "invalid run id")
+        with store.read() as cur:
+            state = stop_state(cur, run_id)
+        if state is None:
+            return error(404, f"no run {run_id!r} in this store (yet)")
+        return json_response({"run_id": run_id, "stop": state[0], "reason": state[1]})
+
+    def _control(run_id: str) -> dict[str, Any]:
+        with store.read() as cur:
+            state = stop_state(cur, run_id)
+        stop_requested, reason = state or (False, "")
+        return {"stop": stop_requested, "reason": reason}
+
+    return api
+
+
+def _bearer_matches(token: str) -> bool:
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token)

@@ -1,0 +1,94 @@
+"""The `trainlight` command: serve, ingest, runs.
+
+Commands parse arguments and call into the store and server modules; they hold no logic of their
+own. Importing this module imports neither torch nor dash, so `trainlight runs` starts quickly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from trainlight.collectors.schema import DEFAULT_STORE_DIR, STORE_DIR_ENV, StoreLayout
+
+if TYPE_CHECKING:
+    from trainlight.app.store.database import Store
+
+TOKEN_ENV = "TRAINLIGHT_TOKEN"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trainlight", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    store_help = f"store directory (default: ${STORE_DIR_ENV} or {DEFAULT_STORE_DIR})"
+
+    serve = sub.add_parser("serve", help="ingest continuously and serve the dashboard and API")
+    serve.add_argument("--dir", default=None, help=store_help)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8050)
+    serve.add_argument(
+        "--token",
+        default=os.environ.get(TOKEN_ENV),
+        help=f"required unless bound to loopback (default: ${TOKEN_ENV})",
+    )
+
+    ingest = sub.add_parser("ingest", help="ingest the inbox once, without serving")
+    ingest.add_argument("--dir", default=None, help=store_help)
+
+    runs = sub.add_parser("runs", help="print the runs of a store")
+    runs.add_argument("--dir", default=None, help=store_help)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        from trainlight.app.server import ServeOptions, serve
+
+        serve(ServeOptions(directory=args.dir, host=args.host, port=args.port, token=args.token))
+        return 0
+    from trainlight.app.store.database import Store, StoreLockedError
+
+    try:
+        store = Store(StoreLayout.resolve(args.dir))
+    except StoreLockedError as exc:
+        print(f"trainlight: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "ingest":
+            return _ingest(store)
+        return _runs(store)
+    finally:
+        store.close()
+
+
+def _ingest(store: Store) -> int:
+    from trainlight.app.store.inbox import Ingester
+
+    stats = Ingester(store).ingest_pending()
+    print(
+        f"ingested {stats.segments} segment(s), {stats.rows} row(s); "
+        f"{stats.duplicates} already present, {stats.rejected} rejected; "
+        f"{len(stats.crashed_runs)} run(s) marked crashed"
+    )
+    return 0
+
+
+def _runs(store: Store) -> int:
+    from trainlight.app.store.database import utc_naive
+    from trainlight.app.store.queries import list_runs
+    from trainlight.app.terminal import runs_table_text
+
+    now = utc_naive()
+    with store.read() as cur:
+        print(runs_table_text(list_runs(cur, now), now))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""`create_app(store)`: the Dash app and its Flask server, built from the dependencies it is given.
+
+The CLI opens the store and starts the ingester; this factory only wires pages and the API onto
+one Flask server, so tests can build an app around any store.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import dash
+
+from trainlight.app.api import create_api
+from trainlight.app.pages import runs
+from trainlight.app.store.database import Store
+from trainlight.app.store.queries import DEFAULT_STALE_AFTER
+from trainlight.assets import ASSETS_DIR
+
+
+def create_app(
+    store: Store, token: str | None = None, stale_after: timedelta = DEFAULT_STALE_AFTER
+) -> dash.Dash:
+    app = dash.Dash(
+        __name__,
+        use_pages=True,
+        pages_folder="",
+        assets_folder=str(ASSETS_DIR),
+        title="trainlight",
+        update_title="",  # keep the tab title still during refreshes
+        suppress_callback_exceptions=True,
+    )
+    runs.register(app, store, stale_after)
+    app.layout = dash.html.Div(
+        [
+            dash.html.Header(
+                dash.html.A("trainlight", href="/", className="brand"), className="topbar"
+            ),
+            dash.page_container,
+        ]
+    )
+    app.server.register_blueprint(create_api(store, token, stale_after))
+    app.server.config["MAX_CONTENT_LENGTH"] = 64 * 1024 * 1024 + 1024
+    return app

@@ -1,0 +1,91 @@
+"""`trainlight serve`: the one process that opens the store, ingests, and serves pages and API.
+
+One process, many threads (waitress): DuckDB allows a single process to hold a database file that
+is being written, so the ingester thread, the API and the Dash callbacks share one connection.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+from types import FrameType
+
+from waitress.server import create_server
+
+from trainlight.app.factory import create_app
+from trainlight.app.store.database import Store
+from trainlight.app.store.inbox import Ingester
+from trainlight.app.store.queries import DEFAULT_STALE_AFTER
+from trainlight.collectors.schema import StoreLayout
+
+log = logging.getLogger("trainlight.serve")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    directory: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8050
+    token: str | None = None
+    threads: int = 8
+    ingest_interval: float = 0.5
+    stale_after: timedelta = DEFAULT_STALE_AFTER
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(options: ServeOptions) -> None:
+    """Refuse to expose the store beyond this machine without a token (DESIGN.md §6)."""
+    if not is_loopback(options.host) and not options.token:
+        raise SystemExit(
+            f"refusing to listen on {options.host} without a token: anyone who can reach it could "
+            "stop runs and write data. Pass --token or set TRAINLIGHT_TOKEN."
+        )
+
+
+def serve(options: ServeOptions) -> None:
+    check_bind(options)
+    store = Store(StoreLayout.resolve(options.directory))
+    stop = threading.Event()
+    ingester = Ingester(store)
+    thread = threading.Thread(
+        target=ingester.run,
+        args=(stop, options.ingest_interval),
+        name="trainlight-ingest",
+        daemon=True,
+    )
+    thread.start()
+    app = create_app(store, options.token, options.stale_after)
+    server = create_server(
+        app.server, host=options.host, port=options.port, threads=options.threads
+    )
+
+    def shutdown(_signum: int, _frame: FrameType | None) -> None:
+        server.close()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, shutdown)
+    print(
+        f"trainlight serving http://{options.host}:{server.effective_port}/ "
+        f"(store {store.layout.root})",
+        flush=True,
+    )
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        store.close()

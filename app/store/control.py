@@ -1,0 +1,25 @@
+"""Stop requests: recorded in `runs` and published where the run's collector looks.
+
+An inbox collector reads `control/<run_id>.json` on every flush; an HTTP collector learns it from
+the ingest reply or `GET /api/v1/runs/<run_id>/control`, which read `runs.stop_requested`.
+"""
+
+from __future__ import annotations
+
+from trainlight.app.store.database import Store
+from trainlight.collectors.schema import StopRequest, check_run_id, write_atomically
+
+
+def request_stop(store: Store, run_id: str, reason: str) -> bool:
+    """Ask a run to stop; False if the store does not know the run."""
+    check_run_id(run_id)
+    with store.write() as cur:
+        found = cur.execute(
+            """UPDATE runs SET stop_requested = true, stop_reason = ?
+               WHERE run_id = ? RETURNING run_id""",
+            [reason, run_id],
+        ).fetchone()
+    if found is None:
+        return False
+    write_atomically(store.layout.control_path(run_id), StopRequest(reason).to_bytes())
+    return True

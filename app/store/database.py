@@ -1,0 +1,90 @@
+"""The server's single handle on `trainlight.duckdb`.
+
+DuckDB lets exactly one process open a database file while it is written, so the server is that
+process: one connection, cursors for every reader thread (dashboard callbacks, API requests), and a
+lock that serialises write transactions (ingest, stop requests) so they never conflict. Every
+committed write bumps `data_version`, which the dashboard's cache uses as its key.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+
+import duckdb
+
+from trainlight.collectors.schema import StoreLayout, migrate
+
+
+class StoreLockedError(RuntimeError):
+    """Another process (usually a running `trainlight serve`) has the database open."""
+
+
+class Store:
+    """An open store directory: its layout plus the DuckDB connection."""
+
+    def __init__(self, layout: StoreLayout) -> None:
+        self.layout = layout
+        layout.root.mkdir(parents=True, exist_ok=True)
+        layout.inbox.mkdir(exist_ok=True)
+        layout.control.mkdir(exist_ok=True)
+        try:
+            self._con = duckdb.connect(str(layout.database))
+        except duckdb.IOException as exc:
+            raise StoreLockedError(
+                f"cannot open {layout.database}: another process holds it ({exc}). Only one "
+                "trainlight process may open a store at a time; use the running server's "
+                "HTTP API or stop it first."
+            ) from exc
+        self.schema_version = migrate(self._con)
+        self._write_lock = threading.Lock()
+        self._version_lock = threading.Lock()
+        self._data_version = 0
+
+    @property
+    def data_version(self) -> int:
+        """Increases with every committed write; a cache key for everything read from the store."""
+        return self._data_version
+
+    @contextmanager
+    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor for one read; each thread gets its own, so reads run concurrently."""
+        cursor = self._con.cursor()
+        try:
+            yield cursor
+        finally:
+            cursor.close()
+
+    @contextmanager
+    def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One write transaction, serialised with every other writer of this process."""
+        with self._write_lock:
+            cursor = self._con.cursor()
+            try:
+                cursor.execute("BEGIN TRANSACTION")
+                try:
+                    yield cursor
+                except BaseException:
+                    cursor.execute("ROLLBACK")
+                    raise
+                cursor.execute("COMMIT")
+            finally:
+                cursor.close()
+            with self._version_lock:
+                self._data_version += 1
+
+    def close(self) -> None:
+        with self._write_lock:
+            self._con.close()
+
+
+def utc_naive(seconds: float | None = None) -> datetime:
+    """A naive datetime in UTC: the convention for every TIMESTAMP column of the store."""
+    moment = (
+        datetime.now(timezone.utc)
+        if seconds is None
+        else datetime.fromtimestamp(seconds, timezone.utc)
+    )
+    return moment.replace(tzinfo=None)

@@ -1,0 +1,120 @@
+"""The ingester: moves segment files from the store's inbox into DuckDB, run by run, in order.
+
+`trainlight serve` runs `Ingester.run` on a thread; `trainlight ingest` calls `ingest_pending` once.
+A file that cannot be ingested is moved to `rejected/` with a note, so it neither blocks the run's
+later segments nor disappears. The liveness sweep marks as crashed the runs whose process, on this
+host, is gone without having closed the run (`kill -9`, OOM killer, power loss of a node...).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trainlight.app.store.database import Store
+from trainlight.app.store.ingest import SegmentError, decode_segment, ingest_segment
+from trainlight.collectors.schema import list_segment_files, write_atomically
+
+log = logging.getLogger("trainlight.ingest")
+
+
+@dataclass
+class IngestStats:
+    segments: int = 0
+    rows: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    crashed_runs: list[str] = field(default_factory=list)
+
+
+class Ingester:
+    """Ingests a store's inbox; safe to run on one thread while readers use the store."""
+
+    def __init__(self, store: Store, hostname: str | None = None) -> None:
+        self.store = store
+        self.hostname = hostname or socket.gethostname()
+
+    def ingest_pending(self) -> IngestStats:
+        stats = IngestStats()
+        for run_id, seq, path in list_segment_files(self.store.layout.inbox):
+            self._ingest_file(run_id, seq, path, stats)
+        stats.crashed_runs = self.sweep_liveness()
+        return stats
+
+    def run(self, stop: threading.Event, interval: float = 0.5) -> None:
+        """Ingest until `stop` is set; errors are logged and retried, never fatal to the server."""
+        while not stop.is_set():
+            try:
+                self.ingest_pending()
+            except Exception:
+                log.exception("ingest pass failed; retrying")
+            stop.wait(interval)
+
+    def _ingest_file(self, run_id: str, seq: int, path: Path, stats: IngestStats) -> None:
+        try:
+            payload = path.read_bytes()
+        except FileNotFoundError:
+            return
+        try:
+            segment = decode_segment(payload)
+            if (segment.header.run_id, segment.header.seq) != (run_id, seq):
+                raise SegmentError(
+                    f"file {run_id}/{path.name} holds segment {segment.header.seq} of run "
+                    f"{segment.header.run_id}"
+                )
+        except SegmentError as exc:
+            self._reject(path, str(exc))
+            stats.rejected += 1
+            return
+        result = ingest_segment(self.store, segment)
+        path.unlink(missing_ok=True)
+        stats.segments += 1
+        stats.rows += 0 if result.duplicate else result.rows
+        stats.duplicates += int(result.duplicate)
+
+    def _reject(self, path: Path, reason: str) -> None:
+        rejected = self.store.layout.root / "rejected"
+        rejected.mkdir(exist_ok=True)
+        target = rejected / f"{path.parent.name}-{path.name}"
+        os.replace(path, target)
+        write_atomically(target.with_suffix(".reason.txt"), reason.encode())
+        log.warning("rejected segment %s: %s (moved to %s)", path, reason, target)
+
+    def sweep_liveness(self) -> list[str]:
+        """Mark `crashed` the running runs of this host whose process no longer exists."""
+        with self.store.read() as cur:
+            rows = cur.execute(
+                "SELECT run_id, pid FROM runs WHERE status = 'running' AND host = ?",
+                [self.hostname],
+            ).fetchall()
+        dead = [(run_id, pid) for run_id, pid in rows if pid and not _process_alive(pid)]
+        pending = {run_id for run_id, _, _ in list_segment_files(self.store.layout.inbox)}
+        crashed = [run_id for run_id, _ in dead if run_id not in pending]
+        for run_id in crashed:
+            pid = dict(dead)[run_id]
+            with self.store.write() as cur:
+                cur.execute(
+                    """UPDATE runs SET status = 'crashed', stop_reason = ?
+                       WHERE run_id = ? AND status = 'running'""",
+                    [f"process {pid} on {self.hostname} exited without closing the run", run_id],
+                )
+        return crashed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    # A zombie (killed, not yet reaped by its parent) still answers signal 0.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True

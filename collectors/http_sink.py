@@ -1,0 +1,172 @@
+"""HTTP transport: segments go to `POST /api/v1/ingest` of a trainlight server.
+
+Every segment is first written to a local outbox (`TRAINLIGHT_OUTBOX`, default
+`~/.cache/trainlight/outbox`) and deleted only once the server acknowledges it, so a server that is
+down, restarting or unreachable costs no data: delivery is retried with backoff, in sequence order.
+Segments left by an earlier process (one that was killed, say) are delivered too; the server's
+(run_id, seq) bookkeeping makes a repeated delivery harmless.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import requests
+
+from trainlight.collectors.problems import Problems
+from trainlight.collectors.schema import (
+    StopRequest,
+    list_segment_files,
+    segment_file_name,
+    write_atomically,
+)
+from trainlight.collectors.sinks import MemoryBacklog
+
+OUTBOX_ENV = "TRAINLIGHT_OUTBOX"
+TOKEN_ENV = "TRAINLIGHT_TOKEN"
+SEGMENT_CONTENT_TYPE = "application/vnd.apache.parquet"
+_PERMANENT_REJECTIONS = {400, 413, 415, 422}
+_MAX_BACKOFF_S = 30.0
+
+
+def default_outbox() -> Path:
+    configured = os.environ.get(OUTBOX_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    return Path.home() / ".cache" / "trainlight" / "outbox"
+
+
+class HttpSink:
+    """Ships segments to a trainlight server, keeping them in a local outbox until acknowledged."""
+
+    def __init__(
+        self,
+        base_url: str,
+        problems: Problems,
+        *,
+        outbox: Path | None = None,
+        token: str | None = None,
+        timeout_s: float = 5.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.outbox = outbox or default_outbox()
+        self._problems = problems
+        self._timeout = timeout_s
+        self._session = requests.Session()
+        token = token if token is not None else os.environ.get(TOKEN_ENV)
+        if token:
+            self._session.headers["Authorization"] = f"Bearer {token}"
+        self._memory = MemoryBacklog(problems)
+        self._stops: dict[str, StopRequest] = {}
+        self._failures = 0
+        self._next_try = 0.0
+
+    # -- Sink protocol -------------------------------------------------------------------------
+    def send(self, run_id: str, seq: int, payload: bytes) -> None:
+        try:
+            directory = self.outbox / run_id
+            directory.mkdir(parents=True, exist_ok=True)
+            write_atomically(directory / segment_file_name(seq), payload)
+        except OSError as exc:
+            self._problems.report(
+                "outbox_write", f"cannot write the outbox {self.outbox} ({exc}); keeping in memory"
+            )
+            self._memory.push(run_id, seq, payload)
+        self.retry()
+
+    def retry(self) -> None:
+        if time.monotonic() < self._next_try:
+            return
+        self._memory.drain_into(self._post)
+        if len(self._memory):
+            return
+        for run_id, seq, path in list_segment_files(self.outbox):
+            try:
+                payload = path.read_bytes()
+            except FileNotFoundError:
+                continue  # delivered meanwhile by another process sharing this outbox
+            except OSError as exc:
+                self._problems.report("outbox_read", f"cannot read {path}: {exc}")
+                continue
+            if not self._post(run_id, seq, payload):
+                return
+            path.unlink(missing_ok=True)
+
+    def pending(self) -> int:
+        return len(self._memory) + len(list_segment_files(self.outbox))
+
+    def poll_stop(self, run_id: str) -> StopRequest | None:
+        if run_id in self._stops:
+            return self._stops[run_id]
+        if time.monotonic() < self._next_try:
+            return None
+        try:
+            reply = self._session.get(
+                f"{self.base_url}/api/v1/runs/{quote(run_id)}/control", timeout=self._timeout
+            )
+        except requests.RequestException as exc:
+            self._failed(exc)
+            return None
+        if reply.status_code != 200:
+            return None  # 404 until the server has ingested the run's first segment
+        return self._remember_stop(run_id, reply)
+
+    # -- delivery ------------------------------------------------------------------------------
+    def _post(self, run_id: str, seq: int, payload: bytes) -> bool:
+        """Deliver one segment; True once the server holds it (or refused it for good)."""
+        try:
+            reply = self._session.post(
+                f"{self.base_url}/api/v1/ingest",
+                params={"run_id": run_id, "seq": str(seq)},
+                data=payload,
+                headers={"Content-Type": SEGMENT_CONTENT_TYPE},
+                timeout=self._timeout,
+            )
+        except requests.RequestException as exc:
+            self._failed(exc)
+            return False
+        if reply.ok:
+            self._failures = 0
+            self._remember_stop(run_id, reply)
+            return True
+        if reply.status_code in _PERMANENT_REJECTIONS:
+            self._reject(run_id, seq, payload, reply)
+            return True
+        self._failed(RuntimeError(f"HTTP {reply.status_code}: {reply.text[:200]}"))
+        return False
+
+    def _remember_stop(self, run_id: str, reply: requests.Response) -> StopRequest | None:
+        try:
+            stop = StopRequest.from_bytes(reply.content)
+        except ValueError:
+            return None
+        if stop is not None:
+            self._stops[run_id] = stop
+        return stop
+
+    def _failed(self, exc: Exception) -> None:
+        self._failures += 1
+        delay = min(_MAX_BACKOFF_S, 0.5 * 2 ** min(self._failures, 6))
+        self._next_try = time.monotonic() + delay
+        self._problems.report(
+            "server_unreachable",
+            f"cannot reach the trainlight server at {self.base_url} ({exc}); segments are kept "
+            f"in {self.outbox} and retried",
+        )
+
+    def _reject(self, run_id: str, seq: int, payload: bytes, reply: requests.Response) -> None:
+        """Park a segment the server refused as malformed, so it neither blocks nor vanishes."""
+        rejected = self.outbox / "rejected"
+        try:
+            rejected.mkdir(parents=True, exist_ok=True)
+            write_atomically(rejected / f"{run_id}-{segment_file_name(seq)}", payload)
+        except OSError:
+            pass
+        self._problems.report(
+            "segment_rejected",
+            f"the server refused segment {seq} of run {run_id} (HTTP {reply.status_code}: "
+            f"{reply.text[:200]}); kept in {rejected}",
+        )

@@ -1,0 +1,161 @@
+"""`Monitor`: the few lines a training script adds to report its health.
+
+The public surface is DESIGN.md §4. A Monitor owns one run: it picks the transport from `store`
+(a directory, default `TRAINLIGHT_DIR` or `./trainlight-runs`, or an `http://` server URL), starts
+the flush thread, and records how the run ended. `log()` is the hot path: it appends one tuple to
+a bounded buffer and returns; conversion and I/O happen on the flush thread.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+import torch
+
+from trainlight.collectors.buffer import RecordBuffer
+from trainlight.collectors.http_sink import HttpSink
+from trainlight.collectors.problems import Problems
+from trainlight.collectors.scalars import host_scalar
+from trainlight.collectors.schema import RunHeader, StoreLayout, make_run_id
+from trainlight.collectors.sinks import InboxSink, Sink
+from trainlight.collectors.writer import SegmentWriter
+
+
+class Monitor:
+    """Collects one training run's health data and ships it to a trainlight store.
+
+    Args:
+        run: human name of the run (any text; the url/path-safe id is `run_id`).
+        project, group, tags, config: free-form descriptions stored with the run.
+        store: None (TRAINLIGHT_DIR or ./trainlight-runs), a directory, or "http://host:port".
+        flush_interval: seconds between flushes; a stop request is seen within two of them.
+        buffer_size: records held before the oldest are dropped (and counted).
+        heartbeat_interval: seconds of silence after which an empty segment says "alive".
+        sink: a ready-made transport (tests, custom backends); overrides `store`.
+    """
+
+    def __init__(
+        self,
+        run: str,
+        project: str = "",
+        store: str | os.PathLike[str] | None = None,
+        group: str = "",
+        tags: Iterable[str] = (),
+        config: Mapping[str, Any] | None = None,
+        *,
+        flush_interval: float = 1.0,
+        buffer_size: int = 200_000,
+        heartbeat_interval: float = 10.0,
+        sink: Sink | None = None,
+    ) -> None:
+        self.problems = Problems()
+        self.run_id = make_run_id(run)
+        self.name = run
+        self._buffer = RecordBuffer(buffer_size)
+        header = RunHeader(
+            run_id=self.run_id,
+            seq=0,
+            name=str(run),
+            project=str(project),
+            group=str(group),
+            tags=tuple(str(t) for t in tags),
+            config=_jsonable(config or {}),
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            started_at=time.time(),
+        ).validated()
+        self._writer = SegmentWriter(
+            header,
+            self._buffer,
+            sink or self._make_sink(store),
+            self.problems,
+            flush_interval=flush_interval,
+            heartbeat_interval=heartbeat_interval,
+        )
+        self._closed = False
+        self._writer.start()
+        atexit.register(self._close_at_exit)
+
+    def _make_sink(self, store: str | os.PathLike[str] | None) -> Sink:
+        if isinstance(store, str) and store.startswith(("http://", "https://")):
+            return HttpSink(store, self.problems)
+        return InboxSink(StoreLayout.resolve(store), self.problems)
+
+    # -- hot path ------------------------------------------------------------------------------
+    def log(self, step: int, **values: Any) -> None:
+        """Record scalars (floats or 0-d tensors) for `step`. No device sync, no I/O."""
+        for key, value in values.items():
+            if value.__class__ is not float:
+                try:
+                    values[key] = host_scalar(value)
+                except TypeError as exc:
+                    self.problems.report(
+                        f"skipped:{key}", f"skipped values logged as {key!r}: {exc}"
+                    )
+                    values[key] = None
+        self._buffer.append((int(step), time.time(), values))
+
+    def should_stop(self) -> bool:
+        """True once a stop was requested (dashboard, API, or auto-prune). Costs no I/O."""
+        return self._writer.stop_request is not None
+
+    @property
+    def stop_reason(self) -> str | None:
+        request = self._writer.stop_request
+        return request.reason if request else None
+
+    @property
+    def dropped_records(self) -> int:
+        return self._buffer.dropped
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Write out everything logged so far now (normally the flush thread does this)."""
+        self._writer.flush()
+
+    def close(self, status: str | None = None) -> None:
+        """End the run: finished, or stopped when a stop was requested. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self._close_at_exit)
+        if status is None:
+            status = "stopped" if self.should_stop() else "finished"
+        reason = (self.stop_reason or "") if status == "stopped" else ""
+        self._writer.close(status, reason)
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close("crashed" if exc_type is not None else None)
+
+    def _close_at_exit(self) -> None:
+        # The interpreter sets sys.last_type when it printed an uncaught exception.
+        self.close("crashed" if getattr(sys, "last_type", None) else None)
+
+
+def _jsonable(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Config as JSON-ready data: tensors and other objects become numbers or their repr."""
+    out: dict[str, Any] = {}
+    for key, value in dict(config).items():
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()
+        elif isinstance(value, Mapping):
+            value = _jsonable(value)
+        elif not isinstance(value, (str, int, float, bool, list, tuple, type(None))):
+            value = repr(value)
+        out[str(key)] = value
+    return out

@@ -1,0 +1,130 @@
+"""The flush thread: drains the record buffer into segments, ships them, polls for stop requests.
+
+Everything slow (tensor copies, Parquet encoding, file and network I/O) happens here, on one daemon
+thread, every `flush_interval` seconds, so the training loop only ever appends to a buffer. A
+segment is also sent when there is nothing new but a heartbeat is due, which is how the server
+tells a quiet run from a dead one. Any exception is reported once and counted; none escapes.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from dataclasses import replace
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from trainlight.collectors.buffer import RecordBuffer
+from trainlight.collectors.problems import Problems
+from trainlight.collectors.scalars import records_to_columns
+from trainlight.collectors.schema import RunHeader, StopRequest, segment_table
+from trainlight.collectors.sinks import Sink
+
+
+def encode_segment(columns: dict[str, Any], header: RunHeader) -> bytes:
+    out = io.BytesIO()
+    pq.write_table(segment_table(columns, header), out, compression="zstd")
+    return out.getvalue()
+
+
+class SegmentWriter:
+    """Owns the run's sequence numbers and the flush thread."""
+
+    def __init__(
+        self,
+        header: RunHeader,
+        buffer: RecordBuffer,
+        sink: Sink,
+        problems: Problems,
+        *,
+        flush_interval: float,
+        heartbeat_interval: float,
+    ) -> None:
+        if flush_interval <= 0:
+            raise ValueError(f"flush_interval must be > 0 seconds, got {flush_interval}")
+        if heartbeat_interval < flush_interval:
+            raise ValueError(
+                f"heartbeat_interval ({heartbeat_interval}) must be >= flush_interval "
+                f"({flush_interval})"
+            )
+        self.header = header
+        self.buffer = buffer
+        self.sink = sink
+        self.problems = problems
+        self.flush_interval = flush_interval
+        self.heartbeat_interval = heartbeat_interval
+        self.stop_request: StopRequest | None = None
+        self.rows_written = 0
+        self._seq = 0
+        self._last_sent = 0.0
+        self._lock = threading.Lock()  # one flush at a time (thread vs. close)
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="trainlight-flush", daemon=True)
+
+    def start(self) -> None:
+        self.flush(force=True)  # announce the run at once (status `running`)
+        self._thread.start()
+
+    def close(self, status: str, stop_reason: str = "", timeout: float = 10.0) -> None:
+        """Final flush with the run's terminal status, then wait (bounded) for delivery."""
+        self._wake.set()
+        self._thread.join(timeout=max(timeout, self.flush_interval * 2))
+        self.flush(force=True, status=status, stop_reason=stop_reason)
+        deadline = time.monotonic() + timeout
+        while self.sink.pending() and time.monotonic() < deadline:
+            time.sleep(min(0.2, self.flush_interval))
+            self._guarded(self.sink.retry)
+        if self.sink.pending():
+            self.problems.report(
+                "undelivered_at_exit",
+                f"{self.sink.pending()} segment(s) not yet delivered at exit; they are kept and "
+                "will be delivered by the next trainlight process using the same outbox",
+            )
+
+    def flush(self, force: bool = False, status: str | None = None, stop_reason: str = "") -> None:
+        with self._lock:
+            self._guarded(lambda: self._flush_locked(force, status, stop_reason))
+            self._guarded(self._poll_stop)
+
+    # -- internals -----------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._wake.wait(self.flush_interval):
+            self.flush()
+
+    def _flush_locked(self, force: bool, status: str | None, stop_reason: str) -> None:
+        records = self.buffer.drain()
+        heartbeat_due = time.time() - self._last_sent >= self.heartbeat_interval
+        if not (records or force or heartbeat_due):
+            self.sink.retry()
+            return
+        columns = records_to_columns(records)
+        for key, why in columns.skipped.items():
+            self.problems.report(f"skipped:{key}", f"skipped values logged as {key!r}: {why}")
+        if status is not None:
+            self.header = replace(self.header, status=status, stop_reason=stop_reason)
+        now = time.time()
+        header = replace(self.header, seq=self._seq, sent_at=now, dropped_rows=self.buffer.dropped)
+        if self.buffer.dropped:
+            self.problems.report(
+                "buffer_full",
+                f"record buffer full ({self.buffer.capacity} records); dropping oldest records "
+                "(count stored as runs.dropped_rows)",
+            )
+        self.sink.send(header.run_id, self._seq, encode_segment(dict(columns.arrow()), header))
+        self._seq += 1
+        self._last_sent = now
+        self.rows_written += len(columns)
+
+    def _poll_stop(self) -> None:
+        if self.stop_request is None:
+            self.stop_request = self.sink.poll_stop(self.header.run_id)
+
+    def _guarded(self, action: Any) -> None:
+        try:
+            action()
+        except Exception as exc:  # monitoring must never crash training
+            self.problems.report(
+                f"flush_error:{type(exc).__name__}", f"flush failed: {exc!r} (will retry)"
+            )
