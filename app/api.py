@@ -64,7 +64,12 @@ def detail_json(detail: RunDetail) -> dict[str, Any]:
     }
 
 
-def create_api(store: Store, token: str | None, stale_after: timedelta) -> Blueprint:
+def create_api(
+    store: Store,
+    token: str | None,
+    stale_after: timedelta,
+    max_segment_bytes: int = MAX_SEGMENT_BYTES,
+) -> Blueprint:
     """The API blueprint bound to one store; `token`, when set, guards state-changing routes."""
     api = Blueprint("trainlight_api", __name__, url_prefix="/api/v1")
 
@@ -86,11 +91,12 @@ def create_api(store: Store, token: str | None, stale_after: timedelta) -> Bluep
             return error(400, f"invalid or missing run_id {run_id[:100]!r}")
         if not seq_text.isdigit():
             return error(400, f"seq must be a non-negative integer, got {seq_text[:40]!r}")
-        if request.content_length is not None and request.content_length > MAX_SEGMENT_BYTES:
-            return error(413, f"segment larger than {MAX_SEGMENT_BYTES} bytes")
+        too_large = error(413, f"segment larger than {max_segment_bytes} bytes")
+        if request.content_length is not None and request.content_length > max_segment_bytes:
+            return too_large
         payload = request.get_data(cache=False)
-        if len(payload) > MAX_SEGMENT_BYTES:
-            return error(413, f"segment larger than {MAX_SEGMENT_BYTES} bytes")
+        if len(payload) > max_segment_bytes:
+            return too_large
         try:
             segment = decode_segment(payload)
         except SegmentError as exc:

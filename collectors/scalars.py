@@ -52,6 +52,8 @@ def host_scalar(value: Any) -> Any:
         return value.detach()
     if isinstance(value, (int, float)):
         return float(value)
+    if isinstance(value, (str, bytes)):  # float("0.5") would parse it; a label is not a metric
+        raise TypeError(f"expected a number or a 0-d tensor, got {type(value).__name__}")
     try:
         return float(value)  # numpy scalars and other number-likes
     except (TypeError, ValueError):

@@ -256,8 +256,11 @@ class RunHeader:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown segment header fields: {sorted(unknown)}")
-        header = cls(**data)
-        return header.validated()
+        tags = data.get("tags", [])
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise ValueError("run tags must be a list of strings")
+        data["tags"] = tuple(tags)
+        return cls(**data).validated()
 
     def validated(self) -> RunHeader:
         check_run_id(self.run_id)
@@ -270,6 +273,14 @@ class RunHeader:
         for name in ("name", "project", "group", "host", "stop_reason"):
             if not isinstance(getattr(self, name), str):
                 raise ValueError(f"run {name} must be a string")
+        for name in ("pid", "dropped_rows"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**31:
+                raise ValueError(f"run {name} must be an integer in [0, 2**31), got {value!r}")
+        for name in ("started_at", "sent_at"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0 <= value < 1e11:
+                raise ValueError(f"run {name} must be unix seconds, got {value!r}")
         tags = self.tags
         if not isinstance(tags, (list, tuple)) or not all(isinstance(t, str) for t in tags):
             raise ValueError("run tags must be a list of strings")

@@ -40,8 +40,15 @@ class Ingester:
 
     def ingest_pending(self) -> IngestStats:
         stats = IngestStats()
+        blocked: set[str] = set()
         for run_id, seq, path in list_segment_files(self.store.layout.inbox):
-            self._ingest_file(run_id, seq, path, stats)
+            if run_id in blocked:
+                continue  # keep each run's segments in order: retry from this one next pass
+            try:
+                self._ingest_file(run_id, seq, path, stats)
+            except Exception:
+                log.exception("could not ingest %s; will retry", path)
+                blocked.add(run_id)
         stats.crashed_runs = self.sweep_liveness()
         return stats
 

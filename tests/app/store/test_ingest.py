@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from tests.support.segments import metrics_segment
+from trainlight.app.store.database import Store, StoreLockedError, utc_naive
+from trainlight.app.store.inbox import Ingester
+from trainlight.app.store.ingest import SegmentError, decode_segment, ingest_segment
+from trainlight.app.store.queries import get_run, list_runs
+from trainlight.collectors.schema import StoreLayout, write_atomically
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    opened = Store(StoreLayout.resolve(tmp_path))
+    yield opened
+    opened.close()
+
+
+def count(store: Store, sql: str, *params: object) -> int:
+    with store.read() as cur:
+        row = cur.execute(sql, list(params)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_same_segment_twice_is_ingested_once(store: Store) -> None:
+    segment = decode_segment(metrics_segment("r-1", 0, [(0, "loss", 1.0), (1, "loss", 0.5)]))
+    first = ingest_segment(store, segment)
+    second = ingest_segment(store, segment)
+    assert (first.duplicate, first.rows) == (False, 2)
+    assert second.duplicate
+    assert count(store, "SELECT count(*) FROM metrics") == 2
+    assert count(store, "SELECT count(*) FROM segments") == 1
+
+
+def test_latest_keeps_the_newest_step_even_when_segments_arrive_out_of_order(store: Store) -> None:
+    ingest_segment(store, decode_segment(metrics_segment("r-1", 1, [(10, "loss", 0.1)])))
+    ingest_segment(
+        store, decode_segment(metrics_segment("r-1", 0, [(5, "loss", 0.9), (6, "acc", math.nan)]))
+    )
+    with store.read() as cur:
+        latest = dict(cur.execute("SELECT key, value FROM latest").fetchall())
+        (run,) = list_runs(cur, utc_naive())
+    assert latest["loss"] == 0.1 and math.isnan(latest["acc"])
+    assert run.last_step == 10
+
+
+def test_a_late_running_segment_never_reopens_a_finished_run(store: Store) -> None:
+    ingest_segment(store, decode_segment(metrics_segment("r-1", 1, [], status="finished")))
+    ingest_segment(store, decode_segment(metrics_segment("r-1", 0, [(1, "loss", 1.0)])))
+    with store.read() as cur:
+        (run,) = list_runs(cur, utc_naive())
+    assert run.status == "finished"
+
+
+def test_hostile_names_and_config_are_stored_verbatim(store: Store) -> None:
+    name = '\'; DROP TABLE runs; -- "../.." 🚀'
+    config = {"q": "it's", "nan": float("nan"), "path": "../../etc"}
+    ingest_segment(
+        store,
+        decode_segment(
+            metrics_segment(
+                "r-1",
+                0,
+                [(0, "lo'ss", 1.0)],
+                name=name,
+                project="p/../q",
+                tags=("a'b",),
+                config=config,
+            )
+        ),
+    )
+    with store.read() as cur:
+        detail = get_run(cur, "r-1", utc_naive())
+    assert detail is not None
+    assert detail.summary.name == name and detail.summary.project == "p/../q"
+    assert detail.summary.tags == ("a'b",)
+    assert detail.config == {"q": "it's", "nan": "NaN", "path": "../../etc"}
+    assert detail.summary.last_values == {"lo'ss": 1.0}
+
+
+def test_silent_running_run_is_shown_stale(store: Store) -> None:
+    ingest_segment(store, decode_segment(metrics_segment("r-1", 0, [], sent_at=1_000_000.0)))
+    with store.read() as cur:
+        (run,) = list_runs(cur, utc_naive())
+    assert run.status == "stale"
+
+
+@pytest.mark.parametrize("payload", [b"", b"garbage", b"PAR1" + b"\0" * 64])
+def test_garbage_is_refused_with_a_reason(payload: bytes) -> None:
+    with pytest.raises(SegmentError, match="Parquet"):
+        decode_segment(payload)
+
+
+def test_ingester_moves_malformed_files_aside_and_continues(store: Store) -> None:
+    layout = store.layout
+    (layout.inbox / "r-1").mkdir(parents=True)
+    write_atomically(layout.segment_path("r-1", 0), b"not parquet")
+    write_atomically(layout.segment_path("r-1", 1), metrics_segment("r-1", 1, [(0, "x", 1.0)]))
+    (layout.inbox / "r-2").mkdir()
+    # A valid segment whose header disagrees with where it was found.
+    write_atomically(layout.segment_path("r-2", 0), metrics_segment("r-1", 5, [(0, "x", 1.0)]))
+    stats = Ingester(store).ingest_pending()
+    assert (stats.segments, stats.rows, stats.rejected) == (1, 1, 2)
+    rejected = sorted(p.name for p in (layout.root / "rejected").iterdir())
+    assert len(rejected) == 4  # two segments, each with its .reason.txt
+    assert not list(layout.inbox.glob("*/*.parquet"))
+
+
+def test_ingester_marks_runs_of_dead_local_processes_crashed(store: Store) -> None:
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pid = int(dead.stdout)
+    ingester = Ingester(store, hostname="this-host")
+    ingest_segment(store, decode_segment(metrics_segment("r-1", 0, [], host="this-host", pid=pid)))
+    ingest_segment(store, decode_segment(metrics_segment("r-2", 0, [], host="other-host", pid=pid)))
+    assert ingester.sweep_liveness() == ["r-1"]
+    with store.read() as cur:
+        statuses = dict(cur.execute("SELECT run_id, status FROM runs").fetchall())
+    assert statuses == {"r-1": "crashed", "r-2": "running"}
+
+
+def test_second_process_gets_a_clear_error_while_the_store_is_open(store: Store) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "from trainlight.app.store.database import Store\n"
+        "from trainlight.collectors.schema import StoreLayout\n"
+        f"Store(StoreLayout.resolve({str(store.layout.root)!r}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert StoreLockedError.__name__ in result.stderr and "only one" in result.stderr.lower()

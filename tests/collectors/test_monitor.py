@@ -1,0 +1,114 @@
+"""Monitor against a real store directory: what lands in the inbox, and how runs end."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from trainlight.collectors import Monitor
+from trainlight.collectors.schema import StopRequest, StoreLayout, read_header, write_atomically
+
+
+def segments(store: Path, run_id: str) -> list[pa.Table]:
+    files = sorted((store / "inbox" / run_id).glob("*.parquet"))
+    return [pq.read_table(f) for f in files]
+
+
+def metric_rows(tables: list[pa.Table]) -> list[tuple[int, str, float]]:
+    rows = []
+    for table in tables:
+        data = table.to_pydict()
+        rows += list(zip(data["step"], data["key"], data["value"], strict=True))
+    return rows
+
+
+def test_logged_values_land_in_inbox_segments_once_each(tmp_path: Path) -> None:
+    with Monitor(run="baseline", project="digits", store=tmp_path, config={"lr": 0.1}) as mon:
+        for step in range(500):
+            mon.log(step, loss=torch.tensor(1.0 / (step + 1)), acc=step / 500)
+    tables = segments(tmp_path, mon.run_id)
+    rows = metric_rows(tables)
+    assert len(rows) == 1000
+    assert {(s, k) for s, k, _ in rows} == {(s, k) for s in range(500) for k in ("loss", "acc")}
+    headers = [read_header(t) for t in tables]
+    assert [h.seq for h in headers] == list(range(len(tables)))
+    assert headers[0].status == "running" and headers[-1].status == "finished"
+    assert headers[-1].config == {"lr": 0.1} and headers[-1].project == "digits"
+
+
+def test_exception_escaping_the_with_marks_the_run_crashed(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="boom"), Monitor(run="x", store=tmp_path) as mon:
+        mon.log(0, loss=1.0)
+        raise RuntimeError("boom")
+    assert read_header(segments(tmp_path, mon.run_id)[-1]).status == "crashed"
+
+
+def test_stop_request_file_is_seen_and_run_ends_stopped(tmp_path: Path) -> None:
+    with Monitor(run="x", store=tmp_path, flush_interval=0.05) as mon:
+        assert not mon.should_stop()
+        layout = StoreLayout.resolve(tmp_path)
+        layout.control.mkdir(parents=True, exist_ok=True)
+        write_atomically(layout.control_path(mon.run_id), StopRequest("runaway").to_bytes())
+        mon.flush()
+        assert mon.should_stop() and mon.stop_reason == "runaway"
+    last = read_header(segments(tmp_path, mon.run_id)[-1])
+    assert (last.status, last.stop_reason) == ("stopped", "runaway")
+
+
+def test_nan_loss_is_stored_not_dropped(tmp_path: Path) -> None:
+    with Monitor(run="x", store=tmp_path) as mon:
+        mon.log(0, loss=float("nan"))
+        mon.log(1, loss=torch.tensor(float("inf")))
+    values = [v for _, _, v in metric_rows(segments(tmp_path, mon.run_id))]
+    assert math.isnan(values[0]) and values[1] == math.inf
+
+
+def test_bad_values_are_skipped_with_one_warning_never_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, "trainlight"), Monitor(run="x", store=tmp_path) as mon:
+        for step in range(10):
+            mon.log(step, loss=1.0, label="not a number", vec=torch.ones(3))
+    assert [k for _, k, _ in metric_rows(segments(tmp_path, mon.run_id))] == ["loss"] * 10
+    assert mon.problems.count("skipped:label") == 10
+    assert sum("'label'" in r.message for r in caplog.records) == 1
+    assert sum("'vec'" in r.message for r in caplog.records) == 1
+
+
+def test_unwritable_store_keeps_segments_and_delivers_once_writable(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = tmp_path / "store"
+    store.write_text("a file where the store directory should be")
+    with caplog.at_level(logging.WARNING, "trainlight"):
+        mon = Monitor(run="x", store=store, flush_interval=0.05)
+        for step in range(100):
+            mon.log(step, loss=float(step))
+        mon.flush()
+        mon.flush()
+        assert mon.problems.count("inbox_write") >= 2
+        store.unlink()  # the disk comes back
+        mon.close()
+    assert sum("cannot write to the store inbox" in r.message for r in caplog.records) == 1
+    assert sorted(s for s, _, _ in metric_rows(segments(store, mon.run_id))) == list(range(100))
+
+
+def test_full_buffer_drops_oldest_and_reports_the_count(tmp_path: Path) -> None:
+    mon = Monitor(run="x", store=tmp_path, buffer_size=10, flush_interval=60, heartbeat_interval=60)
+    for step in range(25):
+        mon.log(step, loss=float(step))
+    mon.close()
+    tables = segments(tmp_path, mon.run_id)
+    assert [s for s, _, _ in metric_rows(tables)] == list(range(15, 25))
+    assert read_header(tables[-1]).dropped_rows == 15 == mon.dropped_records
+
+
+def test_settings_are_checked_with_the_bad_value_in_the_message(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="flush_interval must be > 0 seconds, got 0"):
+        Monitor(run="x", store=tmp_path, flush_interval=0)
