@@ -20,7 +20,8 @@ from trainlight.app.formatting import format_value
 from trainlight.collectors import Monitor
 
 if TYPE_CHECKING:  # fixtures come from conftest.py; only their types are imported
-    from tests.browser.conftest import LiveServer, WatchedPage
+    from tests.browser.conftest import WatchedPage
+    from tests.support.server import LiveServer
 
 pytestmark = pytest.mark.browser
 

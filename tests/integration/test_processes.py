@@ -10,15 +10,8 @@ import duckdb
 import pytest
 import requests
 
-from tests.support.processes import (
-    free_port,
-    read_line_starting,
-    running_server,
-    start_server,
-    start_trainer,
-    stop_process,
-    wait_until,
-)
+from tests.support.processes import Trainer, free_port
+from tests.support.server import running_server, start_server, stop_server, wait_until
 
 pytestmark = pytest.mark.slow
 KEYS_PER_STEP = 3  # loss, step_copy, tensor_loss
@@ -57,7 +50,7 @@ def test_two_trainers_concurrently_every_row_exactly_once(tmp_path: Path) -> Non
     steps = 20_000
     with running_server(tmp_path) as server:
         trainers = [
-            start_trainer(
+            Trainer(
                 [
                     "--store",
                     str(tmp_path),
@@ -71,9 +64,9 @@ def test_two_trainers_concurrently_every_row_exactly_once(tmp_path: Path) -> Non
             )
             for i in range(2)
         ]
-        run_ids = [read_line_starting(t, "run_id ") for t in trainers]
+        run_ids = [t.line_starting("run_id ") for t in trainers]
         for trainer in trainers:
-            assert trainer.wait(timeout=240) == 0, trainer.stderr.read() if trainer.stderr else ""
+            assert trainer.wait(timeout=240) == 0, trainer.stderr
 
         def all_finished() -> bool:
             runs = {r["run_id"]: r for r in server.runs()}
@@ -81,7 +74,7 @@ def test_two_trainers_concurrently_every_row_exactly_once(tmp_path: Path) -> Non
                 runs.get(rid, {}).get("status") == "finished" for rid in run_ids
             )
 
-        wait_until(all_finished, timeout=60, what="both runs ingested and finished")
+        wait_until(all_finished, 60, what="both runs ingested and finished")
         listed = {r["run_id"]: r for r in server.runs()}
         assert all(listed[rid]["last_step"] == steps - 1 for rid in run_ids)
     for run_id in run_ids:
@@ -95,7 +88,7 @@ def test_two_trainers_concurrently_every_row_exactly_once(tmp_path: Path) -> Non
 def test_kill_9_trainer_loses_at_most_one_flush_interval(tmp_path: Path) -> None:
     flush = 0.5
     with running_server(tmp_path) as server:
-        trainer = start_trainer(
+        trainer = Trainer(
             [
                 "--store",
                 str(tmp_path),
@@ -111,17 +104,16 @@ def test_kill_9_trainer_loses_at_most_one_flush_interval(tmp_path: Path) -> None
                 "50",
             ]
         )
-        run_id = read_line_starting(trainer, "run_id ")
-        read_line_starting(trainer, "progress 2000 ")  # a few flushes have happened
-        trainer.send_signal(signal.SIGKILL)
+        run_id = trainer.line_starting("run_id ")
+        trainer.line_starting("progress 2000 ")  # a few flushes have happened
+        trainer.kill()
         killed_at = time.time()
-        trainer.wait(timeout=30)
         wait_until(
             lambda: (server.run(run_id) or {}).get("status") in ("crashed", "stale"),
-            timeout=30,
+            timeout_s=30,
             what="the killed run to be marked crashed",
         )
-        wait_until(lambda: inbox_empty(tmp_path), timeout=30, what="inbox drained")
+        wait_until(lambda: inbox_empty(tmp_path), 30, what="inbox drained")
     con = duckdb.connect(str(tmp_path / "trainlight.duckdb"), read_only=True)
     try:
         row = con.execute(
@@ -143,9 +135,9 @@ def test_kill_9_trainer_loses_at_most_one_flush_interval(tmp_path: Path) -> None
 
 def test_kill_9_server_mid_ingest_then_restart_no_loss_no_duplicate(tmp_path: Path) -> None:
     steps = 60_000
-    server = start_server(tmp_path)
+    server = start_server(tmp_path, tmp_path.parent / f"{tmp_path.name}-serve.log")
     try:
-        trainer = start_trainer(
+        trainer = Trainer(
             [
                 "--store",
                 str(tmp_path),
@@ -159,19 +151,19 @@ def test_kill_9_server_mid_ingest_then_restart_no_loss_no_duplicate(tmp_path: Pa
                 "10000",
             ]
         )
-        run_id = read_line_starting(trainer, "run_id ")
-        read_line_starting(trainer, "progress 20000 ")
-        server.proc.send_signal(signal.SIGKILL)  # mid-ingest: segments keep arriving
-        server.proc.wait(timeout=30)
+        run_id = trainer.line_starting("run_id ")
+        trainer.line_starting("progress 20000 ")
+        server.process.send_signal(signal.SIGKILL)  # mid-ingest: segments keep arriving
+        server.process.wait(timeout=30)
         assert trainer.wait(timeout=240) == 0
     finally:
-        stop_process(server.proc)
+        stop_server(server)
     with running_server(tmp_path) as restarted:
         wait_until(
             lambda: (
                 inbox_empty(tmp_path) and (restarted.run(run_id) or {}).get("status") == "finished"
             ),
-            timeout=60,
+            timeout_s=60,
             what="restarted server to ingest the rest",
         )
     assert store_rows(tmp_path, run_id) == (steps * KEYS_PER_STEP, steps * KEYS_PER_STEP, steps - 1)
@@ -181,7 +173,7 @@ def test_http_transport_keeps_outbox_until_server_is_back(tmp_path: Path) -> Non
     store, outbox = tmp_path / "store", tmp_path / "outbox"
     port = free_port()
     steps = 3000
-    trainer = start_trainer(
+    trainer = Trainer(
         [
             "--store",
             f"http://127.0.0.1:{port}",
@@ -198,20 +190,19 @@ def test_http_transport_keeps_outbox_until_server_is_back(tmp_path: Path) -> Non
         ],
         env={"TRAINLIGHT_OUTBOX": str(outbox)},
     )
-    run_id = read_line_starting(trainer, "run_id ")
-    read_line_starting(trainer, "progress 500 ")
+    run_id = trainer.line_starting("run_id ")
+    trainer.line_starting("progress 500 ")
     assert list(outbox.glob(f"{run_id}/*.parquet")), "segments must wait in the outbox"
     with running_server(store, port=port) as server:
         assert trainer.wait(timeout=120) == 0
-        assert trainer.stderr is not None
-        warnings = trainer.stderr.read()
-        assert warnings.count("cannot reach the trainlight server") == 1  # said once, not per try
+        # said once, not once per retry
+        assert trainer.stderr.count("cannot reach the trainlight server") == 1
         wait_until(
             lambda: (server.run(run_id) or {}).get("status") == "finished",
-            timeout=60,
+            timeout_s=60,
             what="remote run ingested",
         )
-        wait_until(lambda: inbox_empty(store), timeout=30, what="server inbox drained")
+        wait_until(lambda: inbox_empty(store), 30, what="server inbox drained")
     assert not list(outbox.glob(f"{run_id}/*.parquet")), "acknowledged segments leave the outbox"
     assert store_rows(store, run_id) == (steps * KEYS_PER_STEP, steps * KEYS_PER_STEP, steps - 1)
 
@@ -222,8 +213,8 @@ def test_stop_request_reaches_trainer_within_two_flush_intervals(
 ) -> None:
     flush = 0.5
     with running_server(tmp_path / "store") as server:
-        store = str(tmp_path / "store") if transport == "inbox" else server.url
-        trainer = start_trainer(
+        store = str(tmp_path / "store") if transport == "inbox" else server.base_url
+        trainer = Trainer(
             [
                 "--store",
                 store,
@@ -240,19 +231,19 @@ def test_stop_request_reaches_trainer_within_two_flush_intervals(
             ],
             env={"TRAINLIGHT_OUTBOX": str(tmp_path / "outbox")},
         )
-        run_id = read_line_starting(trainer, "run_id ")
-        wait_until(lambda: server.run(run_id) is not None, timeout=30, what="run ingested")
+        run_id = trainer.line_starting("run_id ")
+        wait_until(lambda: server.run(run_id) is not None, 30, what="run ingested")
         reply = requests.post(
-            f"{server.url}/api/v1/runs/{run_id}/stop", json={"reason": "doomed: test"}, timeout=10
+            server.url(f"api/v1/runs/{run_id}/stop"), json={"reason": "doomed: test"}, timeout=10
         )
         requested_at = time.time()
         assert reply.status_code == 200 and reply.json()["stop"] is True
-        stopped_at = float(read_line_starting(trainer, "stopped ", timeout=30).split()[1])
+        stopped_at = float(trainer.line_starting("stopped ", timeout=30).split()[1])
         assert trainer.wait(timeout=60) == 0
         assert stopped_at - requested_at <= 2 * flush
         wait_until(
             lambda: (server.run(run_id) or {}).get("status") == "stopped",
-            timeout=30,
+            timeout_s=30,
             what="run recorded as stopped",
         )
         assert (server.run(run_id) or {})["stop_reason"] == "doomed: test"
