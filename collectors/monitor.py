@@ -25,6 +25,7 @@ from trainlight.collectors.problems import Problems
 from trainlight.collectors.scalars import host_scalar
 from trainlight.collectors.schema import RunHeader, StoreLayout, make_run_id
 from trainlight.collectors.sinks import InboxSink, Sink
+from trainlight.collectors.tensor_slots import TensorSlots
 from trainlight.collectors.writer import SegmentWriter
 
 
@@ -59,6 +60,7 @@ class Monitor:
         self.run_id = make_run_id(run)
         self.name = run
         self._buffer = RecordBuffer(buffer_size)
+        self._slots = TensorSlots()
         header = RunHeader(
             run_id=self.run_id,
             seq=0,
@@ -74,6 +76,7 @@ class Monitor:
         self._writer = SegmentWriter(
             header,
             self._buffer,
+            self._slots,
             sink or self._make_sink(store),
             self.problems,
             flush_interval=flush_interval,
@@ -91,15 +94,26 @@ class Monitor:
     # -- hot path ------------------------------------------------------------------------------
     def log(self, step: int, **values: Any) -> None:
         """Record scalars (floats or 0-d tensors) for `step`. No device sync, no I/O."""
+        tensor_keys: list[str] | None = None
+        tensors: list[torch.Tensor] = []
         for key, value in values.items():
-            if value.__class__ is not float:
-                try:
-                    values[key] = host_scalar(value)
-                except TypeError as exc:
-                    self.problems.report(
-                        f"skipped:{key}", f"skipped values logged as {key!r}: {exc}"
-                    )
-                    values[key] = None
+            if value.__class__ is float:
+                continue
+            if isinstance(value, torch.Tensor) and (value.dim() == 0 or value.numel() == 1):
+                # detach frees the autograd graph now; neither op syncs the device
+                tensors.append(value.detach() if value.dim() == 0 else value.detach().reshape(()))
+                tensor_keys = tensor_keys or []
+                tensor_keys.append(key)
+                continue
+            try:
+                values[key] = host_scalar(value)
+            except TypeError as exc:
+                values[key] = None
+                self.problems.report(f"skipped:{key}", f"skipped values logged as {key!r}: {exc}")
+        if tensor_keys:
+            first = self._slots.put(tensors)
+            for offset, key in enumerate(tensor_keys):
+                values[key] = first + offset  # an int in a record is a tensor slot
         self._buffer.append((int(step), time.time(), values))
 
     def should_stop(self) -> bool:

@@ -16,11 +16,12 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from trainlight.collectors.buffer import RecordBuffer
+from trainlight.collectors.buffer import Record, RecordBuffer
 from trainlight.collectors.problems import Problems
-from trainlight.collectors.scalars import records_to_columns
+from trainlight.collectors.scalars import ScalarColumns, records_to_columns
 from trainlight.collectors.schema import RunHeader, StopRequest, segment_table
 from trainlight.collectors.sinks import Sink
+from trainlight.collectors.tensor_slots import TensorSlots
 
 
 def encode_segment(columns: dict[str, Any], header: RunHeader) -> bytes:
@@ -36,6 +37,7 @@ class SegmentWriter:
         self,
         header: RunHeader,
         buffer: RecordBuffer,
+        slots: TensorSlots,
         sink: Sink,
         problems: Problems,
         *,
@@ -51,6 +53,10 @@ class SegmentWriter:
             )
         self.header = header
         self.buffer = buffer
+        self.slots = slots
+        # Host values of tensor slots taken from `slots` whose records were not drained yet.
+        self._carry_base = 0
+        self._carry: list[float] = []
         self.sink = sink
         self.problems = problems
         self.flush_interval = flush_interval
@@ -99,9 +105,7 @@ class SegmentWriter:
         if not (records or force or heartbeat_due):
             self.sink.retry()
             return
-        columns = records_to_columns(records)
-        for key, why in columns.skipped.items():
-            self.problems.report(f"skipped:{key}", f"skipped values logged as {key!r}: {why}")
+        columns = self._columns(records)
         if status is not None:
             self.header = replace(self.header, status=status, stop_reason=stop_reason)
         now = time.time()
@@ -116,6 +120,16 @@ class SegmentWriter:
         self._seq += 1
         self._last_sent = now
         self.rows_written += len(columns)
+
+    def _columns(self, records: list[Record]) -> ScalarColumns:
+        base, values = self.slots.take_all()
+        if self._carry:
+            base, values = self._carry_base, self._carry + values
+        columns = records_to_columns(records, base, values)
+        # Slots after the last one used belong to records logged after the drain: keep them.
+        keep_from = max(columns.max_slot + 1, base) - base
+        self._carry_base, self._carry = base + keep_from, values[keep_from:]
+        return columns
 
     def _poll_stop(self) -> None:
         if self.stop_request is None:

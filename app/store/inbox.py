@@ -12,11 +12,13 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import groupby
 from pathlib import Path
 
 from trainlight.app.store.database import Store
-from trainlight.app.store.ingest import SegmentError, decode_segment, ingest_segment
+from trainlight.app.store.ingest import Segment, SegmentError, decode_segment, ingest_segments
 from trainlight.collectors.schema import list_segment_files, write_atomically
 
 log = logging.getLogger("trainlight.ingest")
@@ -34,21 +36,23 @@ class IngestStats:
 class Ingester:
     """Ingests a store's inbox; safe to run on one thread while readers use the store."""
 
-    def __init__(self, store: Store, hostname: str | None = None) -> None:
+    def __init__(
+        self, store: Store, hostname: str | None = None, max_batch_rows: int = 1_000_000
+    ) -> None:
         self.store = store
         self.hostname = hostname or socket.gethostname()
+        # One transaction per batch of a run's segments, capped so memory and commit stay bounded.
+        self.max_batch_rows = max_batch_rows
 
     def ingest_pending(self) -> IngestStats:
         stats = IngestStats()
-        blocked: set[str] = set()
-        for run_id, seq, path in list_segment_files(self.store.layout.inbox):
-            if run_id in blocked:
-                continue  # keep each run's segments in order: retry from this one next pass
+        for run_id, files in _by_run(list_segment_files(self.store.layout.inbox)):
             try:
-                self._ingest_file(run_id, seq, path, stats)
+                for batch in self._batches(run_id, files, stats):
+                    self._ingest_batch(batch, stats)
             except Exception:
-                log.exception("could not ingest %s; will retry", path)
-                blocked.add(run_id)
+                # Keep the run's order: its remaining segments wait for the next pass.
+                log.exception("could not ingest segments of run %s; will retry", run_id)
         stats.crashed_runs = self.sweep_liveness()
         return stats
 
@@ -61,11 +65,29 @@ class Ingester:
                 log.exception("ingest pass failed; retrying")
             stop.wait(interval)
 
-    def _ingest_file(self, run_id: str, seq: int, path: Path, stats: IngestStats) -> None:
+    def _batches(
+        self, run_id: str, files: list[tuple[int, Path]], stats: IngestStats
+    ) -> Iterator[list[tuple[Segment, Path]]]:
+        """Decoded segments of one run in seq order, grouped so no batch exceeds the row cap."""
+        batch: list[tuple[Segment, Path]] = []
+        rows = 0
+        for seq, path in files:
+            segment = self._decode(run_id, seq, path, stats)
+            if segment is None:
+                continue
+            if batch and rows + segment.table.num_rows > self.max_batch_rows:
+                yield batch
+                batch, rows = [], 0
+            batch.append((segment, path))
+            rows += segment.table.num_rows
+        if batch:
+            yield batch
+
+    def _decode(self, run_id: str, seq: int, path: Path, stats: IngestStats) -> Segment | None:
         try:
             payload = path.read_bytes()
         except FileNotFoundError:
-            return
+            return None
         try:
             segment = decode_segment(payload)
             if (segment.header.run_id, segment.header.seq) != (run_id, seq):
@@ -76,12 +98,16 @@ class Ingester:
         except SegmentError as exc:
             self._reject(path, str(exc))
             stats.rejected += 1
-            return
-        result = ingest_segment(self.store, segment)
-        path.unlink(missing_ok=True)
-        stats.segments += 1
-        stats.rows += 0 if result.duplicate else result.rows
-        stats.duplicates += int(result.duplicate)
+            return None
+        return segment
+
+    def _ingest_batch(self, batch: list[tuple[Segment, Path]], stats: IngestStats) -> None:
+        result = ingest_segments(self.store, [segment for segment, _ in batch])
+        for _, path in batch:
+            path.unlink(missing_ok=True)
+        stats.segments += len(result.seqs)
+        stats.rows += result.rows
+        stats.duplicates += result.duplicates
 
     def _reject(self, path: Path, reason: str) -> None:
         rejected = self.store.layout.root / "rejected"
@@ -125,3 +151,8 @@ def _process_alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def _by_run(files: list[tuple[str, int, Path]]) -> Iterator[tuple[str, list[tuple[int, Path]]]]:
+    for run_id, group in groupby(files, key=lambda item: item[0]):
+        yield run_id, [(seq, path) for _, seq, path in group]

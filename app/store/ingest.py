@@ -1,25 +1,30 @@
 """Exactly-once ingest of segments into DuckDB.
 
-One segment is one transaction: check `(run_id, seq)` in `segments`, insert its rows, upsert
-`latest` and `runs`, record `(run_id, seq)`, commit. The segment file is deleted only after the
-commit, so a crash anywhere leaves either an un-ingested file (ingested on restart) or a recorded
-segment whose file is skipped and removed: never a lost or duplicated row.
+A batch of one run's segments is one transaction: drop the `(run_id, seq)` already recorded in
+`segments`, insert the rest's rows, upsert `latest` and `runs`, record their `(run_id, seq)`,
+commit. Segment files are deleted only after the commit, so a crash anywhere leaves either
+un-ingested files (ingested on restart) or recorded segments whose files are skipped and removed:
+never a lost or duplicated row. Batching matters: a transaction has ~25 ms of fixed cost on this
+machine, which would cap 1k-row segments at ~30k rows/s if each were its own transaction.
 """
 
 from __future__ import annotations
 
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from trainlight.app.jsonsafe import jsonable
 from trainlight.app.store.database import Store, utc_naive
 from trainlight.collectors.schema import (
     NO_LAYER,
+    SEGMENT_TABLES,
     RunHeader,
     check_segment_columns,
     read_header,
@@ -39,9 +44,9 @@ class Segment:
 @dataclass(frozen=True)
 class IngestResult:
     run_id: str
-    seq: int
-    rows: int
-    duplicate: bool
+    seqs: tuple[int, ...]  # newly ingested
+    rows: int  # newly ingested
+    duplicates: int  # segments skipped because they were ingested before
 
 
 def decode_segment(payload: bytes) -> Segment:
@@ -58,47 +63,78 @@ def decode_segment(payload: bytes) -> Segment:
     return Segment(header, table)
 
 
-def ingest_segment(store: Store, segment: Segment) -> IngestResult:
-    """Write one segment in one transaction, unless its (run_id, seq) was ingested before."""
-    header = segment.header
+def ingest_segments(store: Store, segments: Sequence[Segment]) -> IngestResult:
+    """Write one run's segments (in seq order) in one transaction, skipping any seen before."""
+    run_id = segments[0].header.run_id
+    if any(seg.header.run_id != run_id for seg in segments):
+        raise ValueError("a batch must hold segments of one run")
     with store.write() as cur:
-        seen = cur.execute(
-            "SELECT n_rows FROM segments WHERE run_id = ? AND seq = ?", [header.run_id, header.seq]
-        ).fetchone()
-        if seen is not None:
-            return IngestResult(header.run_id, header.seq, int(seen[0]), duplicate=True)
-        cur.register("segment", segment.table)
+        seen = {
+            row[0]
+            for row in cur.execute(
+                "SELECT seq FROM segments WHERE run_id = ? AND seq IN (SELECT unnest(?))",
+                [run_id, [seg.header.seq for seg in segments]],
+            ).fetchall()
+        }
+        fresh = [seg for seg in segments if seg.header.seq not in seen]
+        if not fresh:
+            return IngestResult(run_id, (), 0, duplicates=len(segments))
+        table = pa.concat_tables([seg.table.replace_schema_metadata(None) for seg in fresh])
+        cur.register("segment", table)
         try:
-            rows = _insert_rows(cur, header.run_id)
-            _upsert_run(cur, header)
+            _insert_rows(cur, run_id, _tables_present(table))
         finally:
             cur.unregister("segment")
-        cur.execute(
-            "INSERT INTO segments VALUES (?, ?, ?, ?)",
-            [header.run_id, header.seq, rows, utc_naive()],
-        )
-    return IngestResult(header.run_id, header.seq, rows, duplicate=False)
+        _upsert_run(cur, fresh[-1].header, _max_step(table))
+        cur.register("new_segments", _segments_rows(run_id, fresh))
+        try:
+            cur.execute("INSERT INTO segments SELECT * FROM new_segments")
+        finally:
+            cur.unregister("new_segments")
+    seqs = tuple(seg.header.seq for seg in fresh)
+    return IngestResult(run_id, seqs, table.num_rows, duplicates=len(segments) - len(fresh))
 
 
-def _insert_rows(cur: duckdb.DuckDBPyConnection, run_id: str) -> int:
-    cur.execute(
-        """INSERT INTO metrics
-           SELECT ?, step, CAST(key AS VARCHAR), value, wall_time
-           FROM segment WHERE "table" = 'metrics'""",
-        [run_id],
+def _tables_present(table: pa.Table) -> set[str]:
+    return {str(name) for name in pc.unique(table["table"]).to_pylist()}
+
+
+def _max_step(table: pa.Table) -> int | None:
+    value = pc.max(table["step"]).as_py() if table.num_rows else None
+    return None if value is None else int(value)
+
+
+def _segments_rows(run_id: str, segments: Sequence[Segment]) -> pa.Table:
+    now = utc_naive()
+    return pa.table(
+        {
+            "run_id": pa.array([run_id] * len(segments), pa.string()),
+            "seq": pa.array([seg.header.seq for seg in segments], pa.int64()),
+            "n_rows": pa.array([seg.table.num_rows for seg in segments], pa.int64()),
+            "ingested_at": pa.array([now] * len(segments), pa.timestamp("us")),
+        }
     )
-    cur.execute(
-        """INSERT INTO layer_metrics
-           SELECT ?, step, CAST(layer AS VARCHAR), CAST(key AS VARCHAR), value
-           FROM segment WHERE "table" = 'layer_metrics'""",
-        [run_id],
-    )
-    cur.execute(
-        """INSERT INTO lca_frames
-           SELECT ?, step, CAST(layer AS VARCHAR), n_rows, n_cols, "values"
-           FROM segment WHERE "table" = 'lca_frames'""",
-        [run_id],
-    )
+
+
+_INSERTS = {
+    "metrics": """INSERT INTO metrics
+        SELECT ?, step, CAST(key AS VARCHAR), value, wall_time
+        FROM segment WHERE "table" = 'metrics'""",
+    "layer_metrics": """INSERT INTO layer_metrics
+        SELECT ?, step, CAST(layer AS VARCHAR), CAST(key AS VARCHAR), value
+        FROM segment WHERE "table" = 'layer_metrics'""",
+    "lca_frames": """INSERT INTO lca_frames
+        SELECT ?, step, CAST(layer AS VARCHAR), n_rows, n_cols, "values"
+        FROM segment WHERE "table" = 'lca_frames'""",
+}
+
+
+def _insert_rows(cur: duckdb.DuckDBPyConnection, run_id: str, present: set[str]) -> None:
+    for table in SEGMENT_TABLES:
+        if table in present:
+            cur.execute(_INSERTS[table], [run_id])
+    if not present & {"metrics", "layer_metrics"}:
+        return
     # The newest value per series, so "last value of everything" never scans history.
     cur.execute(
         """INSERT INTO latest
@@ -111,14 +147,12 @@ def _insert_rows(cur: duckdb.DuckDBPyConnection, run_id: str) -> int:
            WHERE excluded.step >= latest.step""",
         [run_id, NO_LAYER],
     )
-    row = cur.execute("SELECT count(*) FROM segment").fetchone()
-    return int(row[0]) if row else 0
 
 
 _UPSERT_RUN = """
 INSERT INTO runs (run_id, project, name, "group", tags, config, status, started_at, updated_at,
                   host, pid, last_step, stop_requested, stop_reason, dropped_rows)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT max(step) FROM segment), false, ?, ?)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, false, ?, ?)
 ON CONFLICT (run_id) DO UPDATE SET
     project = excluded.project, name = excluded.name, "group" = excluded."group",
     tags = excluded.tags, config = excluded.config, host = excluded.host, pid = excluded.pid,
@@ -135,7 +169,7 @@ ON CONFLICT (run_id) DO UPDATE SET
 """
 
 
-def _upsert_run(cur: duckdb.DuckDBPyConnection, header: RunHeader) -> None:
+def _upsert_run(cur: duckdb.DuckDBPyConnection, header: RunHeader, last_step: int | None) -> None:
     cur.execute(
         _UPSERT_RUN,
         [
@@ -150,6 +184,7 @@ def _upsert_run(cur: duckdb.DuckDBPyConnection, header: RunHeader) -> None:
             utc_naive(header.sent_at),
             header.host,
             header.pid,
+            last_step,
             header.stop_reason,
             header.dropped_rows,
         ],

@@ -42,6 +42,21 @@ def test_logged_values_land_in_inbox_segments_once_each(tmp_path: Path) -> None:
     assert headers[-1].config == {"lr": 0.1} and headers[-1].project == "digits"
 
 
+def test_tensor_values_survive_flushes_racing_the_training_loop(tmp_path: Path) -> None:
+    with Monitor(run="racy", store=tmp_path, flush_interval=0.001) as mon:
+        for step in range(3000):
+            mon.log(
+                step, a=torch.tensor(float(step)), b=float(-step), c=torch.tensor([[2.0 * step]])
+            )
+    rows = metric_rows(segments(tmp_path, mon.run_id))
+    expected = {
+        (s, k, v)
+        for s in range(3000)
+        for k, v in (("a", float(s)), ("b", float(-s)), ("c", 2.0 * s))
+    }
+    assert len(rows) == len(expected) and set(rows) == expected
+
+
 def test_exception_escaping_the_with_marks_the_run_crashed(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="boom"), Monitor(run="x", store=tmp_path) as mon:
         mon.log(0, loss=1.0)

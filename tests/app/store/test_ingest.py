@@ -8,7 +8,13 @@ import pytest
 from tests.support.segments import metrics_segment
 from trainlight.app.store.database import Store, StoreLockedError, utc_naive
 from trainlight.app.store.inbox import Ingester
-from trainlight.app.store.ingest import SegmentError, decode_segment, ingest_segment
+from trainlight.app.store.ingest import (
+    IngestResult,
+    Segment,
+    SegmentError,
+    decode_segment,
+    ingest_segments,
+)
 from trainlight.app.store.queries import get_run, list_runs
 from trainlight.collectors.schema import StoreLayout, write_atomically
 
@@ -20,6 +26,10 @@ def store(tmp_path: Path) -> Store:
     opened.close()
 
 
+def ingest(store: Store, segment: Segment) -> IngestResult:
+    return ingest_segments(store, [segment])
+
+
 def count(store: Store, sql: str, *params: object) -> int:
     with store.read() as cur:
         row = cur.execute(sql, list(params)).fetchone()
@@ -29,17 +39,33 @@ def count(store: Store, sql: str, *params: object) -> int:
 
 def test_same_segment_twice_is_ingested_once(store: Store) -> None:
     segment = decode_segment(metrics_segment("r-1", 0, [(0, "loss", 1.0), (1, "loss", 0.5)]))
-    first = ingest_segment(store, segment)
-    second = ingest_segment(store, segment)
-    assert (first.duplicate, first.rows) == (False, 2)
-    assert second.duplicate
+    first = ingest(store, segment)
+    second = ingest(store, segment)
+    assert (first.seqs, first.rows, first.duplicates) == ((0,), 2, 0)
+    assert (second.seqs, second.rows, second.duplicates) == ((), 0, 1)
     assert count(store, "SELECT count(*) FROM metrics") == 2
     assert count(store, "SELECT count(*) FROM segments") == 1
 
 
+def test_a_batch_skips_only_the_segments_seen_before(store: Store) -> None:
+    segments = [
+        decode_segment(metrics_segment("r-1", seq, [(seq, "loss", 1.0)])) for seq in range(4)
+    ]
+    ingest(store, segments[1])
+    result = ingest_segments(store, segments)
+    assert (result.seqs, result.rows, result.duplicates) == ((0, 2, 3), 3, 1)
+    assert count(store, "SELECT count(*) FROM metrics") == 4
+    assert count(store, "SELECT count(DISTINCT seq) FROM segments") == 4
+
+
+def test_a_batch_must_hold_one_run(store: Store) -> None:
+    with pytest.raises(ValueError, match="one run"):
+        ingest_segments(store, [decode_segment(metrics_segment(r, 0, [])) for r in ("a-1", "b-1")])
+
+
 def test_latest_keeps_the_newest_step_even_when_segments_arrive_out_of_order(store: Store) -> None:
-    ingest_segment(store, decode_segment(metrics_segment("r-1", 1, [(10, "loss", 0.1)])))
-    ingest_segment(
+    ingest(store, decode_segment(metrics_segment("r-1", 1, [(10, "loss", 0.1)])))
+    ingest(
         store, decode_segment(metrics_segment("r-1", 0, [(5, "loss", 0.9), (6, "acc", math.nan)]))
     )
     with store.read() as cur:
@@ -50,8 +76,8 @@ def test_latest_keeps_the_newest_step_even_when_segments_arrive_out_of_order(sto
 
 
 def test_a_late_running_segment_never_reopens_a_finished_run(store: Store) -> None:
-    ingest_segment(store, decode_segment(metrics_segment("r-1", 1, [], status="finished")))
-    ingest_segment(store, decode_segment(metrics_segment("r-1", 0, [(1, "loss", 1.0)])))
+    ingest(store, decode_segment(metrics_segment("r-1", 1, [], status="finished")))
+    ingest(store, decode_segment(metrics_segment("r-1", 0, [(1, "loss", 1.0)])))
     with store.read() as cur:
         (run,) = list_runs(cur, utc_naive())
     assert run.status == "finished"
@@ -60,7 +86,7 @@ def test_a_late_running_segment_never_reopens_a_finished_run(store: Store) -> No
 def test_hostile_names_and_config_are_stored_verbatim(store: Store) -> None:
     name = '\'; DROP TABLE runs; -- "../.." 🚀'
     config = {"q": "it's", "nan": float("nan"), "path": "../../etc"}
-    ingest_segment(
+    ingest(
         store,
         decode_segment(
             metrics_segment(
@@ -84,7 +110,7 @@ def test_hostile_names_and_config_are_stored_verbatim(store: Store) -> None:
 
 
 def test_silent_running_run_is_shown_stale(store: Store) -> None:
-    ingest_segment(store, decode_segment(metrics_segment("r-1", 0, [], sent_at=1_000_000.0)))
+    ingest(store, decode_segment(metrics_segment("r-1", 0, [], sent_at=1_000_000.0)))
     with store.read() as cur:
         (run,) = list_runs(cur, utc_naive())
     assert run.status == "stale"
@@ -123,8 +149,8 @@ def test_ingester_marks_runs_of_dead_local_processes_crashed(store: Store) -> No
     )
     pid = int(dead.stdout)
     ingester = Ingester(store, hostname="this-host")
-    ingest_segment(store, decode_segment(metrics_segment("r-1", 0, [], host="this-host", pid=pid)))
-    ingest_segment(store, decode_segment(metrics_segment("r-2", 0, [], host="other-host", pid=pid)))
+    ingest(store, decode_segment(metrics_segment("r-1", 0, [], host="this-host", pid=pid)))
+    ingest(store, decode_segment(metrics_segment("r-2", 0, [], host="other-host", pid=pid)))
     assert ingester.sweep_liveness() == ["r-1"]
     with store.read() as cur:
         statuses = dict(cur.execute("SELECT run_id, status FROM runs").fetchall())
