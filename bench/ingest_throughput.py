@@ -102,7 +102,7 @@ def fill_inbox(layout: StoreLayout, scenario: Scenario) -> list[bytes]:
     for seq in range(scenario.segments):
         this = RunHeader(**{**header.__dict__, "seq": seq, "sent_at": time.time()})
         columns = metric_columns(scenario.rows_per_segment, seq * steps_per_segment)
-        payload = encode_segment(dict(columns), this)
+        payload = encode_segment([columns], this)
         write_atomically(layout.segment_path(header.run_id, seq), payload)
         payloads.append(payload)
     return payloads

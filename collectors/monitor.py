@@ -26,7 +26,7 @@ from trainlight.collectors.scalars import host_scalar
 from trainlight.collectors.schema import RunHeader, StoreLayout, make_run_id
 from trainlight.collectors.sinks import InboxSink, Sink
 from trainlight.collectors.tensor_slots import TensorSlots
-from trainlight.collectors.writer import SegmentWriter
+from trainlight.collectors.writer import RowSource, SegmentWriter
 
 
 class Monitor:
@@ -61,6 +61,7 @@ class Monitor:
         self.name = run
         self._buffer = RecordBuffer(buffer_size)
         self._slots = TensorSlots()
+        self._last_step = -1
         header = RunHeader(
             run_id=self.run_id,
             seq=0,
@@ -114,7 +115,9 @@ class Monitor:
             first = self._slots.put(tensors)
             for offset, key in enumerate(tensor_keys):
                 values[key] = first + offset  # an int in a record is a tensor slot
-        self._buffer.append((int(step), time.time(), values))
+        step = int(step)
+        self._last_step = step
+        self._buffer.append((step, time.time(), values))
 
     def should_stop(self) -> bool:
         """True once a stop was requested (dashboard, API, or auto-prune). Costs no I/O."""
@@ -124,6 +127,15 @@ class Monitor:
     def stop_reason(self) -> str | None:
         request = self._writer.stop_request
         return request.reason if request else None
+
+    @property
+    def last_step(self) -> int:
+        """The step of the latest `log()` call (-1 before any): windows are stamped with it."""
+        return self._last_step
+
+    def add_source(self, source: RowSource) -> None:
+        """Have the flush thread collect `source`'s rows into every segment."""
+        self._writer.sources.append(source)
 
     @property
     def dropped_records(self) -> int:

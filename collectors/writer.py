@@ -11,22 +11,43 @@ from __future__ import annotations
 import io
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from trainlight.collectors.buffer import Record, RecordBuffer
 from trainlight.collectors.problems import Problems
 from trainlight.collectors.scalars import ScalarColumns, records_to_columns
-from trainlight.collectors.schema import RunHeader, StopRequest, segment_table
+from trainlight.collectors.schema import HEADER_KEY, RunHeader, StopRequest, segment_table
 from trainlight.collectors.sinks import Sink
 from trainlight.collectors.tensor_slots import TensorSlots
 
 
-def encode_segment(columns: dict[str, Any], header: RunHeader) -> bytes:
+class RowSource(Protocol):
+    """Something beside `log()` that produces rows: activation statistics, runaway distances...
+
+    `collect` runs on the flush thread (so it may copy device tensors to the host) and returns
+    column data in the segment schema's names (with a `table` column), or None when idle.
+    """
+
+    def collect(self) -> Mapping[str, Sequence[Any]] | None: ...
+
+
+def build_segment(parts: Sequence[Mapping[str, Any]], header: RunHeader) -> pa.Table:
+    """One segment table from several column sets (each a table's worth of rows)."""
+    tables = [segment_table(part, header) for part in parts if len(part["step"])]
+    if not tables:
+        return segment_table({"step": []}, header)
+    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    return table.replace_schema_metadata({HEADER_KEY: header.to_bytes()})
+
+
+def encode_segment(parts: Sequence[Mapping[str, Any]], header: RunHeader) -> bytes:
     out = io.BytesIO()
-    pq.write_table(segment_table(columns, header), out, compression="zstd")
+    pq.write_table(build_segment(parts, header), out, compression="zstd")
     return out.getvalue()
 
 
@@ -62,6 +83,7 @@ class SegmentWriter:
         self.flush_interval = flush_interval
         self.heartbeat_interval = heartbeat_interval
         self.stop_request: StopRequest | None = None
+        self.sources: list[RowSource] = []
         self.rows_written = 0
         self._seq = 0
         self._last_sent = 0.0
@@ -116,10 +138,15 @@ class SegmentWriter:
                 f"record buffer full ({self.buffer.capacity} records); dropping oldest records "
                 "(count stored as runs.dropped_rows)",
             )
-        self.sink.send(header.run_id, self._seq, encode_segment(dict(columns.arrow()), header))
+        parts: list[Mapping[str, Any]] = [columns.arrow()]
+        for source in self.sources:
+            part = source.collect()
+            if part is not None:
+                parts.append(part)
+        self.sink.send(header.run_id, self._seq, encode_segment(parts, header))
         self._seq += 1
         self._last_sent = now
-        self.rows_written += len(columns)
+        self.rows_written += sum(len(part["step"]) for part in parts)
 
     def _columns(self, records: list[Record]) -> ScalarColumns:
         base, values = self.slots.take_all()

@@ -34,4 +34,4 @@ def metrics_segment(
         started_at=time.time(),
         **header,
     )  # type: ignore[arg-type]
-    return encode_segment(columns, run)
+    return encode_segment([columns], run)
