@@ -1,8 +1,9 @@
 """Turning logged scalars into segment columns on the flush thread.
 
-A record's values are floats, integer slots of tensors held in `TensorSlots` (copied to the host
-in one batch per flush, so logging a CUDA loss every step costs one sync per flush, not one per
-step), or None for a value `log()` refused and already reported. NaN and ±Inf pass through
+A record's values are floats (numbers and CPU tensors, read by `log()`), integer slots of device
+tensors held in `TensorSlots` (copied to the host in one batch per flush, so logging a CUDA loss
+every step costs one sync per flush, not one per step), or None for a value `log()` refused and
+already reported. NaN and ±Inf pass through
 unchanged: they are data (the `nonfinite` signal reads them).
 """
 

@@ -1,4 +1,6 @@
-"""Logged 0-d tensors, kept on their device in stacked chunks until the flush copies them out.
+"""Logged 0-d device tensors, kept on the device in stacked chunks until the flush copies them.
+
+(CPU tensors never come here: `log()` reads them at once, which costs no synchronisation.)
 
 Why not keep each tensor in its record: a record holding tensors is a container the garbage
 collector must track, and a training loop logging 4 tensors per step piles up thousands of them

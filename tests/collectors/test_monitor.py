@@ -42,7 +42,12 @@ def test_logged_values_land_in_inbox_segments_once_each(tmp_path: Path) -> None:
     assert headers[-1].config == {"lr": 0.1} and headers[-1].project == "digits"
 
 
-def test_tensor_values_survive_flushes_racing_the_training_loop(tmp_path: Path) -> None:
+@pytest.mark.parametrize("device_path", [False, True], ids=["cpu-read", "device-slots"])
+def test_tensor_values_survive_flushes_racing_the_training_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device_path: bool
+) -> None:
+    if device_path:  # treat CPU tensors as device tensors: the path a CUDA loss takes
+        monkeypatch.setattr("trainlight.collectors.monitor._read_now", lambda tensor: False)
     with Monitor(run="racy", store=tmp_path, flush_interval=0.001) as mon:
         for step in range(3000):
             mon.log(
