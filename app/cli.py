@@ -86,7 +86,7 @@ def _runs(store: Store) -> int:
 
     now = utc_naive()
     with store.read() as cur:
-        print(runs_table_text(list_runs(cur, now), now))
+        print(runs_table_text(list_runs(cur, now), now, color=sys.stdout.isatty()))
     return 0
 
 

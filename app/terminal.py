@@ -1,18 +1,37 @@
-"""`trainlight runs`: the store's runs as an aligned table in the terminal."""
+"""`trainlight runs`: the store's runs as an aligned table in the terminal.
+
+Health badges are a shape per state (so they read without colour: ● green, ▲ amber, ■ red,
+○ grey / no data), coloured with ANSI codes when the output is a terminal.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from trainlight.app.formatting import format_age, format_value
 from trainlight.app.store.queries import RunSummary
+from trainlight.collectors.health.verdict import SIGNALS
 
-_COLUMNS = ("RUN ID", "NAME", "PROJECT", "GROUP", "STATUS", "STEP", "UPDATED", "LAST VALUES")
+_COLUMNS = (
+    "RUN ID",
+    "NAME",
+    "PROJECT",
+    "GROUP",
+    "STATUS",
+    "STEP",
+    "UPDATED",
+    "HEALTH",
+    "LAST VALUES",
+)
 _MAX_CELL = 48
+_SHAPES = {"green": "●", "amber": "▲", "red": "■", "grey": "○"}
+_ANSI = {"green": "\033[32m", "amber": "\033[33m", "red": "\033[31m", "grey": "\033[90m"}
+_RESET = "\033[0m"
+HEALTH_LEGEND = "health: " + " ".join(f"{s[:3]}" for s in SIGNALS) + "  (● ok ▲ warn ■ bad ○ none)"
 
 
-def runs_table_text(runs: Sequence[RunSummary], now: datetime) -> str:
+def runs_table_text(runs: Sequence[RunSummary], now: datetime, color: bool = False) -> str:
     if not runs:
         return "no runs in this store"
     rows = [_COLUMNS] + [_cells(run, now) for run in runs]
@@ -21,7 +40,25 @@ def runs_table_text(runs: Sequence[RunSummary], now: datetime) -> str:
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         for row in rows
     ]
-    return "\n".join(lines)
+    if color:  # colour after aligning: escape codes have no width
+        lines = [lines[0]] + [
+            _colour_badges(line, run.health) for line, run in zip(lines[1:], runs, strict=True)
+        ]
+    return "\n".join([*lines, HEALTH_LEGEND])
+
+
+def badges(health: Mapping[str, str]) -> str:
+    """One shape per signal, in the order of SIGNALS."""
+    return "".join(_SHAPES.get(health.get(signal, "grey"), "?") for signal in SIGNALS)
+
+
+def _colour_badges(line: str, health: Mapping[str, str]) -> str:
+    plain = badges(health)
+    coloured = "".join(
+        f"{_ANSI.get(health.get(signal, 'grey'), '')}{shape}{_RESET}"
+        for signal, shape in zip(SIGNALS, plain, strict=True)
+    )
+    return line.replace(plain, coloured, 1)
 
 
 def _cells(run: RunSummary, now: datetime) -> tuple[str, ...]:
@@ -34,6 +71,7 @@ def _cells(run: RunSummary, now: datetime) -> tuple[str, ...]:
         run.status,
         "" if run.last_step is None else str(run.last_step),
         format_age(run.updated_at, now),
+        badges(run.health),
         _clip(values, 60),
     )
 

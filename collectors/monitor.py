@@ -14,12 +14,14 @@ import socket
 import sys
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
 import torch
 
 from trainlight.collectors.buffer import RecordBuffer
+from trainlight.collectors.health.settings import HealthSettings
 from trainlight.collectors.http_sink import HttpSink
 from trainlight.collectors.problems import Problems
 from trainlight.collectors.scalars import host_scalar
@@ -39,6 +41,9 @@ class Monitor:
         flush_interval: seconds between flushes; a stop request is seen within two of them.
         buffer_size: records held before the oldest are dropped (and counted).
         heartbeat_interval: seconds of silence after which an empty segment says "alive".
+        prune_on: signals (e.g. "nonfinite", "catch") whose turning red stops the run: the
+            server's verdict, or this process's own when no server reads the store.
+        health: HealthSettings (or a dict of overrides) for the health rules' thresholds.
         sink: a ready-made transport (tests, custom backends); overrides `store`.
     """
 
@@ -54,6 +59,8 @@ class Monitor:
         flush_interval: float = 1.0,
         buffer_size: int = 200_000,
         heartbeat_interval: float = 10.0,
+        prune_on: Iterable[str] = (),
+        health: HealthSettings | Mapping[str, Any] | None = None,
         sink: Sink | None = None,
     ) -> None:
         self.problems = Problems()
@@ -73,6 +80,8 @@ class Monitor:
             host=socket.gethostname(),
             pid=os.getpid(),
             started_at=time.time(),
+            health=_health_overrides(health),
+            prune_on=tuple(prune_on),
         ).validated()
         self._writer = SegmentWriter(
             header,
@@ -121,6 +130,20 @@ class Monitor:
         step = int(step)
         self._last_step = step
         self._buffer.append((step, time.time(), values))
+
+    def roles(
+        self,
+        adversary: str | None = None,
+        gradient_penalty: str | None = None,
+        content: str | None = None,
+    ) -> None:
+        """Name the logged keys that play each GAN role; enables the `catch` signal."""
+        named = {"adversary": adversary, "gradient_penalty": gradient_penalty, "content": content}
+        self._update_header(roles={k: v for k, v in named.items() if v})
+
+    def _update_header(self, **changes: Any) -> None:
+        writer = self._writer
+        writer.header = replace(writer.header, **changes).validated()
 
     def should_stop(self) -> bool:
         """True once a stop was requested (dashboard, API, or auto-prune). Costs no I/O."""
@@ -174,6 +197,15 @@ class Monitor:
     def _close_at_exit(self) -> None:
         # The interpreter sets sys.last_type when it printed an uncaught exception.
         self.close("crashed" if getattr(sys, "last_type", None) else None)
+
+
+def _health_overrides(health: HealthSettings | Mapping[str, Any] | None) -> dict[str, Any]:
+    """Only the settings that differ from the defaults travel in the header."""
+    if health is None:
+        return {}
+    chosen = health if isinstance(health, HealthSettings) else HealthSettings.from_dict(health)
+    defaults = HealthSettings().to_dict()
+    return {k: v for k, v in chosen.to_dict().items() if defaults[k] != v}
 
 
 def _read_now(tensor: torch.Tensor) -> bool:

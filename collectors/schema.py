@@ -25,6 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from trainlight.collectors.health.evaluator import ROLE_NAMES
+from trainlight.collectors.health.settings import HealthSettings
+from trainlight.collectors.health.verdict import SIGNALS
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -80,6 +84,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TABLE segments(
             run_id VARCHAR, seq BIGINT, n_rows BIGINT, ingested_at TIMESTAMP,
             PRIMARY KEY (run_id, seq))""",
+    ),
+    (
+        # The health rules' memory per run (JSON text; may hold NaN), saved in the same
+        # transaction as the rows it was computed from, so evaluation resumes exactly.
+        """CREATE TABLE health_state(run_id VARCHAR PRIMARY KEY, state VARCHAR)""",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -238,10 +247,14 @@ class RunHeader:
     sent_at: float = 0.0  # unix seconds: the heartbeat
     dropped_rows: int = 0  # rows the collector discarded because its buffer was full (cumulative)
     stop_reason: str = ""  # why the run stopped, when status == "stopped"
+    roles: Mapping[str, str] = field(default_factory=dict)  # e.g. {"adversary": "d_loss"}
+    health: Mapping[str, Any] = field(default_factory=dict)  # HealthSettings overrides
+    prune_on: tuple[str, ...] = ()  # signals whose red stops the run
 
     def to_bytes(self) -> bytes:
         payload = asdict(self)
         payload["tags"] = list(self.tags)
+        payload["prune_on"] = list(self.prune_on)
         payload["format"] = SEGMENT_FORMAT
         return json.dumps(payload, default=str, allow_nan=True).encode()
 
@@ -260,6 +273,10 @@ class RunHeader:
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise ValueError("run tags must be a list of strings")
         data["tags"] = tuple(tags)
+        prune_on = data.get("prune_on", [])
+        if not isinstance(prune_on, list) or not all(isinstance(p, str) for p in prune_on):
+            raise ValueError("prune_on must be a list of signal names")
+        data["prune_on"] = tuple(prune_on)
         return cls(**data).validated()
 
     def validated(self) -> RunHeader:
@@ -277,6 +294,7 @@ class RunHeader:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**31:
                 raise ValueError(f"run {name} must be an integer in [0, 2**31), got {value!r}")
+        self._validate_health()
         for name in ("started_at", "sent_at"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0 <= value < 1e11:
@@ -285,6 +303,19 @@ class RunHeader:
         if not isinstance(tags, (list, tuple)) or not all(isinstance(t, str) for t in tags):
             raise ValueError("run tags must be a list of strings")
         return self
+
+    def _validate_health(self) -> None:
+        roles = self.roles
+        if not isinstance(roles, Mapping) or not all(
+            k in ROLE_NAMES and isinstance(v, str) for k, v in roles.items()
+        ):
+            raise ValueError(f"roles must map {ROLE_NAMES} to logged keys, got {roles!r}")
+        unknown = [p for p in self.prune_on if p not in SIGNALS]
+        if unknown:
+            raise ValueError(f"prune_on names unknown signals {unknown}; known: {SIGNALS}")
+        if not isinstance(self.health, Mapping):
+            raise ValueError("health settings must be a JSON object")
+        HealthSettings.from_dict(self.health)  # raises with the bad setting named
 
 
 def segment_table(columns: Mapping[str, Sequence[Any] | pa.Array], header: RunHeader) -> pa.Table:

@@ -19,6 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from trainlight.collectors.buffer import Record, RecordBuffer
+from trainlight.collectors.health.evaluator import RunHealth, spec_from_header
+from trainlight.collectors.health.verdict import RED
 from trainlight.collectors.problems import Problems
 from trainlight.collectors.scalars import ScalarColumns, records_to_columns
 from trainlight.collectors.schema import HEADER_KEY, RunHeader, StopRequest, segment_table
@@ -46,8 +48,12 @@ def build_segment(parts: Sequence[Mapping[str, Any]], header: RunHeader) -> pa.T
 
 
 def encode_segment(parts: Sequence[Mapping[str, Any]], header: RunHeader) -> bytes:
+    return _parquet(build_segment(parts, header))
+
+
+def _parquet(table: pa.Table) -> bytes:
     out = io.BytesIO()
-    pq.write_table(build_segment(parts, header), out, compression="zstd")
+    pq.write_table(table, out, compression="zstd")
     return out.getvalue()
 
 
@@ -84,6 +90,7 @@ class SegmentWriter:
         self.heartbeat_interval = heartbeat_interval
         self.stop_request: StopRequest | None = None
         self.sources: list[RowSource] = []
+        self._health: RunHealth | None = None  # local rules, only when the run auto-prunes
         self.rows_written = 0
         self._seq = 0
         self._last_sent = 0.0
@@ -143,7 +150,9 @@ class SegmentWriter:
             part = source.collect()
             if part is not None:
                 parts.append(part)
-        self.sink.send(header.run_id, self._seq, encode_segment(parts, header))
+        table = build_segment(parts, header)
+        self._judge_locally(table, header)
+        self.sink.send(header.run_id, self._seq, _parquet(table))
         self._seq += 1
         self._last_sent = now
         self.rows_written += sum(len(part["step"]) for part in parts)
@@ -157,6 +166,18 @@ class SegmentWriter:
         keep_from = max(columns.max_slot + 1, base) - base
         self._carry_base, self._carry = base + keep_from, values[keep_from:]
         return columns
+
+    def _judge_locally(self, table: pa.Table, header: RunHeader) -> None:
+        """With `prune_on`, run the server's rules here too, so pruning needs no server."""
+        if not header.prune_on:
+            return
+        spec = spec_from_header(header.roles, header.health, header.prune_on)
+        if self._health is None:
+            self._health = RunHealth(spec)
+        for change in self._health.feed(table, spec).transitions:
+            if change.state == RED and change.signal in header.prune_on and not self.stop_request:
+                reason = f"auto-pruned: {change.signal} red: {change.reason}"
+                self.stop_request = StopRequest(reason)
 
     def _poll_stop(self) -> None:
         if self.stop_request is None:

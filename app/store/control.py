@@ -21,5 +21,10 @@ def request_stop(store: Store, run_id: str, reason: str) -> bool:
         ).fetchone()
     if found is None:
         return False
-    write_atomically(store.layout.control_path(run_id), StopRequest(reason).to_bytes())
+    publish_stop(store, run_id, reason)
     return True
+
+
+def publish_stop(store: Store, run_id: str, reason: str) -> None:
+    """Write the control file an inbox collector polls (the DB row is what HTTP ones read)."""
+    write_atomically(store.layout.control_path(run_id), StopRequest(reason).to_bytes())

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
 
+from trainlight.app.store.control import publish_stop
 from trainlight.app.store.database import Store
 from trainlight.app.store.ingest import Segment, SegmentError, decode_segment, ingest_segments
 from trainlight.collectors.schema import list_segment_files, write_atomically
@@ -103,6 +104,8 @@ class Ingester:
 
     def _ingest_batch(self, batch: list[tuple[Segment, Path]], stats: IngestStats) -> None:
         result = ingest_segments(self.store, [segment for segment, _ in batch])
+        if result.prune_reason is not None:
+            publish_stop(self.store, result.run_id, result.prune_reason)
         for _, path in batch:
             path.unlink(missing_ok=True)
         stats.segments += len(result.seqs)

@@ -22,6 +22,8 @@ import pyarrow.parquet as pq
 
 from trainlight.app.jsonsafe import jsonable
 from trainlight.app.store.database import Store, utc_naive
+from trainlight.app.store.health import evaluate_segments
+from trainlight.collectors.health.verdict import Transition
 from trainlight.collectors.schema import (
     NO_LAYER,
     SEGMENT_TABLES,
@@ -47,6 +49,8 @@ class IngestResult:
     seqs: tuple[int, ...]  # newly ingested
     rows: int  # newly ingested
     duplicates: int  # segments skipped because they were ingested before
+    transitions: tuple[Transition, ...] = ()  # health state changes these segments caused
+    prune_reason: str | None = None  # set when an auto-prune signal turned red
 
 
 def decode_segment(payload: bytes) -> Segment:
@@ -86,13 +90,21 @@ def ingest_segments(store: Store, segments: Sequence[Segment]) -> IngestResult:
         finally:
             cur.unregister("segment")
         _upsert_run(cur, fresh[-1].header, _max_step(table))
+        outcome = evaluate_segments(cur, run_id, fresh)
         cur.register("new_segments", _segments_rows(run_id, fresh))
         try:
             cur.execute("INSERT INTO segments SELECT * FROM new_segments")
         finally:
             cur.unregister("new_segments")
     seqs = tuple(seg.header.seq for seg in fresh)
-    return IngestResult(run_id, seqs, table.num_rows, duplicates=len(segments) - len(fresh))
+    return IngestResult(
+        run_id,
+        seqs,
+        table.num_rows,
+        len(segments) - len(fresh),
+        tuple(outcome.transitions),
+        outcome.prune_reason,
+    )
 
 
 def _tables_present(table: pa.Table) -> set[str]:

@@ -40,7 +40,16 @@ def test_table_aligns_columns_and_spells_out_nan() -> None:
 
 def test_control_characters_in_names_cannot_move_the_cursor() -> None:
     text = runs_table_text([summary(name="evil\x1b[2J\rname\n")], NOW)
-    assert "\x1b" not in text and "\r" not in text and len(text.splitlines()) == 2
+    assert "\x1b" not in text and "\r" not in text and len(text.splitlines()) == 3
+
+
+def test_badges_are_shapes_in_signal_order_and_coloured_only_on_request() -> None:
+    run = summary(health={"nonfinite": "red", "catch": "green", "dead_relu": "amber"})
+    plain = runs_table_text([run], NOW)
+    assert "●○▲○■" in plain  # catch, runaway, dead_relu, lca, nonfinite
+    assert "\033[" not in plain
+    coloured = runs_table_text([run], NOW, color=True)
+    assert "\033[31m■" in coloured and "\033[32m●" in coloured
 
 
 def test_empty_store_says_so() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -132,3 +133,35 @@ def test_full_buffer_drops_oldest_and_reports_the_count(tmp_path: Path) -> None:
 def test_settings_are_checked_with_the_bad_value_in_the_message(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="flush_interval must be > 0 seconds, got 0"):
         Monitor(run="x", store=tmp_path, flush_interval=0)
+
+
+def test_prune_on_stops_the_run_without_any_server(tmp_path: Path) -> None:
+    with Monitor(
+        run="diverges", store=tmp_path, prune_on=("nonfinite",), flush_interval=0.05
+    ) as mon:
+        for step in range(10_000):
+            loss = 1.0 / (step + 1) if step < 300 else float("nan")
+            mon.log(step, loss=loss)
+            if mon.should_stop():
+                break
+            time.sleep(0.0005)
+    assert 300 <= step < 10_000
+    last = read_header(segments(tmp_path, mon.run_id)[-1])
+    assert last.status == "stopped"
+    assert last.stop_reason == "auto-pruned: nonfinite red: loss = NaN at step 300"
+
+
+def test_roles_and_health_settings_travel_in_the_header(tmp_path: Path) -> None:
+    with Monitor(
+        run="gan", store=tmp_path, health={"catch_window": 100}, prune_on=("catch",)
+    ) as mon:
+        mon.roles(adversary="d_loss", gradient_penalty="gp", content="content")
+        mon.log(0, d_loss=1.0)
+    last = read_header(segments(tmp_path, mon.run_id)[-1])
+    assert last.roles == {"adversary": "d_loss", "gradient_penalty": "gp", "content": "content"}
+    assert last.health == {"catch_window": 100} and last.prune_on == ("catch",)
+
+
+def test_unknown_prune_signal_is_refused_at_once(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="prune_on names unknown signals \\['catchh'\\]"):
+        Monitor(run="x", store=tmp_path, prune_on=("catchh",))

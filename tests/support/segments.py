@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+import pyarrow as pa
+
 from trainlight.collectors.schema import RunHeader
-from trainlight.collectors.writer import encode_segment
+from trainlight.collectors.writer import build_segment, encode_segment
 
 
 def metrics_segment(
@@ -35,3 +37,27 @@ def metrics_segment(
         **header,
     )  # type: ignore[arg-type]
     return encode_segment([columns], run)
+
+
+def rows_table(
+    metrics: Sequence[tuple[int, str, float]] = (),
+    layers: Sequence[tuple[int, str, str, float]] = (),
+) -> pa.Table:
+    """A segment table with metric rows (step, key, value) and layer rows (step, layer, key,
+    value), as the collectors write them, for feeding health rules directly."""
+    parts = [
+        {
+            "table": ["metrics"] * len(metrics),
+            "step": [m[0] for m in metrics],
+            "key": [m[1] for m in metrics],
+            "value": [m[2] for m in metrics],
+        },
+        {
+            "table": ["layer_metrics"] * len(layers),
+            "step": [r[0] for r in layers],
+            "layer": [r[1] for r in layers],
+            "key": [r[2] for r in layers],
+            "value": [r[3] for r in layers],
+        },
+    ]
+    return build_segment(parts, RunHeader(run_id="r-1", seq=0, name="t"))

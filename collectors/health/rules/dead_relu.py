@@ -1,0 +1,79 @@
+"""`dead_relu`: dead units per layer, and spikes of "undead" units waking up on stale weights.
+
+Green while every layer has < `dead_amber` dead units; amber at or above it; red at `dead_red`,
+for a wholly dead layer, or for an undead spike: a window whose undead count exceeds the median
+plus k·MAD of that layer's recent windows (MAD floored at one unit, so a quiet layer is not
+flagged for a single waking unit).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+from trainlight.collectors.health.observations import SegmentRows
+from trainlight.collectors.health.settings import HealthSettings
+from trainlight.collectors.health.verdict import AMBER, GREEN, GREY, RED, Verdict
+
+
+@dataclass
+class DeadReluWindow:
+    dead_frac: dict[str, float] = field(default_factory=dict)  # latest per layer
+    step: int | None = None
+    undead_history: dict[str, list[float]] = field(default_factory=dict)
+    spike: tuple[str, float, float, int] | None = None  # (layer, count, threshold, step)
+    spike_left: int = 0  # evaluations the last spike still holds the badge red
+    layer_order: list[str] = field(default_factory=list)
+
+    def update(self, rows: SegmentRows, settings: HealthSettings) -> bool:
+        dead = rows.layers.get("dead_frac", {})
+        undead = rows.layers.get("undead", {})
+        if not dead and not undead:
+            return False
+        for layer, (steps, values) in dead.items():
+            if layer not in self.layer_order:
+                self.layer_order.append(layer)
+            if values[-1] == values[-1]:  # a NaN fraction is the nonfinite signal's business
+                self.dead_frac[layer] = values[-1]
+            self.step = steps[-1] if self.step is None else max(self.step, steps[-1])
+        self.spike_left = max(0, self.spike_left - 1)
+        for layer, (steps, values) in undead.items():
+            for step, count in zip(steps, values, strict=True):
+                self._judge_undead(layer, step, count, settings)
+        return True
+
+    def _judge_undead(self, layer: str, step: int, count: float, settings: HealthSettings) -> None:
+        history = self.undead_history.setdefault(layer, [])
+        if len(history) >= settings.undead_min_history:
+            median = statistics.median(history)
+            mad = statistics.median(abs(x - median) for x in history)
+            threshold = median + settings.undead_k * max(mad, 1.0)
+            if count > threshold:
+                self.spike = (layer, count, threshold, step)
+                self.spike_left = settings.spike_hold
+        history.append(count)
+        del history[: -settings.undead_history]
+
+
+class DeadReluRule:
+    def __init__(self, settings: HealthSettings) -> None:
+        self.settings = settings
+
+    def evaluate(self, window: DeadReluWindow) -> Verdict:
+        if window.spike_left and window.spike is not None:
+            layer, count, threshold, step = window.spike
+            return Verdict(
+                RED,
+                f"undead spike in layer {layer!r}: {count:g} units woke up "
+                f"(threshold {threshold:.3g}) at step {step:,}",
+                step,
+            )
+        if not window.dead_frac:
+            return Verdict(GREY)
+        layer, frac = max(window.dead_frac.items(), key=lambda item: (item[1], item[0]))
+        where = f"layer {layer!r} has {frac:.0%} dead units at step {window.step:,}"
+        if frac >= self.settings.dead_red or frac >= 1.0:
+            return Verdict(RED, where, window.step)
+        if frac >= self.settings.dead_amber:
+            return Verdict(AMBER, where, window.step)
+        return Verdict(GREEN, "", window.step)

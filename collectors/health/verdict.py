@@ -1,0 +1,66 @@
+"""Verdicts, state changes, and the hysteresis that keeps badges from flickering."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GREEN, AMBER, RED, GREY = "green", "amber", "red", "grey"
+STATES = (GREEN, AMBER, RED, GREY)
+SIGNALS = ("catch", "runaway", "dead_relu", "lca", "nonfinite")
+_SEVERITY = {GREY: 0, GREEN: 1, AMBER: 2, RED: 3}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A rule's judgement after some data: the state, why, and the step it refers to."""
+
+    state: str
+    reason: str = ""
+    step: int | None = None
+    sticky: bool = False  # takes effect at once and never changes again (a NaN, a catch)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A change of a signal's state: one row of the `health` table."""
+
+    signal: str
+    state: str
+    step: int | None
+    reason: str
+
+
+def worst(states: list[str]) -> str:
+    """The most severe state (grey < green < amber < red); grey for none."""
+    return max(states, key=lambda s: _SEVERITY.get(s, 0), default=GREY)
+
+
+@dataclass
+class Hysteresis:
+    """Accepts a new state only after `confirm` consecutive verdicts agree (sticky: at once)."""
+
+    confirm: int
+    state: str = GREY
+    pending: str = GREY
+    pending_count: int = 0
+    locked: bool = False
+
+    def update(self, verdict: Verdict) -> bool:
+        """Feed one verdict; True when the accepted state changed."""
+        if self.locked or verdict.state == self.state:
+            self.pending_count = 0
+            return False
+        if verdict.sticky:
+            self.locked = True
+            return self._accept(verdict.state)
+        if verdict.state == self.pending:
+            self.pending_count += 1
+        else:
+            self.pending, self.pending_count = verdict.state, 1
+        if self.state == GREY or self.pending_count >= self.confirm:
+            return self._accept(verdict.state)
+        return False
+
+    def _accept(self, state: str) -> bool:
+        self.state, self.pending, self.pending_count = state, state, 0
+        return True
