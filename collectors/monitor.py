@@ -26,6 +26,8 @@ from trainlight.collectors.http_sink import HttpSink
 from trainlight.collectors.problems import Problems
 from trainlight.collectors.scalars import host_scalar
 from trainlight.collectors.schema import RunHeader, StoreLayout, make_run_id
+from trainlight.collectors.signals.activations import ActivationWatcher
+from trainlight.collectors.signals.runaway import RunawayTracker
 from trainlight.collectors.sinks import InboxSink, Sink
 from trainlight.collectors.tensor_slots import TensorSlots
 from trainlight.collectors.writer import RowSource, SegmentWriter
@@ -69,6 +71,8 @@ class Monitor:
         self._buffer = RecordBuffer(buffer_size)
         self._slots = TensorSlots()
         self._last_step = -1
+        self._watchers: list[ActivationWatcher] = []
+        self._runaway: RunawayTracker | None = None
         header = RunHeader(
             run_id=self.run_id,
             seq=0,
@@ -145,6 +149,54 @@ class Monitor:
         writer = self._writer
         writer.header = replace(writer.header, **changes).validated()
 
+    def watch(
+        self,
+        model: torch.nn.Module,
+        every: int = 10,
+        *,
+        window: int = 4096,
+        tau: float | None = None,
+        unit_dim: int = 1,
+        prefix: str = "",
+    ) -> None:
+        """Hook the ReLU-family activations of `model`: dead/undead units, variance, non-finite.
+
+        Observes every `every`-th training forward pass (eval and no_grad passes never count);
+        a window closes after `window` samples. `unit_dim` is the axis of units in activation
+        outputs: 1 for conv channels and [batch, features]; -1 for [batch, seq, features].
+        """
+        watcher = ActivationWatcher(
+            model,
+            step_of=lambda: self._last_step,
+            problems=self.problems,
+            every=every,
+            window=window,
+            tau=tau,
+            unit_dim=unit_dim,
+            prefix=prefix,
+        )
+        self._watchers.append(watcher)
+        self.add_source(watcher)
+
+    def unwatch(self) -> None:
+        """Remove every activation hook this Monitor installed (also done on close)."""
+        for watcher in self._watchers:
+            watcher.remove()
+
+    def reference(self, real: torch.Tensor) -> None:
+        """Per-sample means of real data: what generated outputs must converge to (`runaway`)."""
+        self._runaway_tracker().reference(real)
+
+    def outputs(self, step: int, generated: torch.Tensor) -> None:
+        """Per-sample means of a generated batch, for `runaway`. No device sync."""
+        self._runaway_tracker().observe(int(step), generated)
+
+    def _runaway_tracker(self) -> RunawayTracker:
+        if self._runaway is None:
+            self._runaway = RunawayTracker(problems=self.problems)
+            self.add_source(self._runaway)
+        return self._runaway
+
     def should_stop(self) -> bool:
         """True once a stop was requested (dashboard, API, or auto-prune). Costs no I/O."""
         return self._writer.stop_request is not None
@@ -178,6 +230,7 @@ class Monitor:
             return
         self._closed = True
         atexit.unregister(self._close_at_exit)
+        self.unwatch()
         if status is None:
             status = "stopped" if self.should_stop() else "finished"
         reason = (self.stop_reason or "") if status == "stopped" else ""

@@ -26,7 +26,7 @@ class HealthSettings:
     catch_window: int = 500  # steps per window of the adversary/content statistics
     plateau_rho: float = 0.01  # content EMA relative change per window below this: plateau
     ema_alpha: float = 0.05  # EMA smoothing of the content loss (per logged value)
-    catch_kappa: float = 0.5  # adversary window mean rising this much above its minimum: catch
+    catch_kappa: float = 0.25  # adversary window mean rising to (1 + kappa) x its minimum: catch
     catch_gamma: float = 3.0  # adversary/GP window std this many times its early baseline: catch
     baseline_windows: int = 2  # first windows that set the baseline std
     catch_patience: int = 5000  # steps of content plateau without a catch that turn red
