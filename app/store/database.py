@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import duckdb
 
@@ -82,9 +82,5 @@ class Store:
 
 def utc_naive(seconds: float | None = None) -> datetime:
     """A naive datetime in UTC: the convention for every TIMESTAMP column of the store."""
-    moment = (
-        datetime.now(timezone.utc)
-        if seconds is None
-        else datetime.fromtimestamp(seconds, timezone.utc)
-    )
+    moment = datetime.now(UTC) if seconds is None else datetime.fromtimestamp(seconds, UTC)
     return moment.replace(tzinfo=None)

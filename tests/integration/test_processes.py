@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+from datetime import UTC
 from pathlib import Path
 
 import duckdb
@@ -126,9 +127,8 @@ def test_kill_9_trainer_loses_at_most_one_flush_interval(tmp_path: Path) -> None
     assert row is not None
     last_wall, rows, distinct, max_step = row
     assert rows == distinct == (max_step + 1) * KEYS_PER_STEP  # a gap-free prefix, no duplicate
-    from datetime import timezone
 
-    missing_s = killed_at - last_wall.replace(tzinfo=timezone.utc).timestamp()
+    missing_s = killed_at - last_wall.replace(tzinfo=UTC).timestamp()
     assert missing_s <= flush + 0.25, f"lost the last {missing_s:.2f}s of rows"
     assert run_status(tmp_path, run_id) == "crashed"
 
