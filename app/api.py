@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from functools import wraps
@@ -24,6 +25,7 @@ from trainlight.app.store.queries import RunDetail, RunSummary, get_run, list_ru
 from trainlight.collectors.schema import is_valid_run_id, write_atomically
 
 MAX_SEGMENT_BYTES = 64 * 1024 * 1024
+_SEQ = re.compile(r"[0-9]{1,18}")  # ASCII digits only: str.isdigit() accepts "²"
 F = TypeVar("F", bound=Callable[..., Response])
 
 
@@ -89,7 +91,7 @@ def create_api(
         seq_text = request.args.get("seq", "")
         if not is_valid_run_id(run_id):
             return error(400, f"invalid or missing run_id {run_id[:100]!r}")
-        if not seq_text.isdigit():
+        if not _SEQ.fullmatch(seq_text):
             return error(400, f"seq must be a non-negative integer, got {seq_text[:40]!r}")
         too_large = error(413, f"segment larger than {max_segment_bytes} bytes")
         if request.content_length is not None and request.content_length > max_segment_bytes:

@@ -9,6 +9,7 @@ Segments left by an earlier process (one that was killed, say) are delivered too
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 from pathlib import Path
@@ -63,13 +64,13 @@ class HttpSink:
         self._stops: dict[str, StopRequest] = {}
         self._failures = 0
         self._next_try = 0.0
+        self._owned: dict[str, int] = {}  # run_id -> fd holding that outbox folder's lock
 
     # -- Sink protocol -------------------------------------------------------------------------
     def send(self, run_id: str, seq: int, payload: bytes) -> None:
         try:
-            directory = self.outbox / run_id
-            directory.mkdir(parents=True, exist_ok=True)
-            write_atomically(directory / segment_file_name(seq), payload)
+            self._own(run_id)
+            write_atomically(self.outbox / run_id / segment_file_name(seq), payload)
         except OSError as exc:
             self._problems.report(
                 "outbox_write", f"cannot write the outbox {self.outbox} ({exc}); keeping in memory"
@@ -83,20 +84,60 @@ class HttpSink:
         self._memory.drain_into(self._post)
         if len(self._memory):
             return
-        for run_id, seq, path in list_segment_files(self.outbox):
+        files = list_segment_files(self.outbox)
+        mine = [f for f in files if f[0] in self._owned]
+        if not self._deliver(mine):
+            return
+        for run_id in sorted({f[0] for f in files} - set(self._owned)):
+            orphan = _claim(self.outbox / run_id)  # None while its writer is alive
+            if orphan is None:
+                continue
+            try:
+                if not self._deliver([f for f in files if f[0] == run_id]):
+                    return
+            finally:
+                os.close(orphan)
+
+    def pending(self) -> int:
+        own = [f for f in list_segment_files(self.outbox) if f[0] in self._owned]
+        return len(self._memory) + len(own)
+
+    def _own(self, run_id: str) -> None:
+        """Hold an exclusive lock on the run's outbox folder for this process's lifetime.
+
+        Other processes sharing the outbox deliver a folder's files only once they can take its
+        lock, i.e. once its writer has exited (the OS drops the lock even on kill -9): no two
+        processes ever post the same files at once.
+        """
+        if run_id in self._owned:
+            return
+        directory = self.outbox / run_id
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = _claim(directory)
+        if fd is None:
+            raise OSError(f"outbox folder {directory} is locked by another process")
+        self._owned[run_id] = fd
+
+    def _deliver(self, files: list[tuple[str, int, Path]]) -> bool:
+        """Post files in order; False at the first that the server did not take."""
+        for run_id, seq, path in files:
             try:
                 payload = path.read_bytes()
             except FileNotFoundError:
-                continue  # delivered meanwhile by another process sharing this outbox
+                continue
             except OSError as exc:
                 self._problems.report("outbox_read", f"cannot read {path}: {exc}")
                 continue
             if not self._post(run_id, seq, payload):
-                return
+                return False
             path.unlink(missing_ok=True)
+        return True
 
-    def pending(self) -> int:
-        return len(self._memory) + len(list_segment_files(self.outbox))
+    def fate(self) -> str:
+        return (
+            f"they stay in {self.outbox} and the next trainlight process using that "
+            "outbox delivers them"
+        )
 
     def poll_stop(self, run_id: str) -> StopRequest | None:
         if run_id in self._stops:
@@ -135,7 +176,11 @@ class HttpSink:
         if reply.status_code in _PERMANENT_REJECTIONS:
             self._reject(run_id, seq, payload, reply)
             return True
-        self._failed(RuntimeError(f"HTTP {reply.status_code}: {reply.text[:200]}"))
+        self._failed(
+            f"the trainlight server at {self.base_url} answered HTTP "
+            f"{reply.status_code} ({reply.text[:200]})",
+            kind="server_refused",
+        )
         return False
 
     def _remember_stop(self, run_id: str, reply: requests.Response) -> StopRequest | None:
@@ -147,15 +192,16 @@ class HttpSink:
             self._stops[run_id] = stop
         return stop
 
-    def _failed(self, exc: Exception) -> None:
+    def _failed(self, why: Exception | str, kind: str = "server_unreachable") -> None:
         self._failures += 1
         delay = min(_MAX_BACKOFF_S, 0.5 * 2 ** min(self._failures, 6))
         self._next_try = time.monotonic() + delay
-        self._problems.report(
-            "server_unreachable",
-            f"cannot reach the trainlight server at {self.base_url} ({exc}); segments are kept "
-            f"in {self.outbox} and retried",
+        message = (
+            why
+            if isinstance(why, str)
+            else f"cannot reach the trainlight server at {self.base_url} ({why})"
         )
+        self._problems.report(kind, f"{message}; segments are kept in {self.outbox} and retried")
 
     def _reject(self, run_id: str, seq: int, payload: bytes, reply: requests.Response) -> None:
         """Park a segment the server refused as malformed, so it neither blocks nor vanishes."""
@@ -170,3 +216,14 @@ class HttpSink:
             f"the server refused segment {seq} of run {run_id} (HTTP {reply.status_code}: "
             f"{reply.text[:200]}); kept in {rejected}",
         )
+
+
+def _claim(directory: Path) -> int | None:
+    """An fd holding the folder's `.owner.lock` exclusively, or None if someone holds it."""
+    fd = os.open(directory / ".owner.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd

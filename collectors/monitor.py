@@ -12,6 +12,7 @@ import atexit
 import os
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
@@ -25,7 +26,7 @@ from trainlight.collectors.health.settings import HealthSettings
 from trainlight.collectors.http_sink import HttpSink
 from trainlight.collectors.problems import Problems
 from trainlight.collectors.scalars import host_scalar
-from trainlight.collectors.schema import RunHeader, StoreLayout, make_run_id
+from trainlight.collectors.schema import RunHeader, StoreLayout, make_run_id, process_namespace
 from trainlight.collectors.signals.activations import ActivationWatcher
 from trainlight.collectors.signals.runaway import RunawayTracker
 from trainlight.collectors.sinks import InboxSink, Sink
@@ -70,6 +71,7 @@ class Monitor:
         self.name = run
         self._buffer = RecordBuffer(buffer_size)
         self._slots = TensorSlots()
+        self._device_log_lock = threading.Lock()
         self._last_step = -1
         self._watchers: list[ActivationWatcher] = []
         self._runaway: RunawayTracker | None = None
@@ -83,6 +85,7 @@ class Monitor:
             config=_jsonable(config or {}),
             host=socket.gethostname(),
             pid=os.getpid(),
+            pid_namespace=process_namespace(),
             started_at=time.time(),
             health=_health_overrides(health),
             prune_on=tuple(prune_on),
@@ -107,32 +110,40 @@ class Monitor:
 
     # -- hot path ------------------------------------------------------------------------------
     def log(self, step: int, **values: Any) -> None:
-        """Record scalars (floats or 0-d tensors) for `step`. No device sync, no I/O."""
+        """Record scalars (floats or 0-d tensors) for `step`. No device sync, no I/O, no raise."""
+        try:
+            step = int(step)
+        except (TypeError, ValueError, OverflowError) as exc:
+            self.problems.report("bad_step", f"log() skipped: step {step!r} is not an int ({exc})")
+            return
         tensor_keys: list[str] | None = None
         tensors: list[torch.Tensor] = []
         for key, value in values.items():
             if value.__class__ is float:
                 continue
-            if isinstance(value, torch.Tensor) and value.numel() == 1:
-                if _read_now(value):
-                    values[key] = float(value.item())
-                    continue
-                # detach frees the autograd graph now; neither op syncs the device
-                tensors.append(value.detach() if value.dim() == 0 else value.detach().reshape(()))
-                tensor_keys = tensor_keys or []
-                tensor_keys.append(key)
-                continue
             try:
+                if isinstance(value, torch.Tensor) and value.numel() == 1:
+                    if _read_now(value):
+                        values[key] = float(value.item())
+                        continue
+                    # detach frees the autograd graph now; neither op syncs the device
+                    tensors.append(value.detach().reshape(()) if value.dim() else value.detach())
+                    tensor_keys = tensor_keys or []
+                    tensor_keys.append(key)
+                    continue
                 values[key] = host_scalar(value)
-            except TypeError as exc:
+            except Exception as exc:  # a value we cannot record never stops training
                 values[key] = None
                 self.problems.report(f"skipped:{key}", f"skipped values logged as {key!r}: {exc}")
-        if tensor_keys:
-            first = self._slots.put(tensors)
-            for offset, key in enumerate(tensor_keys):
-                values[key] = first + offset  # an int in a record is a tensor slot
-        step = int(step)
         self._last_step = step
+        if tensor_keys:
+            # One lock keeps slots and records in the same order if several threads log.
+            with self._device_log_lock:
+                first = self._slots.put(tensors)
+                for offset, key in enumerate(tensor_keys):
+                    values[key] = first + offset  # an int in a record is a tensor slot
+                self._buffer.append((step, time.time(), values))
+            return
         self._buffer.append((step, time.time(), values))
 
     def roles(
@@ -224,8 +235,11 @@ class Monitor:
         """Write out everything logged so far now (normally the flush thread does this)."""
         self._writer.flush()
 
-    def close(self, status: str | None = None) -> None:
-        """End the run: finished, or stopped when a stop was requested. Idempotent."""
+    def close(self, status: str | None = None, timeout: float = 10.0) -> None:
+        """End the run: finished, or stopped when a stop was requested. Idempotent.
+
+        Waits at most about `timeout` seconds for the last segments to be delivered.
+        """
         if self._closed:
             return
         self._closed = True
@@ -234,7 +248,7 @@ class Monitor:
         if status is None:
             status = "stopped" if self.should_stop() else "finished"
         reason = (self.stop_reason or "") if status == "stopped" else ""
-        self._writer.close(status, reason)
+        self._writer.close(status, reason, timeout)
 
     def __enter__(self) -> Monitor:
         return self

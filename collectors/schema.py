@@ -13,10 +13,12 @@ earlier one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import secrets
+import tempfile
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -90,13 +92,23 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # transaction as the rows it was computed from, so evaluation resumes exactly.
         """CREATE TABLE health_state(run_id VARCHAR PRIMARY KEY, state VARCHAR)""",
     ),
+    (
+        # Transitions of one batch share updated_at: `seq` orders them ("the latest row per
+        # (run_id, signal)" is the one with the highest seq).
+        "CREATE SEQUENCE health_seq",
+        "ALTER TABLE health ADD COLUMN seq BIGINT",
+        "UPDATE health SET seq = nextval('health_seq')",
+        # Which process namespace `pid` belongs to (boot id + pid namespace), so the server
+        # only judges liveness by pid for processes it can actually see.
+        "ALTER TABLE runs ADD COLUMN pid_namespace VARCHAR",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # `latest.layer` is part of the primary key, so run-level scalars use this instead of NULL.
 NO_LAYER = ""
 
-_RUN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,79}$")
+_RUN_ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,79}")
 _SLUG_DROP = re.compile(r"[^a-z0-9]+")
 
 
@@ -137,6 +149,16 @@ class StoreLayout:
         return self.control / f"{check_run_id(run_id)}.json"
 
 
+def process_namespace() -> str:
+    """This process's boot id and pid namespace: two processes with equal values can check each
+    other's pids; '' where /proc does not tell (then nobody judges liveness by pid)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}:{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return ""
+
+
 def segment_file_name(seq: int) -> str:
     # Zero-padded so a directory listing sorts in sequence order.
     return f"{seq:012d}.parquet"
@@ -174,13 +196,28 @@ def list_segment_files(root: Path) -> list[tuple[str, int, Path]]:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary sibling, fsync, rename: readers see the whole file or nothing."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write a unique temporary sibling, fsync it, rename it, fsync the directory.
+
+    Readers see the whole file or nothing, concurrent writers of the same path (two server
+    threads receiving the same retried segment) never share a temporary, and once this returns
+    the file survives a power loss (the rename itself is made durable).
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 @dataclass(frozen=True)
@@ -217,7 +254,7 @@ def make_run_id(name: str) -> str:
 
 def is_valid_run_id(run_id: str) -> bool:
     """True for ids that are safe as a single path component and URL segment."""
-    return bool(_RUN_ID_RE.match(run_id))
+    return isinstance(run_id, str) and _RUN_ID_RE.fullmatch(run_id) is not None
 
 
 def check_run_id(run_id: str) -> str:
@@ -250,6 +287,7 @@ class RunHeader:
     roles: Mapping[str, str] = field(default_factory=dict)  # e.g. {"adversary": "d_loss"}
     health: Mapping[str, Any] = field(default_factory=dict)  # HealthSettings overrides
     prune_on: tuple[str, ...] = ()  # signals whose red stops the run
+    pid_namespace: str = ""  # boot id + pid namespace of `pid` (see process_namespace())
 
     def to_bytes(self) -> bytes:
         payload = asdict(self)
@@ -287,7 +325,7 @@ class RunHeader:
             raise ValueError(f"unknown run status {self.status!r}; expected one of {RUN_STATUSES}")
         if not isinstance(self.config, Mapping):
             raise ValueError("run config must be a JSON object")
-        for name in ("name", "project", "group", "host", "stop_reason"):
+        for name in ("name", "project", "group", "host", "stop_reason", "pid_namespace"):
             if not isinstance(getattr(self, name), str):
                 raise ValueError(f"run {name} must be a string")
         for name in ("pid", "dropped_rows"):
@@ -341,8 +379,12 @@ def read_header(table: pa.Table) -> RunHeader:
     return RunHeader.from_bytes(metadata[HEADER_KEY])
 
 
-def check_segment_columns(table: pa.Table) -> None:
-    """Refuse a segment whose columns do not match the format (clear message, nothing ingested)."""
+def normalise_segment(table: pa.Table) -> pa.Table:
+    """The segment with exactly SEGMENT_SCHEMA's columns and types, or ValueError saying why.
+
+    Writers on other pyarrow versions may send plain or large strings where we write
+    dictionaries, or extra columns; after this every segment of a batch has one schema.
+    """
     missing = [f.name for f in SEGMENT_SCHEMA if f.name not in table.column_names]
     if missing:
         raise ValueError(f"segment is missing columns {missing}")
@@ -350,6 +392,17 @@ def check_segment_columns(table: pa.Table) -> None:
         got = table.schema.field(fld.name).type
         if not _compatible(got, fld.type):
             raise ValueError(f"segment column {fld.name!r} has type {got}, expected {fld.type}")
+    for name in ("table", "step"):
+        if table[name].null_count:
+            raise ValueError(f"segment column {name!r} has null values")
+    kinds = set(table["table"].unique().to_pylist()) if table.num_rows else set()
+    unknown = kinds - set(SEGMENT_TABLES)
+    if unknown:
+        raise ValueError(f"segment rows target unknown tables {sorted(map(str, unknown))}")
+    columns = [table[f.name].cast(f.type) for f in SEGMENT_SCHEMA]
+    return pa.Table.from_arrays(columns, schema=SEGMENT_SCHEMA).replace_schema_metadata(
+        table.schema.metadata
+    )
 
 
 def _compatible(got: pa.DataType, want: pa.DataType) -> bool:

@@ -36,6 +36,9 @@ class Sink(Protocol):
     def poll_stop(self, run_id: str) -> StopRequest | None:
         """A stop request for the run, if one has been made. Never raises."""
 
+    def fate(self) -> str:
+        """What becomes of undelivered segments when the process exits (for the warning)."""
+
 
 class MemoryBacklog:
     """Segments waiting in memory, oldest first, bounded in bytes (oldest dropped and counted)."""
@@ -92,6 +95,9 @@ class InboxSink:
 
     def pending(self) -> int:
         return len(self._backlog)
+
+    def fate(self) -> str:
+        return f"the inbox {self.layout.inbox} stayed unwritable; they are lost with this process"
 
     def poll_stop(self, run_id: str) -> StopRequest | None:
         try:

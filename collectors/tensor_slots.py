@@ -57,8 +57,8 @@ class TensorSlots:
                 by_device.setdefault(stacked.device, []).append((chunk_start, positions, stacked))
         for parts_on_device in by_device.values():
             # float64 holds every logged dtype's value exactly; one transfer per device
-            joined = torch.cat([p[2] for p in parts_on_device]).to(torch.float64)
-            host = joined.cpu().tolist()
+            joined = torch.cat([p[2] for p in parts_on_device])
+            host = joined.cpu().to(torch.float64).tolist()  # MPS has no float64: convert on host
             offset = 0
             for chunk_start, positions, stacked in parts_on_device:
                 n = stacked.numel()
@@ -90,5 +90,6 @@ def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
     """One tensor of the values (a device op, no sync), exact for every dtype mix."""
     if len({t.dtype for t in tensors}) > 1:
         # stack would promote int64 + bfloat16 to bfloat16 and round the integers
-        tensors = [t.to(torch.float64) for t in tensors]
+        wide = torch.float32 if tensors[0].device.type == "mps" else torch.float64
+        tensors = [t.to(wide) for t in tensors]
     return torch.stack(tensors)

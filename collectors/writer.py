@@ -32,10 +32,13 @@ class RowSource(Protocol):
     """Something beside `log()` that produces rows: activation statistics, runaway distances...
 
     `collect` runs on the flush thread (so it may copy device tensors to the host) and returns
-    column data in the segment schema's names (with a `table` column), or None when idle.
+    column data in the segment schema's names (with a `table` column), a list of such column
+    sets (one per table kind), or None when idle.
     """
 
-    def collect(self) -> Mapping[str, Sequence[Any]] | None: ...
+    def collect(
+        self,
+    ) -> Mapping[str, Sequence[Any]] | list[Mapping[str, Sequence[Any]]] | None: ...
 
 
 def build_segment(parts: Sequence[Mapping[str, Any]], header: RunHeader) -> pa.Table:
@@ -90,6 +93,7 @@ class SegmentWriter:
         self.heartbeat_interval = heartbeat_interval
         self.stop_request: StopRequest | None = None
         self.sources: list[RowSource] = []
+        self.lost_rows = 0  # rows that could not be encoded (reported; stored in dropped_rows)
         self._health: RunHealth | None = None  # local rules, only when the run auto-prunes
         self.rows_written = 0
         self._seq = 0
@@ -99,13 +103,14 @@ class SegmentWriter:
         self._thread = threading.Thread(target=self._loop, name="trainlight-flush", daemon=True)
 
     def start(self) -> None:
-        self.flush(force=True)  # announce the run at once (status `running`)
+        # The first flush (announcing the run) happens on the thread too: a slow disk or an
+        # unresponsive server must not delay the training script's `Monitor(...)` line.
         self._thread.start()
 
     def close(self, status: str, stop_reason: str = "", timeout: float = 10.0) -> None:
         """Final flush with the run's terminal status, then wait (bounded) for delivery."""
         self._wake.set()
-        self._thread.join(timeout=max(timeout, self.flush_interval * 2))
+        self._thread.join(timeout=timeout)
         self.flush(force=True, status=status, stop_reason=stop_reason)
         deadline = time.monotonic() + timeout
         while self.sink.pending() and time.monotonic() < deadline:
@@ -114,8 +119,7 @@ class SegmentWriter:
         if self.sink.pending():
             self.problems.report(
                 "undelivered_at_exit",
-                f"{self.sink.pending()} segment(s) not yet delivered at exit; they are kept and "
-                "will be delivered by the next trainlight process using the same outbox",
+                f"{self.sink.pending()} segment(s) not delivered at exit: {self.sink.fate()}",
             )
 
     def flush(self, force: bool = False, status: str | None = None, stop_reason: str = "") -> None:
@@ -125,6 +129,7 @@ class SegmentWriter:
 
     # -- internals -----------------------------------------------------------------------------
     def _loop(self) -> None:
+        self.flush(force=True)
         while not self._wake.wait(self.flush_interval):
             self.flush()
 
@@ -134,28 +139,53 @@ class SegmentWriter:
         if not (records or force or heartbeat_due):
             self.sink.retry()
             return
-        columns = self._columns(records)
         if status is not None:
             self.header = replace(self.header, status=status, stop_reason=stop_reason)
         now = time.time()
-        header = replace(self.header, seq=self._seq, sent_at=now, dropped_rows=self.buffer.dropped)
+        parts = self._collect_parts(records)
+        header = replace(
+            self.header,
+            seq=self._seq,
+            sent_at=now,
+            dropped_rows=self.buffer.dropped + self.lost_rows,
+        )
         if self.buffer.dropped:
             self.problems.report(
                 "buffer_full",
                 f"record buffer full ({self.buffer.capacity} records); dropping oldest records "
                 "(count stored as runs.dropped_rows)",
             )
-        parts: list[Mapping[str, Any]] = [columns.arrow()]
-        for source in self.sources:
-            part = source.collect()
-            if part is not None:
-                parts.append(part)
-        table = build_segment(parts, header)
-        self._judge_locally(table, header)
-        self.sink.send(header.run_id, self._seq, _parquet(table))
+        try:
+            table = build_segment(parts, header)
+            payload = _parquet(table)
+        except Exception as exc:  # rows that cannot be encoded are counted, never retried forever
+            self.lost_rows += sum(len(part["step"]) for part in parts)
+            self.problems.report("encode_failed", f"could not encode a segment, rows lost: {exc!r}")
+            table = build_segment([], header)
+            payload = _parquet(table)
+        self._guarded(lambda: self._judge_locally(table, header))
+        self.sink.send(header.run_id, self._seq, payload)
         self._seq += 1
         self._last_sent = now
-        self.rows_written += sum(len(part["step"]) for part in parts)
+        self.rows_written += table.num_rows
+
+    def _collect_parts(self, records: list[Record]) -> list[Mapping[str, Any]]:
+        """Column sets for one segment: the logged scalars, then each source's rows."""
+        parts: list[Mapping[str, Any]] = [self._columns(records).arrow()]
+        for source in self.sources:
+            try:
+                part = source.collect()
+            except Exception as exc:  # one broken source must not cost the others' rows
+                self.problems.report(
+                    f"source_failed:{type(source).__name__}",
+                    f"{type(source).__name__} failed to hand over rows: {exc!r}",
+                )
+                continue
+            if isinstance(part, list):
+                parts.extend(part)
+            elif part is not None:
+                parts.append(part)
+        return parts
 
     def _columns(self, records: list[Record]) -> ScalarColumns:
         base, values = self.slots.take_all()

@@ -42,7 +42,8 @@ def evaluate_segments(
         result = health.feed(segment.table, spec)
         for change in result.transitions:
             cur.execute(
-                "INSERT INTO health VALUES (?, ?, ?, ?, ?, ?)",
+                """INSERT INTO health (run_id, signal, state, step, reason, updated_at, seq)
+                   VALUES (?, ?, ?, ?, ?, ?, nextval('health_seq'))""",
                 [run_id, change.signal, change.state, change.step, change.reason, now],
             )
             if change.state == RED and change.signal in spec.prune_on and prune_reason is None:

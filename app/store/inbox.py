@@ -2,27 +2,41 @@
 
 `trainlight serve` runs `Ingester.run` on a thread; `trainlight ingest` calls `ingest_pending` once.
 A file that cannot be ingested is moved to `rejected/` with a note, so it neither blocks the run's
-later segments nor disappears. The liveness sweep marks as crashed the runs whose process, on this
-host, is gone without having closed the run (`kill -9`, OOM killer, power loss of a node...).
+later segments nor disappears. The liveness sweep marks as crashed the runs whose process is gone
+without having closed the run (`kill -9`, the OOM killer...): only for processes in the server's
+own boot and pid namespace, where a pid means the same process (not across containers or nodes).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
 
+import duckdb
+import pyarrow as pa
+
 from trainlight.app.store.control import publish_stop
 from trainlight.app.store.database import Store
 from trainlight.app.store.ingest import Segment, SegmentError, decode_segment, ingest_segments
-from trainlight.collectors.schema import list_segment_files, write_atomically
+from trainlight.collectors.schema import list_segment_files, process_namespace, write_atomically
 
 log = logging.getLogger("trainlight.ingest")
+# Errors that mean "this data cannot be stored", as opposed to "storing failed right now".
+_DATA_ERRORS = (
+    duckdb.ConversionException,
+    duckdb.ConstraintException,
+    duckdb.InvalidInputException,
+    duckdb.OutOfRangeException,
+    pa.ArrowException,
+    ValueError,
+    TypeError,
+    OverflowError,
+)
 
 
 @dataclass
@@ -38,10 +52,11 @@ class Ingester:
     """Ingests a store's inbox; safe to run on one thread while readers use the store."""
 
     def __init__(
-        self, store: Store, hostname: str | None = None, max_batch_rows: int = 1_000_000
+        self, store: Store, namespace: str | None = None, max_batch_rows: int = 1_000_000
     ) -> None:
         self.store = store
-        self.hostname = hostname or socket.gethostname()
+        # Runs whose pids live in this namespace (same boot, same pid namespace) can be checked.
+        self.namespace = process_namespace() if namespace is None else namespace
         # One transaction per batch of a run's segments, capped so memory and commit stay bounded.
         self.max_batch_rows = max_batch_rows
 
@@ -50,7 +65,7 @@ class Ingester:
         for run_id, files in _by_run(list_segment_files(self.store.layout.inbox)):
             try:
                 for batch in self._batches(run_id, files, stats):
-                    self._ingest_batch(batch, stats)
+                    self._ingest_batch_or_isolate(batch, stats)
             except Exception:
                 # Keep the run's order: its remaining segments wait for the next pass.
                 log.exception("could not ingest segments of run %s; will retry", run_id)
@@ -102,6 +117,27 @@ class Ingester:
             return None
         return segment
 
+    def _ingest_batch_or_isolate(
+        self, batch: list[tuple[Segment, Path]], stats: IngestStats
+    ) -> None:
+        """Ingest a batch; if it fails for its data, find and reject the segment at fault.
+
+        Only errors about the data are isolated, segment by segment, so one poisonous segment
+        cannot block its run; anything else (a full disk, a bug) is raised and retried later,
+        never blamed on the data.
+        """
+        try:
+            self._ingest_batch(batch, stats)
+            return
+        except _DATA_ERRORS as exc:
+            if len(batch) == 1:
+                path = batch[0][1]
+                self._reject(path, f"could not be ingested: {exc!r}")
+                stats.rejected += 1
+                return
+        for item in batch:
+            self._ingest_batch_or_isolate([item], stats)
+
     def _ingest_batch(self, batch: list[tuple[Segment, Path]], stats: IngestStats) -> None:
         result = ingest_segments(self.store, [segment for segment, _ in batch])
         if result.prune_reason is not None:
@@ -121,11 +157,13 @@ class Ingester:
         log.warning("rejected segment %s: %s (moved to %s)", path, reason, target)
 
     def sweep_liveness(self) -> list[str]:
-        """Mark `crashed` the running runs of this host whose process no longer exists."""
+        """Mark `crashed` the running runs whose process, visible from here, no longer exists."""
+        if not self.namespace:
+            return []
         with self.store.read() as cur:
             rows = cur.execute(
-                "SELECT run_id, pid FROM runs WHERE status = 'running' AND host = ?",
-                [self.hostname],
+                "SELECT run_id, pid FROM runs WHERE status = 'running' AND pid_namespace = ?",
+                [self.namespace],
             ).fetchall()
         dead = [(run_id, pid) for run_id, pid in rows if pid and not _process_alive(pid)]
         pending = {run_id for run_id, _, _ in list_segment_files(self.store.layout.inbox)}
@@ -136,7 +174,7 @@ class Ingester:
                 cur.execute(
                     """UPDATE runs SET status = 'crashed', stop_reason = ?
                        WHERE run_id = ? AND status = 'running'""",
-                    [f"process {pid} on {self.hostname} exited without closing the run", run_id],
+                    [f"process {pid} exited without closing the run", run_id],
                 )
         return crashed
 

@@ -28,7 +28,7 @@ from trainlight.collectors.schema import (
     NO_LAYER,
     SEGMENT_TABLES,
     RunHeader,
-    check_segment_columns,
+    normalise_segment,
     read_header,
 )
 
@@ -61,8 +61,8 @@ def decode_segment(payload: bytes) -> Segment:
         raise SegmentError(f"not a readable Parquet file: {exc}") from exc
     try:
         header = read_header(table)
-        check_segment_columns(table)
-    except (ValueError, TypeError) as exc:
+        table = normalise_segment(table)
+    except (ValueError, TypeError, pa.ArrowException) as exc:
         raise SegmentError(str(exc)) from exc
     return Segment(header, table)
 
@@ -163,11 +163,13 @@ def _insert_rows(cur: duckdb.DuckDBPyConnection, run_id: str, present: set[str])
 
 _UPSERT_RUN = """
 INSERT INTO runs (run_id, project, name, "group", tags, config, status, started_at, updated_at,
-                  host, pid, last_step, stop_requested, stop_reason, dropped_rows)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, false, ?, ?)
+                  host, pid, last_step, stop_requested, stop_reason, dropped_rows,
+                  pid_namespace)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, false, ?, ?, ?)
 ON CONFLICT (run_id) DO UPDATE SET
     project = excluded.project, name = excluded.name, "group" = excluded."group",
     tags = excluded.tags, config = excluded.config, host = excluded.host, pid = excluded.pid,
+    pid_namespace = excluded.pid_namespace,
     started_at = excluded.started_at,
     -- a late `running` segment never reopens an ended run; a later end state replaces an earlier
     -- one (a server-side `crashed` guess is corrected by the run's own final segment)
@@ -199,5 +201,6 @@ def _upsert_run(cur: duckdb.DuckDBPyConnection, header: RunHeader, last_step: in
             last_step,
             header.stop_reason,
             header.dropped_rows,
+            header.pid_namespace,
         ],
     )

@@ -109,7 +109,7 @@ def _current_health(
 ) -> dict[str, dict[str, str]]:
     where, params = ("WHERE run_id IN (SELECT unnest(?))", [list(run_ids)]) if run_ids else ("", [])
     rows = cur.execute(
-        f"""SELECT run_id, signal, arg_max(state, updated_at) FROM health {where}
+        f"""SELECT run_id, signal, arg_max(state, seq) FROM health {where}
             GROUP BY run_id, signal""",
         params,
     ).fetchall()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
@@ -77,17 +77,18 @@ class RunHealth:
             self.runaway.content_flat_since = self.catch.plateau_since
         if self.runaway.update(rows, settings):
             verdicts["runaway"] = RunawayRule(settings).evaluate(self.runaway)
-        return FeedResult(self._transitions(verdicts), self._derived(before))
+        return FeedResult(self._transitions(verdicts, rows.last_step), self._derived(before))
 
     def states(self) -> dict[str, str]:
         return {signal: h.state for signal, h in self.hysteresis.items()}
 
-    def _transitions(self, verdicts: dict[str, Verdict]) -> list[Transition]:
+    def _transitions(self, verdicts: dict[str, Verdict], last_step: int | None) -> list[Transition]:
         out = []
         for signal, verdict in verdicts.items():
             gate = self.hysteresis.setdefault(signal, Hysteresis(self.spec.settings.confirm))
             if gate.update(verdict):
-                out.append(Transition(signal, gate.state, verdict.step, verdict.reason))
+                step = last_step if verdict.step is None else verdict.step
+                out.append(Transition(signal, gate.state, step, verdict.reason))
         return out
 
     def _catch_marks(self) -> tuple[int | None, int | None]:
@@ -116,6 +117,7 @@ class RunHealth:
                 "runaway": asdict(self.runaway),
                 "catch": asdict(self.catch) if self.catch else None,
                 "hysteresis": {k: asdict(v) for k, v in self.hysteresis.items()},
+                "roles": dict(self.spec.roles),
             },
             allow_nan=True,
         )
@@ -123,7 +125,9 @@ class RunHealth:
     @classmethod
     def from_json(cls, spec: HealthSpec, raw: str) -> RunHealth:
         data = json.loads(raw)
-        health = cls(spec)
+        # Resume under the roles the state was computed with: if the next segment's roles
+        # differ, feed() adopts them exactly as it would have live.
+        health = cls(replace(spec, roles=data.get("roles", spec.roles)))
         health.nonfinite = NonfiniteWindow(**data["nonfinite"])
         dead = data["dead"]
         dead["spike"] = tuple(dead["spike"]) if dead["spike"] else None

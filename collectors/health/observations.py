@@ -28,6 +28,7 @@ class SegmentRows:
     layers: dict[str, dict[str, Series]] = field(default_factory=dict)  # key -> layer -> series
     nonfinite: NonFinite | None = None  # the earliest in the segment
     has_metrics: bool = False
+    last_step: int | None = None  # the segment's highest step: when a verdict names none
 
 
 LAYER_KEYS = ("dead_frac", "undead", "nonfinite")
@@ -46,6 +47,7 @@ def extract(table: pa.Table, metric_keys: Iterable[str]) -> SegmentRows:
         layers=layer_series,
         nonfinite=min(candidates, key=lambda x: x.step) if candidates else None,
         has_metrics=metrics.num_rows > 0 or layers.num_rows > 0,
+        last_step=pc.max(table["step"]).as_py() if table.num_rows else None,
     )
 
 

@@ -13,6 +13,8 @@ import pytest
 import torch
 
 from trainlight.collectors import Monitor
+from trainlight.collectors.http_sink import HttpSink
+from trainlight.collectors.problems import Problems
 from trainlight.collectors.schema import StopRequest, StoreLayout, read_header, write_atomically
 
 
@@ -165,3 +167,31 @@ def test_roles_and_health_settings_travel_in_the_header(tmp_path: Path) -> None:
 def test_unknown_prune_signal_is_refused_at_once(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="prune_on names unknown signals \\['catchh'\\]"):
         Monitor(run="x", store=tmp_path, prune_on=("catchh",))
+
+
+def test_log_never_raises_on_values_it_cannot_record(tmp_path: Path) -> None:
+    with Monitor(run="x", store=tmp_path) as mon:
+        mon.log(0, huge=10**400, complex_cpu=torch.tensor(1 + 2j), ok=1.0)
+        mon.log(None, loss=1.0)  # type: ignore[arg-type]
+    assert [k for _, k, _ in metric_rows(segments(tmp_path, mon.run_id))] == ["ok"]
+    assert mon.problems.count("skipped:huge") == mon.problems.count("skipped:complex_cpu") == 1
+    assert mon.problems.count("bad_step") == 1
+
+
+def test_monitor_construction_does_not_wait_for_an_unresponsive_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    monkeypatch.setenv("TRAINLIGHT_OUTBOX", str(tmp_path / "outbox"))
+    with socket.socket() as listener:  # accepts connections, never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        started = time.monotonic()
+        sink = HttpSink(url, Problems(), outbox=tmp_path / "outbox", timeout_s=0.3)
+        mon = Monitor(run="x", sink=sink, flush_interval=0.5)
+        assert time.monotonic() - started < 0.2
+        mon.log(0, loss=1.0)
+        mon.close(timeout=1.0)
+    assert sink.pending() >= 1  # kept in the outbox for a later delivery

@@ -9,11 +9,11 @@ from trainlight.collectors.schema import (
     RunHeader,
     SchemaError,
     StoreLayout,
-    check_segment_columns,
     is_valid_run_id,
     list_segment_files,
     make_run_id,
     migrate,
+    normalise_segment,
     parse_segment_file_name,
     read_header,
     segment_file_name,
@@ -63,7 +63,7 @@ def test_header_round_trips_through_segment_metadata() -> None:
     table = segment_table(
         {"table": ["metrics"], "step": [3], "key": ["loss"], "value": [1.5]}, header
     )
-    check_segment_columns(table)
+    assert normalise_segment(table).equals(table)
     assert read_header(table) == header
 
 
@@ -131,3 +131,26 @@ def test_segment_files_listed_in_sequence_order_ignoring_temporaries(tmp_path) -
     (tmp_path / "not a run id").mkdir()
     assert [seq for _, seq, _ in list_segment_files(tmp_path)] == [1, 2, 10]
     assert parse_segment_file_name(".000000000003.parquet.123.tmp") is None
+
+
+def test_segments_from_other_writers_are_normalised_or_refused() -> None:
+    header = RunHeader(run_id="r-1", seq=0, name="n")
+    ours = segment_table(
+        {"table": ["metrics"], "step": [3], "key": ["loss"], "value": [1.5]}, header
+    )
+    plain = pa.table(
+        {
+            f.name: ours[f.name].cast(pa.large_string())
+            if pa.types.is_dictionary(f.type)
+            else ours[f.name]
+            for f in ours.schema
+        }
+        | {"extra": [1]}
+    )
+    assert normalise_segment(plain.replace_schema_metadata(ours.schema.metadata)).equals(ours)
+    null_step = ours.set_column(1, "step", pa.array([None], pa.int64()))
+    with pytest.raises(ValueError, match="'step' has null values"):
+        normalise_segment(null_step)
+    foreign = ours.set_column(0, "table", pa.array(["runs"]).dictionary_encode())
+    with pytest.raises(ValueError, match="unknown tables \\['runs'\\]"):
+        normalise_segment(foreign)

@@ -7,8 +7,9 @@ import math
 from pathlib import Path
 
 from tests.support.segments import metrics_segment
-from trainlight.app.store.database import Store
+from trainlight.app.store.database import Store, utc_naive
 from trainlight.app.store.inbox import Ingester
+from trainlight.app.store.queries import list_runs
 from trainlight.collectors.schema import StoreLayout, write_atomically
 
 ROLES = {"adversary": "d_loss", "content": "content"}
@@ -66,6 +67,11 @@ def test_live_restarted_and_late_ingest_record_the_same_transitions(tmp_path: Pa
         ("nonfinite", "red"),
     } <= states
     assert ("nonfinite", "red", 175, "loss = NaN at step 175") in recorded
+    assert all(step is not None for _, _, step, _ in recorded)
+    for store in (live, late):  # the current state is the latest change, even within a batch
+        with store.read() as cur:
+            (run,) = list_runs(cur, utc_naive())
+        assert run.health == {"catch": "red", "nonfinite": "red"}
     with live.read() as cur:
         marks = cur.execute("SELECT key, step FROM metrics WHERE key LIKE 'catch/%'").fetchall()
     assert [k for k, _ in marks] == ["catch/plateau_step"]

@@ -148,9 +148,14 @@ def test_ingester_marks_runs_of_dead_local_processes_crashed(store: Store) -> No
         check=True,
     )
     pid = int(dead.stdout)
-    ingester = Ingester(store, hostname="this-host")
-    ingest(store, decode_segment(metrics_segment("r-1", 0, [], host="this-host", pid=pid)))
-    ingest(store, decode_segment(metrics_segment("r-2", 0, [], host="other-host", pid=pid)))
+    ingester = Ingester(store, namespace="boot-1:4026531836")
+    ingest(
+        store,
+        decode_segment(metrics_segment("r-1", 0, [], pid_namespace="boot-1:4026531836", pid=pid)),
+    )
+    ingest(
+        store, decode_segment(metrics_segment("r-2", 0, [], pid_namespace="boot-1:other", pid=pid))
+    )
     assert ingester.sweep_liveness() == ["r-1"]
     with store.read() as cur:
         statuses = dict(cur.execute("SELECT run_id, status FROM runs").fetchall())

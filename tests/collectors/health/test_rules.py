@@ -38,7 +38,7 @@ def test_nonfinite_turns_red_at_the_step_of_the_first_nan_and_stays() -> None:
         ],
     )
     assert [(c.signal, c.state, c.step) for c in changes] == [
-        ("nonfinite", "green", None),
+        ("nonfinite", "green", 1),
         ("nonfinite", "red", 3),
     ]
     assert changes[-1].reason == "loss = NaN at step 3"
