@@ -14,7 +14,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from types import TracebackType
 from typing import Any
@@ -28,6 +28,7 @@ from trainlight.collectors.problems import Problems
 from trainlight.collectors.scalars import host_scalar
 from trainlight.collectors.schema import RunHeader, StoreLayout, make_run_id, process_namespace
 from trainlight.collectors.signals.activations import ActivationWatcher
+from trainlight.collectors.signals.lca import LossChangeAllocator
 from trainlight.collectors.signals.runaway import RunawayTracker
 from trainlight.collectors.sinks import InboxSink, Sink
 from trainlight.collectors.tensor_slots import TensorSlots
@@ -207,6 +208,25 @@ class Monitor:
             self._runaway = RunawayTracker(problems=self.problems)
             self.add_source(self._runaway)
         return self._runaway
+
+    def lca(
+        self,
+        model: torch.nn.Module,
+        probe_loss: Callable[[torch.nn.Module], torch.Tensor],
+        every: int = 25,
+        **settings: Any,
+    ) -> LossChangeAllocator:
+        """Loss Change Allocation every `every` steps on a fixed probe batch.
+
+        `probe_loss(model)` returns a scalar loss on a batch it closes over. Use the result as
+        `with lca.measure(step): optimizer.step()`. Settings: abs_tol, rel_tol, max_intervals,
+        max_frames, frame_cells (see trainlight.collectors.signals.lca).
+        """
+        allocator = LossChangeAllocator(
+            model, probe_loss, every=every, problems=self.problems, **settings
+        )
+        self.add_source(allocator)
+        return allocator
 
     def should_stop(self) -> bool:
         """True once a stop was requested (dashboard, API, or auto-prune). Costs no I/O."""

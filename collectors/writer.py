@@ -38,7 +38,7 @@ class RowSource(Protocol):
 
     def collect(
         self,
-    ) -> Mapping[str, Sequence[Any]] | list[Mapping[str, Sequence[Any]]] | None: ...
+    ) -> Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Sequence[Any]]] | None: ...
 
 
 def build_segment(parts: Sequence[Mapping[str, Any]], header: RunHeader) -> pa.Table:
@@ -181,10 +181,10 @@ class SegmentWriter:
                     f"{type(source).__name__} failed to hand over rows: {exc!r}",
                 )
                 continue
-            if isinstance(part, list):
-                parts.extend(part)
-            elif part is not None:
+            if isinstance(part, Mapping):
                 parts.append(part)
+            elif part is not None:
+                parts.extend(part)
         return parts
 
     def _columns(self, records: list[Record]) -> ScalarColumns:

@@ -18,8 +18,8 @@ def request_stop(store: Store, run_id: str, reason: str) -> bool:
             """UPDATE runs SET stop_requested = true, stop_reason = ?
                WHERE run_id = ? RETURNING run_id""",
             [reason, run_id],
-        ).fetchone()
-    if found is None:
+        ).fetchall()
+    if not found:
         return False
     publish_stop(store, run_id, reason)
     return True

@@ -31,7 +31,8 @@ class HealthOutcome:
 def evaluate_segments(
     cur: duckdb.DuckDBPyConnection, run_id: str, segments: Sequence[Segment]
 ) -> HealthOutcome:
-    row = cur.execute("SELECT state FROM health_state WHERE run_id = ?", [run_id]).fetchone()
+    rows = cur.execute("SELECT state FROM health_state WHERE run_id = ?", [run_id]).fetchall()
+    row = rows[0] if rows else None  # fetchall: DuckDB refuses new work on an unfinished result
     first = _spec(segments[0].header)
     health = RunHealth.from_json(first, row[0]) if row else RunHealth(first)
     transitions: list[Transition] = []

@@ -87,6 +87,7 @@ def ingest_segments(store: Store, segments: Sequence[Segment]) -> IngestResult:
         cur.register("segment", table)
         try:
             _insert_rows(cur, run_id, _tables_present(table))
+            _thin_frames(cur, run_id)
         finally:
             cur.unregister("segment")
         _upsert_run(cur, fresh[-1].header, _max_step(table))
@@ -104,6 +105,26 @@ def ingest_segments(store: Store, segments: Sequence[Segment]) -> IngestResult:
         len(segments) - len(fresh),
         tuple(outcome.transitions),
         outcome.prune_reason,
+    )
+
+
+def _thin_frames(cur: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    """Apply the LCA frame-thinning contract (collectors/signals/lca_frames.py): a
+    `lca/frame_stride` row (with `lca/every`) drops the stored frames off the new stride."""
+    ((found,),) = cur.execute(
+        "SELECT count(*) FROM segment WHERE key = 'lca/frame_stride'"
+    ).fetchall()
+    if not found:
+        return  # the common case: no stride change, no scan of lca_frames
+    cur.execute(
+        """DELETE FROM lca_frames f USING (
+               SELECT max(value) FILTER (WHERE key = 'lca/frame_stride') AS stride,
+                      max(value) FILTER (WHERE key = 'lca/every') AS every
+               FROM segment WHERE "table" = 'metrics'
+                 AND key IN ('lca/frame_stride', 'lca/every')) t
+           WHERE f.run_id = ? AND t.stride > 1 AND t.every >= 1
+             AND (f.step // CAST(t.every AS BIGINT)) % CAST(t.stride AS BIGINT) <> 0""",
+        [run_id],
     )
 
 

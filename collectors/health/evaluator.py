@@ -18,6 +18,7 @@ import pyarrow as pa
 from trainlight.collectors.health.observations import extract
 from trainlight.collectors.health.rules.catch import CatchRule, CatchWindow, Moments
 from trainlight.collectors.health.rules.dead_relu import DeadReluRule, DeadReluWindow
+from trainlight.collectors.health.rules.lca import LcaRule, LcaWindow
 from trainlight.collectors.health.rules.nonfinite import NonfiniteRule, NonfiniteWindow
 from trainlight.collectors.health.rules.runaway import KEYS as RUNAWAY_KEYS
 from trainlight.collectors.health.rules.runaway import RunawayRule, RunawayWindow
@@ -54,6 +55,7 @@ class RunHealth:
         self.nonfinite = NonfiniteWindow()
         self.dead = DeadReluWindow()
         self.runaway = RunawayWindow()
+        self.lca = LcaWindow()
         self.catch: CatchWindow | None = _catch_window(spec)
         self.hysteresis: dict[str, Hysteresis] = {}
 
@@ -62,7 +64,7 @@ class RunHealth:
         if spec is not None and spec != self.spec:
             self._adopt(spec)
         settings = self.spec.settings
-        keys = set(RUNAWAY_KEYS) | (self.catch.keys() if self.catch else set())
+        keys = {*RUNAWAY_KEYS, "lca/total"} | (self.catch.keys() if self.catch else set())
         rows = extract(table, keys)
         before = self._catch_marks()
         verdicts: dict[str, Verdict] = {}
@@ -77,6 +79,8 @@ class RunHealth:
             self.runaway.content_flat_since = self.catch.plateau_since
         if self.runaway.update(rows, settings):
             verdicts["runaway"] = RunawayRule(settings).evaluate(self.runaway)
+        if self.lca.update(rows, settings):
+            verdicts["lca"] = LcaRule(settings).evaluate(self.lca)
         return FeedResult(self._transitions(verdicts, rows.last_step), self._derived(before))
 
     def states(self) -> dict[str, str]:
@@ -115,6 +119,7 @@ class RunHealth:
                 "nonfinite": asdict(self.nonfinite),
                 "dead": asdict(self.dead),
                 "runaway": asdict(self.runaway),
+                "lca": asdict(self.lca),
                 "catch": asdict(self.catch) if self.catch else None,
                 "hysteresis": {k: asdict(v) for k, v in self.hysteresis.items()},
                 "roles": dict(self.spec.roles),
@@ -135,6 +140,11 @@ class RunHealth:
         runaway = data["runaway"]
         runaway["readings"] = [tuple(r) for r in runaway["readings"]]
         health.runaway = RunawayWindow(**runaway)
+        lca = data.get("lca")
+        if lca is not None:
+            for name in ("worst_layer", "last"):
+                lca[name] = tuple(lca[name]) if lca[name] else None
+            health.lca = LcaWindow(**lca)
         if data["catch"] is not None and health.catch is not None:
             catch = data["catch"]
             catch["adv"], catch["gp"] = Moments(**catch["adv"]), Moments(**catch["gp"])

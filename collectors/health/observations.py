@@ -31,7 +31,7 @@ class SegmentRows:
     last_step: int | None = None  # the segment's highest step: when a verdict names none
 
 
-LAYER_KEYS = ("dead_frac", "undead", "nonfinite")
+LAYER_KEYS = ("dead_frac", "undead", "nonfinite", "lca")
 
 
 def extract(table: pa.Table, metric_keys: Iterable[str]) -> SegmentRows:

@@ -35,6 +35,9 @@ class HealthSettings:
     runaway_shrink: float = 0.10  # relative drop over those readings that counts as shrinking
     runaway_min_effect: float = 0.5  # |median diff| / reference IQR needed for red
     runaway_patience: int = 5000  # steps large and not shrinking (without a content role): red
+    # -- lca (needs mon.lca)
+    lca_window: int = 10  # measured steps per window
+    lca_red_windows: int = 3  # consecutive windows with a positive total LCA that turn red
 
     def __post_init__(self) -> None:
         for name in (

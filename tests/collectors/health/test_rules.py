@@ -164,3 +164,23 @@ def test_same_transitions_whether_fed_at_once_or_resumed_from_saved_state() -> N
             health = RunHealth.from_json(spec, health.to_json())
         resumed += health.feed(table).transitions
     assert resumed == straight and len(straight) >= 3
+
+
+def lca_rows(step: int, layers: dict[str, float]) -> object:
+    return rows_table(
+        [(step, "lca/total", sum(layers.values()))],
+        [(step, name, "lca", value) for name, value in layers.items()],
+    )
+
+
+def test_lca_amber_for_a_hurting_layer_red_when_the_total_rises_three_windows_running() -> None:
+    settings = HealthSettings(confirm=1, lca_window=2, lca_red_windows=3)
+    health = RunHealth(HealthSpec(settings=settings))
+    helping = [lca_rows(s, {"fc1": -0.02, "fc2": -0.01}) for s in (0, 25)]
+    one_hurts = [lca_rows(s, {"fc1": -0.03, "fc2": 0.01}) for s in (50, 75)]
+    worse = [lca_rows(s, {"fc1": 0.02, "fc2": 0.01}) for s in range(100, 250, 25)]
+    changes = feed_all(health, helping + one_hurts + worse, "lca")
+    assert [c.state for c in changes] == ["green", "amber", "red"]
+    assert changes[1].reason == "layer 'fc2' hurt: LCA +0.02 over steps 50-75"
+    assert changes[2].step == 225 and "rose in 3 windows in a row" in changes[2].reason
+    assert "rising since step 100" in changes[2].reason
