@@ -113,10 +113,7 @@ def _current_health(
             GROUP BY run_id, signal""",
         params,
     ).fetchall()
-    out: dict[str, dict[str, str]] = {}
-    for run_id, signal, state in rows:
-        out.setdefault(run_id, {})[signal] = state
-    return out
+    return _by_run(rows)
 
 
 def _last_values(
@@ -128,9 +125,14 @@ def _last_values(
         f"SELECT run_id, key, value FROM latest WHERE layer = ? {where} ORDER BY run_id, key",
         params,
     ).fetchall()
-    out: dict[str, dict[str, float]] = {}
-    for run_id, key, value in rows:
-        out.setdefault(run_id, {})[key] = value
+    return _by_run(rows)
+
+
+def _by_run(rows: list[tuple[Any, ...]]) -> dict[str, dict[str, Any]]:
+    """(run_id, name, value) rows as {run_id: {name: value}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for run_id, name, value in rows:
+        out.setdefault(run_id, {})[name] = value
     return out
 
 
