@@ -1,8 +1,9 @@
 """The store's contract: DuckDB tables, the segment file format, and run-id rules.
 
-This is the one module shared by the writer (collectors, inside training processes) and the reader
-(the server's ingester and the dashboard). It imports neither torch nor dash, so the dashboard image
-never needs PyTorch and a training process never needs Dash.
+This is the one module the writer (collectors, inside training processes) and the reader (the
+server's ingester and the dashboard) share. It imports neither torch nor dash, so the dashboard
+image never needs PyTorch and a training process never needs Dash. The run header and the store's
+files live in run_header.py and store_files.py and are re-exported here.
 
 Segments are Parquet files with one "union" table: a ``table`` column says which store table a row
 belongs to, the other columns are the union of those tables' columns (unused ones are null, which
@@ -13,34 +14,68 @@ earlier one.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import re
-import secrets
-import tempfile
-import unicodedata
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from trainlight.collectors.health.evaluator import ROLE_NAMES
-from trainlight.collectors.health.settings import HealthSettings
-from trainlight.collectors.health.verdict import SIGNALS
+from trainlight.collectors.run_header import (
+    RUN_STATUSES,
+    SEGMENT_FORMAT,
+    STALE,
+    TERMINAL_STATUSES,
+    RunHeader,
+    check_run_id,
+    is_valid_run_id,
+    make_run_id,
+)
+from trainlight.collectors.store_files import (
+    DEFAULT_STORE_DIR,
+    STORE_DIR_ENV,
+    StopRequest,
+    StoreLayout,
+    list_segment_files,
+    parse_segment_file_name,
+    process_namespace,
+    segment_file_name,
+    write_atomically,
+)
 
 if TYPE_CHECKING:
     import duckdb
 
-SEGMENT_FORMAT = 1
-HEADER_KEY = b"trainlight.header"
+__all__ = [
+    "DEFAULT_STORE_DIR",
+    "HEADER_KEY",
+    "MIGRATIONS",
+    "NO_LAYER",
+    "RUN_STATUSES",
+    "SCHEMA_VERSION",
+    "SEGMENT_FORMAT",
+    "SEGMENT_SCHEMA",
+    "SEGMENT_TABLES",
+    "STALE",
+    "STORE_DIR_ENV",
+    "TERMINAL_STATUSES",
+    "RunHeader",
+    "SchemaError",
+    "StopRequest",
+    "StoreLayout",
+    "check_run_id",
+    "is_valid_run_id",
+    "list_segment_files",
+    "make_run_id",
+    "migrate",
+    "normalise_segment",
+    "parse_segment_file_name",
+    "process_namespace",
+    "read_header",
+    "segment_file_name",
+    "segment_table",
+    "write_atomically",
+]
 
-RUN_STATUSES = ("running", "finished", "crashed", "stopped")
-TERMINAL_STATUSES = ("finished", "crashed", "stopped")
-# `stale` is never stored: it is how a `running` run without a recent heartbeat is shown.
-STALE = "stale"
+HEADER_KEY = b"trainlight.header"
 
 # Tables a segment row can target, in the order ingest inserts them.
 SEGMENT_TABLES = ("metrics", "layer_metrics", "lca_frames")
@@ -108,252 +143,9 @@ SCHEMA_VERSION = len(MIGRATIONS)
 # `latest.layer` is part of the primary key, so run-level scalars use this instead of NULL.
 NO_LAYER = ""
 
-_RUN_ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,79}")
-_SLUG_DROP = re.compile(r"[^a-z0-9]+")
-
-
-DEFAULT_STORE_DIR = "./trainlight-runs"
-STORE_DIR_ENV = "TRAINLIGHT_DIR"
-
-
-@dataclass(frozen=True)
-class StoreLayout:
-    """Where things live in a store directory; the writer and the server agree through this."""
-
-    root: Path
-
-    @classmethod
-    def resolve(cls, directory: str | os.PathLike[str] | None = None) -> StoreLayout:
-        chosen = directory or os.environ.get(STORE_DIR_ENV) or DEFAULT_STORE_DIR
-        return cls(Path(chosen).expanduser().absolute())
-
-    @property
-    def database(self) -> Path:
-        return self.root / "trainlight.duckdb"
-
-    @property
-    def inbox(self) -> Path:
-        return self.root / "inbox"
-
-    @property
-    def control(self) -> Path:
-        return self.root / "control"
-
-    def run_inbox(self, run_id: str) -> Path:
-        return self.inbox / check_run_id(run_id)
-
-    def segment_path(self, run_id: str, seq: int) -> Path:
-        return self.run_inbox(run_id) / segment_file_name(seq)
-
-    def control_path(self, run_id: str) -> Path:
-        return self.control / f"{check_run_id(run_id)}.json"
-
-
-def process_namespace() -> str:
-    """This process's boot id and pid namespace: two processes with equal values can check each
-    other's pids; '' where /proc does not tell (then nobody judges liveness by pid)."""
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        return f"{boot}:{os.stat('/proc/self/ns/pid').st_ino}"
-    except OSError:
-        return ""
-
-
-def segment_file_name(seq: int) -> str:
-    # Zero-padded so a directory listing sorts in sequence order.
-    return f"{seq:012d}.parquet"
-
-
-def parse_segment_file_name(name: str) -> int | None:
-    """The seq of a finished segment file, or None for temporary and foreign files."""
-    stem, dot, ext = name.partition(".")
-    if ext != "parquet" or not dot or not stem.isdigit():
-        return None
-    return int(stem)
-
-
-def list_segment_files(root: Path) -> list[tuple[str, int, Path]]:
-    """(run_id, seq, path) of every finished segment in `root/<run_id>/`, in delivery order.
-
-    Used for the store's inbox and for a collector's HTTP outbox, which share this layout.
-    """
-    found: list[tuple[str, int, Path]] = []
-    try:
-        run_dirs = [entry for entry in os.scandir(root) if entry.is_dir()]
-    except OSError:
-        return found
-    for run_dir in run_dirs:
-        try:
-            names = os.listdir(run_dir.path)
-        except OSError:
-            continue
-        for name in names:
-            seq = parse_segment_file_name(name)
-            if seq is not None and is_valid_run_id(run_dir.name):
-                found.append((run_dir.name, seq, Path(run_dir.path) / name))
-    found.sort(key=lambda item: (item[0], item[1]))
-    return found
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write a unique temporary sibling, fsync it, rename it, fsync the directory.
-
-    Readers see the whole file or nothing, concurrent writers of the same path (two server
-    threads receiving the same retried segment) never share a temporary, and once this returns
-    the file survives a power loss (the rename itself is made durable).
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
-@dataclass(frozen=True)
-class StopRequest:
-    """A request, from the dashboard or an auto-prune rule, that a run stop at its next check."""
-
-    reason: str = "stop requested from the dashboard"
-
-    def to_bytes(self) -> bytes:
-        return json.dumps({"stop": True, "reason": self.reason}).encode()
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> StopRequest | None:
-        data = json.loads(raw)
-        if isinstance(data, dict) and data.get("stop"):
-            return cls(reason=str(data.get("reason") or cls.reason))
-        return None
-
 
 class SchemaError(RuntimeError):
     """The store was written by a newer trainlight than this one."""
-
-
-def make_run_id(name: str) -> str:
-    """A URL- and path-safe id for a run: a readable slug of the name plus 8 random hex digits.
-
-    Names are free text (quotes, slashes, emoji); they are stored as data, while the id is what
-    appears in paths and URLs. The random suffix keeps ids unique when names repeat.
-    """
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    slug = _SLUG_DROP.sub("-", ascii_name.lower()).strip("-")[:40].strip("-") or "run"
-    return f"{slug}-{secrets.token_hex(4)}"
-
-
-def is_valid_run_id(run_id: str) -> bool:
-    """True for ids that are safe as a single path component and URL segment."""
-    return isinstance(run_id, str) and _RUN_ID_RE.fullmatch(run_id) is not None
-
-
-def check_run_id(run_id: str) -> str:
-    if not is_valid_run_id(run_id):
-        raise ValueError(
-            f"invalid run id {run_id!r}: use 1-80 characters of a-z, 0-9, '-' and '_', "
-            "starting with a letter or digit"
-        )
-    return run_id
-
-
-@dataclass(frozen=True)
-class RunHeader:
-    """What a segment says about its run. Sent whole with every segment (a few hundred bytes)."""
-
-    run_id: str
-    seq: int
-    name: str
-    project: str = ""
-    group: str = ""
-    tags: tuple[str, ...] = ()
-    config: Mapping[str, Any] = field(default_factory=dict)
-    status: str = "running"
-    host: str = ""
-    pid: int = 0
-    started_at: float = 0.0  # unix seconds
-    sent_at: float = 0.0  # unix seconds: the heartbeat
-    dropped_rows: int = 0  # rows the collector discarded because its buffer was full (cumulative)
-    stop_reason: str = ""  # why the run stopped, when status == "stopped"
-    roles: Mapping[str, str] = field(default_factory=dict)  # e.g. {"adversary": "d_loss"}
-    health: Mapping[str, Any] = field(default_factory=dict)  # HealthSettings overrides
-    prune_on: tuple[str, ...] = ()  # signals whose red stops the run
-    pid_namespace: str = ""  # boot id + pid namespace of `pid` (see process_namespace())
-
-    def to_bytes(self) -> bytes:
-        payload = asdict(self)
-        payload["tags"] = list(self.tags)
-        payload["prune_on"] = list(self.prune_on)
-        payload["format"] = SEGMENT_FORMAT
-        return json.dumps(payload, default=str, allow_nan=True).encode()
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> RunHeader:
-        data = json.loads(raw)
-        if not isinstance(data, dict):
-            raise ValueError("segment header is not a JSON object")
-        if data.pop("format", None) != SEGMENT_FORMAT:
-            raise ValueError(f"unsupported segment format (expected {SEGMENT_FORMAT})")
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown segment header fields: {sorted(unknown)}")
-        tags = data.get("tags", [])
-        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-            raise ValueError("run tags must be a list of strings")
-        data["tags"] = tuple(tags)
-        prune_on = data.get("prune_on", [])
-        if not isinstance(prune_on, list) or not all(isinstance(p, str) for p in prune_on):
-            raise ValueError("prune_on must be a list of signal names")
-        data["prune_on"] = tuple(prune_on)
-        return cls(**data).validated()
-
-    def validated(self) -> RunHeader:
-        check_run_id(self.run_id)
-        if not isinstance(self.seq, int) or self.seq < 0:
-            raise ValueError(f"segment seq must be a non-negative integer, got {self.seq!r}")
-        if self.status not in RUN_STATUSES:
-            raise ValueError(f"unknown run status {self.status!r}; expected one of {RUN_STATUSES}")
-        if not isinstance(self.config, Mapping):
-            raise ValueError("run config must be a JSON object")
-        for name in ("name", "project", "group", "host", "stop_reason", "pid_namespace"):
-            if not isinstance(getattr(self, name), str):
-                raise ValueError(f"run {name} must be a string")
-        for name in ("pid", "dropped_rows"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**31:
-                raise ValueError(f"run {name} must be an integer in [0, 2**31), got {value!r}")
-        self._validate_health()
-        for name in ("started_at", "sent_at"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0 <= value < 1e11:
-                raise ValueError(f"run {name} must be unix seconds, got {value!r}")
-        tags = self.tags
-        if not isinstance(tags, (list, tuple)) or not all(isinstance(t, str) for t in tags):
-            raise ValueError("run tags must be a list of strings")
-        return self
-
-    def _validate_health(self) -> None:
-        roles = self.roles
-        if not isinstance(roles, Mapping) or not all(
-            k in ROLE_NAMES and isinstance(v, str) for k, v in roles.items()
-        ):
-            raise ValueError(f"roles must map {ROLE_NAMES} to logged keys, got {roles!r}")
-        unknown = [p for p in self.prune_on if p not in SIGNALS]
-        if unknown:
-            raise ValueError(f"prune_on names unknown signals {unknown}; known: {SIGNALS}")
-        if not isinstance(self.health, Mapping):
-            raise ValueError("health settings must be a JSON object")
-        HealthSettings.from_dict(self.health)  # raises with the bad setting named
 
 
 def segment_table(columns: Mapping[str, Sequence[Any] | pa.Array], header: RunHeader) -> pa.Table:
