@@ -134,15 +134,14 @@ class SegmentWriter:
             self.flush()
 
     def _flush_locked(self, force: bool, status: str | None, stop_reason: str) -> None:
-        records = self.buffer.drain()
+        parts = self._collect_parts(self.buffer.drain())
         heartbeat_due = time.time() - self._last_sent >= self.heartbeat_interval
-        if not (records or force or heartbeat_due):
+        if not (force or heartbeat_due or any(len(part["step"]) for part in parts)):
             self.sink.retry()
             return
         if status is not None:
             self.header = replace(self.header, status=status, stop_reason=stop_reason)
         now = time.time()
-        parts = self._collect_parts(records)
         header = replace(
             self.header,
             seq=self._seq,

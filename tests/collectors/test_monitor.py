@@ -195,3 +195,21 @@ def test_monitor_construction_does_not_wait_for_an_unresponsive_server(
         mon.log(0, loss=1.0)
         mon.close(timeout=1.0)
     assert sink.pending() >= 1  # kept in the outbox for a later delivery
+
+
+def test_rows_from_sources_are_flushed_without_any_log_call(tmp_path: Path) -> None:
+    from torch import nn
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU())
+    with Monitor(
+        run="watch only", store=tmp_path, flush_interval=0.05, heartbeat_interval=60
+    ) as mon:
+        mon.watch(model, every=1, window=16)
+        for _ in range(8):
+            model(torch.randn(8, 4)).sum().backward()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and len(segments(tmp_path, mon.run_id)) < 2:
+            time.sleep(0.05)
+        tables = segments(tmp_path, mon.run_id)  # before close: the flush thread sent them
+    kinds = {k for t in tables for k in t.column("table").to_pylist()}
+    assert "layer_metrics" in kinds
