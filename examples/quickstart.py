@@ -1,7 +1,7 @@
 """Two small real trainings instrumented with trainlight, written to ./trainlight-runs.
 
 A 2-layer MLP learns a generated two-spirals classification task. One run uses a sane learning
-rate; the other a far too large one, so its loss blows up. Then `trainlight serve` shows both.
+rate; the other a far too large one, which kills its ReLUs. Then `trainlight serve` shows both.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ def train(lr: float, steps: int, store: str | None) -> None:
         tags=["mlp"],
         config={"lr": lr, "steps": steps},
     ) as mon:
+        mon.watch(model, every=5, window=1024)  # dead ReLUs, activation variance, NaN/Inf
         for step in range(steps):
             idx = torch.randint(0, len(x), (128,), generator=generator)
             logits = model(x[idx])
