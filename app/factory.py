@@ -11,7 +11,8 @@ from datetime import timedelta
 import dash
 
 from trainlight.app.api import create_api
-from trainlight.app.pages import runs
+from trainlight.app.cache import create_cache
+from trainlight.app.pages import compare, grid, lca, run
 from trainlight.app.store.database import Store
 from trainlight.app.store.queries import DEFAULT_STALE_AFTER
 from trainlight.assets import ASSETS_DIR
@@ -29,7 +30,11 @@ def create_app(
         update_title="",  # keep the tab title still during refreshes
         suppress_callback_exceptions=True,
     )
-    runs.register(app, store, stale_after)
+    cache = create_cache(app.server)
+    grid.register(app, store, stale_after, cache, token)
+    lca.register(app, store)  # before run: "/run/<run_id>" also matches "/run/<id>/lca"
+    run.register(app, store)
+    compare.register(app, store)
     app.layout = dash.html.Div(
         [
             dash.html.Header(

@@ -1,4 +1,4 @@
-"""`/` in a real Chromium against a real `trainlight serve`, fed by real `Monitor` runs.
+"""`/` (the grid) in a real Chromium against a real `trainlight serve`, fed by real `Monitor` runs.
 
 Runs are written by the public collector API in this process (a tiny torch regression), ingested
 by the server subprocess, and read back through the API and the page. Run names are hostile on
@@ -16,7 +16,6 @@ import pytest
 import torch
 from playwright.sync_api import Dialog, expect
 
-from trainlight.app.formatting import format_value
 from trainlight.collectors import Monitor
 
 if TYPE_CHECKING:  # fixtures come from conftest.py; only their types are imported
@@ -114,7 +113,7 @@ def test_api_lists_runs_verbatim(
         assert got["last_values"] == pytest.approx(run.last_values, rel=1e-12)
 
 
-def test_runs_page_shows_every_run(
+def test_grid_shows_every_run_verbatim(
     server: LiveServer,
     written_runs: tuple[Path, list[WrittenRun]],
     watched_page: WatchedPage,
@@ -129,24 +128,21 @@ def test_runs_page_shows_every_run(
         dialog.dismiss()
 
     page.on("dialog", on_dialog)
-    page.goto(server.base_url, wait_until="domcontentloaded")
+    page.goto(server.url("?sort=name"), wait_until="domcontentloaded")
 
-    expect(page.locator("table.runs")).to_be_visible()
-    expect(page.locator("td.run-name")).to_have_count(len(runs))
-    assert sorted(page.locator("td.run-name").all_text_contents()) == sorted(RUN_NAMES)
+    names = page.locator(".ag-center-cols-container a.run-link")
+    expect(names).to_have_count(len(runs))
+    assert sorted(names.all_text_contents()) == sorted(RUN_NAMES)
     for run in runs:
-        row = page.locator(f'tr:has(> td.run-name[title="{run.run_id}"])')
+        row = page.locator(f'.ag-center-cols-container .ag-row[row-id="{run.run_id}"]')
         expect(row).to_have_count(1)
-        cells = row.locator("td").all_text_contents()
-        assert cells[0] == run.name
-        assert cells[1] == "browser-tests"
-        assert cells[3] == "finished"
-        assert cells[4] == f"{run.last_step:,}"
-        shown = sorted(run.last_values.items())
-        assert cells[6] == ", ".join(f"{k}={format_value(v)}" for k, v in shown)
-    expect(page.locator("td.status-finished")).to_have_count(len(runs))
+        expect(row.locator("a.run-link")).to_have_text(run.name)
+        assert row.locator("a.run-link").get_attribute("href") == f"/run/{run.run_id}"
+        expect(row.locator('[col-id="status"]')).to_have_text("finished")
+        expect(row.locator('[col-id="step_text"]')).to_have_text(f"{run.last_step:,}")
+        assert row.locator("svg.spark polyline").count() == 1
     # Markup in a name is text, never parsed: no injected elements, no script ran.
-    assert page.locator("td.run-name b, td.run-name script").count() == 0
+    assert page.locator(".run-link b, .run-link script").count() == 0
     assert page.evaluate("() => window.__pwned === undefined")
     assert not dialogs
 

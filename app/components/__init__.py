@@ -1,0 +1,1 @@
+"""Dash building blocks shared by pages: share links, not-found notices, health panels."""

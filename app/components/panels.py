@@ -1,0 +1,167 @@
+"""The run page's pieces: header, and one panel per signal (state, reason, history, evidence).
+
+A badge carries its state as a word and a shape as well as a colour (●, ▲, ■, ○), so the
+verdict reads without colour vision.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import plotly.graph_objects as go
+from dash import dcc, html
+
+from trainlight.app.formatting import format_value
+from trainlight.app.store.queries import RunDetail
+from trainlight.app.store.series import HealthChange
+
+SHAPES = {"green": "●", "amber": "▲", "red": "■", "grey": "○"}
+SIGNAL_TITLES = {
+    "catch": "Catch (adversary vs content)",
+    "runaway": "Runaway (generated vs reference)",
+    "dead_relu": "Dead and undead units",
+    "lca": "Loss Change Allocation",
+    "nonfinite": "Non-finite values",
+}
+SIGNAL_HELP = {
+    "catch": "Once the content loss plateaus, the adversary should catch up (its loss rises or "
+    "becomes unstable). No catch long after the plateau means the run is unlikely to improve.",
+    "runaway": "KS distance between the generator's recent per-sample means and the real data. "
+    "Green below the critical value; red when large and not shrinking.",
+    "dead_relu": "Units that never fire in a window are dead. Amber at 10% dead in a layer, red at "
+    "50%, a whole dead layer, or a spike of units waking up (undead).",
+    "lca": "How much each layer's parameter updates lowered (helping, negative) or raised "
+    "(hurting, positive) the probe loss. Red when the total hurts for several windows.",
+    "nonfinite": "Red as soon as any logged scalar, activation or LCA gradient is NaN or ±Inf.",
+}
+NOT_MEASURED = {
+    "catch": "not judged: call mon.roles(adversary=…, content=…)",
+    "runaway": "not judged: call mon.reference(real_batch) and mon.outputs(step, fake)",
+    "dead_relu": "not measured: call mon.watch(model)",
+    "lca": "not measured: call mon.lca(model, probe_loss)",
+    "nonfinite": "no values judged yet",
+}
+
+
+def badge(state: str, text: str | None = None) -> html.Span:
+    return html.Span(
+        f"{SHAPES.get(state, '○')} {text or state}",
+        className=f"verdict verdict-{state}",
+        title=state,
+    )
+
+
+def run_header(detail: RunDetail, lca_href: str) -> html.Div:
+    summary = detail.summary
+    facts = [
+        ("project", summary.project),
+        ("group", summary.group),
+        ("tags", ", ".join(summary.tags)),
+        ("last step", "" if summary.last_step is None else f"{summary.last_step:,}"),
+        ("host", f"{detail.host} (pid {detail.pid})" if detail.host else ""),
+        ("run id", summary.run_id),
+    ]
+    config = json.dumps(dict(detail.config), indent=2, sort_keys=True, default=str)
+    return html.Div(
+        [
+            html.Div(
+                [
+                    html.H1(summary.name, className="run-title"),
+                    html.Span(summary.status, className=f"status status-{summary.status}"),
+                    dcc.Link("LCA heatmap →", href=lca_href, className="header-link"),
+                ],
+                className="run-title-row",
+            ),
+            html.Div(
+                [
+                    html.Div([html.Span(k, className="fact-name"), html.Span(v)])
+                    for k, v in facts
+                    if v
+                ],
+                className="facts",
+            ),
+            html.Details([html.Summary("config"), html.Pre(config)], className="config")
+            if detail.config
+            else None,
+            html.P(f"stop requested: {summary.stop_reason or 'yes'}", className="stop-note")
+            if summary.stop_requested
+            else None,
+        ],
+        className="run-header",
+    )
+
+
+def signal_panel(
+    signal: str,
+    history: Sequence[HealthChange],
+    figures: Sequence[go.Figure],
+    extra: html.Div | None = None,
+) -> html.Section:
+    """One signal: badge + reason (or why it is not judged), its state changes, the evidence."""
+    current = history[-1] if history else None
+    state = current.state if current else "grey"
+    reason = (
+        current.reason
+        if current and current.reason
+        else ("healthy" if state == "green" else NOT_MEASURED[signal] if not current else "")
+    )
+    at = f" (since step {current.step:,})" if current and current.step is not None else ""
+    return html.Section(
+        [
+            html.Div(
+                [html.H2(SIGNAL_TITLES.get(signal, signal)), badge(state)], className="panel-title"
+            ),
+            html.P(reason + at, className=f"reason reason-{state}"),
+            html.P(SIGNAL_HELP.get(signal, ""), className="help"),
+            html.Details(
+                [html.Summary(f"{len(history)} state changes"), _timeline(history)],
+                className="history",
+            )
+            if len(history) > 1
+            else None,
+            extra,
+            *[
+                dcc.Graph(
+                    figure=f,
+                    id={"type": "evidence", "signal": signal, "n": i},
+                    config={"displaylogo": False},
+                )
+                for i, f in enumerate(figures)
+            ],
+        ],
+        className=f"panel panel-{state}",
+        id=f"panel-{signal}",
+    )
+
+
+def nonfinite_table(rows: Sequence[tuple[str, int, float]]) -> html.Div:
+    """(key, first step, value) of every series that went non-finite."""
+    if not rows:
+        return html.Div()
+    return html.Div(
+        html.Table(
+            [html.Tr([html.Th("series"), html.Th("first at step"), html.Th("value")])]
+            + [
+                html.Tr([html.Td(k), html.Td(f"{s:,}"), html.Td(format_value(v))])
+                for k, s, v in rows
+            ],
+            className="small-table",
+        )
+    )
+
+
+def _timeline(history: Sequence[HealthChange]) -> html.Ol:
+    return html.Ol(
+        [
+            html.Li(
+                [
+                    badge(c.state),
+                    html.Span(f" step {c.step:,}" if c.step is not None else "", className="muted"),
+                    html.Span(f" {c.reason}" if c.reason else ""),
+                ]
+            )
+            for c in history
+        ],
+        className="timeline",
+    )

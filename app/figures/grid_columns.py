@@ -1,0 +1,87 @@
+"""The triage grid's column definitions (AG Grid `columnDefs`): plain data, no Dash.
+
+Cells that need markup (run link, badges, layer lights, sparkline) name renderers defined in
+`assets/dashAgGridComponentFunctions.js`; those only draw what `grid_rows.row_record`
+precomputed. Sorting and filtering happen on the server (they are part of the URL), so columns
+are not sortable in the browser.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trainlight.collectors.health.verdict import SIGNALS
+
+SIGNAL_TITLES = {
+    "catch": ("catch", "Adversary caught up after the content loss plateaued"),
+    "runaway": ("runaway", "Generated outputs drifting away from the reference"),
+    "dead_relu": ("dead", "Dead / undead ReLU units"),
+    "lca": ("LCA", "Loss Change Allocation: is training making the probe loss worse?"),
+    "nonfinite": ("NaN", "NaN or ±Inf in logged scalars, activations or LCA"),
+}
+
+DEFAULT_COL_DEF: dict[str, Any] = {
+    "sortable": False,
+    "resizable": True,
+    "suppressHeaderMenuButton": True,
+    "suppressMovable": True,
+}
+
+ROW_SELECTION: dict[str, Any] = {
+    "mode": "multiRow",
+    "checkboxes": True,
+    "headerCheckbox": True,
+    "enableClickSelection": False,
+}
+
+
+def signal_column(signal: str) -> dict[str, Any]:
+    header, tooltip = SIGNAL_TITLES.get(signal, (signal, signal))
+    return {
+        "headerName": header,
+        "headerTooltip": tooltip,
+        "field": f"h_{signal}",
+        "colId": f"h_{signal}",
+        "cellRenderer": "HealthBadge",
+        "cellRendererParams": {"reasonField": f"r_{signal}"},
+        "width": 96,
+        "cellClass": "cell-center",
+        "headerClass": "header-center",
+    }
+
+
+def column_defs() -> list[dict[str, Any]]:
+    return [
+        {
+            "headerName": "Run",
+            "field": "name",
+            "cellRenderer": "RunLink",
+            "minWidth": 180,
+            "flex": 2,
+            "tooltipField": "run_id",
+        },
+        {"headerName": "Group", "field": "group", "minWidth": 100, "flex": 1},
+        {"headerName": "Status", "field": "status", "cellRenderer": "RunStatus", "width": 110},
+        *[signal_column(s) for s in SIGNALS],
+        {
+            "headerName": "LCA layers",
+            "headerTooltip": "Latest LCA per layer, in model order: ● helping ■ hurting ○ no data",
+            "field": "lca_layers",
+            "cellRenderer": "LayerLights",
+            "minWidth": 110,
+            "flex": 1,
+        },
+        {
+            "headerName": "Main loss",
+            "field": "spark",
+            "cellRenderer": "Sparkline",
+            "width": 150,
+        },
+        {
+            "headerName": "Step",
+            "field": "step_text",
+            "width": 90,
+            "type": "rightAligned",
+        },
+        {"headerName": "Updated", "field": "age", "width": 100},
+    ]

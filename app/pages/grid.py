@@ -1,0 +1,289 @@
+"""`/`: the triage grid, one row per run with a light per signal, filters, live refresh, stop.
+
+The URL is the view: `layout(**query)` builds the controls from `url_state.parse(query)`, and
+every control change writes `url_state.build(state)` back into the address bar (without
+reloading), so a copied link opens the same view. Rows come from one cached query
+(`store.grid.grid_rows`, keyed by the store's data version) and are filtered and sorted by pure
+functions (`figures.grid_rows`). AG Grid is virtualised and keyed by run id (`getRowId`), so a
+refresh replaces `rowData` without losing scroll position or selection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from typing import Any
+
+import dash
+import dash_ag_grid as dag
+from dash import Input, Output, State, dcc, html
+from flask_caching import Cache
+
+from trainlight.app.cache import cached_read
+from trainlight.app.figures.grid_columns import DEFAULT_COL_DEF, ROW_SELECTION, column_defs
+from trainlight.app.figures.grid_rows import filter_options, view_rows
+from trainlight.app.store.control import request_stop
+from trainlight.app.store.database import Store, utc_naive
+from trainlight.app.store.grid import grid_rows
+from trainlight.app.url_state import SORTS, GridState, build, compare_href, parse
+from trainlight.collectors.health.verdict import STATES
+from trainlight.collectors.schema import is_valid_run_id
+
+PATH = "/"
+STOP_REASON = "stopped from the dashboard grid"
+_SORT_LABELS = {"health": "worst health", "recency": "recently updated", "name": "name"}
+_LEGEND = "● ok  ▲ warning  ■ bad  ○ no data (hover a light for the reason)"
+_STATE_LABELS = {"green": "● green", "amber": "▲ amber", "red": "■ red", "grey": "○ grey"}
+
+
+def layout(**query: Any) -> html.Div:
+    state = parse(query)
+    return html.Div(
+        [
+            dcc.Location(id="grid-url", refresh=False),
+            html.Div(
+                [
+                    html.H1("Runs"),
+                    html.Span(id="grid-count", className="grid-count"),
+                    html.Span(_LEGEND, className="grid-legend"),
+                ],
+                className="grid-title",
+            ),
+            _filters(state),
+            _actions(state),
+            dcc.Interval(id="grid-refresh", interval=state.every_s * 1000, disabled=not state.live),
+            dcc.ConfirmDialog(id="grid-stop-confirm"),
+            dcc.Store(id="grid-fingerprint"),
+            dag.AgGrid(
+                id="grid",
+                columnDefs=column_defs(),
+                defaultColDef=DEFAULT_COL_DEF,
+                rowData=[],
+                getRowId="params.data.run_id",
+                selectedRows={"ids": list(state.selected)},
+                dashGridOptions={
+                    "rowSelection": ROW_SELECTION,
+                    "rowHeight": 36,
+                    "tooltipShowDelay": 300,
+                    "suppressCellFocus": True,
+                    "animateRows": False,
+                    "localeText": {
+                        "noRowsToShow": "No runs match. Start a training script with "
+                        "trainlight.collectors.Monitor, or clear the filters."
+                    },
+                },
+                className="runs-grid",
+                style={"height": "calc(100vh - 210px)", "minHeight": "320px"},
+            ),
+        ],
+        className="page grid-page",
+    )
+
+
+def _filters(state: GridState) -> html.Div:
+    def select(id_: str, value: str, placeholder: str) -> dcc.Dropdown:
+        options = [value] if value else []
+        return dcc.Dropdown(
+            id=id_,
+            options=options,
+            value=value or None,
+            placeholder=placeholder,
+            className="grid-filter",
+        )
+
+    return html.Div(
+        [
+            dcc.Input(
+                id="grid-text",
+                type="search",
+                value=state.text,
+                debounce=True,
+                placeholder="Search name, id, tag…",
+                className="grid-search",
+            ),
+            select("grid-project", state.project, "Project"),
+            select("grid-group", state.group, "Group"),
+            select("grid-tag", state.tag, "Tag"),
+            dcc.Dropdown(
+                id="grid-state",
+                options=[{"label": _STATE_LABELS[s], "value": s} for s in STATES],
+                value=list(state.states),
+                multi=True,
+                placeholder="Health",
+                className="grid-filter grid-filter-wide",
+            ),
+            html.Label("Sort", htmlFor="grid-sort", className="grid-label"),
+            dcc.Dropdown(
+                id="grid-sort",
+                options=[{"label": _SORT_LABELS[s], "value": s} for s in SORTS],
+                value=state.sort,
+                clearable=False,
+                className="grid-filter",
+            ),
+        ],
+        className="grid-filters",
+    )
+
+
+def _actions(state: GridState) -> html.Div:
+    return html.Div(
+        [
+            dcc.Checklist(
+                id="grid-live",
+                options=[{"label": " Live", "value": "live"}],
+                value=["live"] if state.live else [],
+                className="grid-live",
+                inline=True,
+            ),
+            html.Button(
+                "Stop selected",
+                id="grid-stop",
+                className="button button-danger",
+                disabled=not state.selected,
+            ),
+            html.A(
+                "Compare selected",
+                id="grid-compare",
+                className="button",
+                href=compare_href(state.selected) if state.selected else None,
+            ),
+            html.Span(
+                [dcc.Clipboard(id="grid-copy", title="Copy a link to this view"), "Copy link"],
+                className="button copy-link",
+            ),
+            html.Span(id="grid-message", className="grid-message", role="status"),
+        ],
+        className="grid-actions",
+    )
+
+
+def _selected_ids(selected: Any) -> tuple[str, ...]:
+    """Run ids from AG Grid's `selectedRows` (row dicts, or `{"ids": …}` before the grid ran)."""
+    if isinstance(selected, dict):
+        ids = [str(i) for i in selected.get("ids") or []]
+    else:
+        ids = [str(r.get("run_id", "")) for r in selected or [] if isinstance(r, dict)]
+    return tuple(dict.fromkeys(i for i in ids if is_valid_run_id(i)))
+
+
+def register(
+    app: dash.Dash, store: Store, stale_after: timedelta, cache: Cache, token: str | None
+) -> None:
+    dash.register_page("trainlight.grid", path=PATH, name="Runs", title="trainlight", layout=layout)
+
+    @app.callback(
+        Output("grid-url", "search"),
+        Output("grid-refresh", "disabled"),
+        Output("grid-stop", "disabled"),
+        Output("grid-compare", "href"),
+        Input("grid-project", "value"),
+        Input("grid-group", "value"),
+        Input("grid-tag", "value"),
+        Input("grid-state", "value"),
+        Input("grid-text", "value"),
+        Input("grid-sort", "value"),
+        Input("grid-live", "value"),
+        Input("grid", "selectedRows"),
+        State("grid-url", "search"),
+        prevent_initial_call=True,
+    )
+    def write_url(
+        project: str | None,
+        group: str | None,
+        tag: str | None,
+        states: list[str] | None,
+        text: str | None,
+        sort: str | None,
+        live: list[str] | None,
+        selected: Any,
+        search: str | None,
+    ) -> tuple[str, bool, bool, str | None]:
+        previous = parse(search or "")
+        chosen = parse(
+            {
+                "project": project or "",
+                "group": group or "",
+                "tag": tag or "",
+                "state": ",".join(states or []),
+                "q": text or "",
+                "sort": sort or "",
+                "sel": ",".join(_selected_ids(selected)),
+                "live": "1" if live else "0",
+                "every": str(previous.every_s),
+            }
+        )
+        ids = chosen.selected
+        return build(chosen), not chosen.live, not ids, compare_href(ids) if ids else None
+
+    @app.callback(
+        Output("grid", "rowData"),
+        Output("grid-project", "options"),
+        Output("grid-group", "options"),
+        Output("grid-tag", "options"),
+        Output("grid-count", "children"),
+        Output("grid-fingerprint", "data"),
+        Input("grid-url", "search"),
+        Input("grid-refresh", "n_intervals"),
+        State("grid-fingerprint", "data"),
+    )
+    def refresh(search: str | None, _n: int | None, sent: str | None) -> tuple[Any, ...]:
+        state = parse(search or "")
+        rows = cached_read(cache, store, "grid_rows", grid_rows)
+        shown = view_rows(rows, state, utc_naive(), stale_after)
+        options = filter_options(rows)
+        count = (
+            f"{len(rows)} runs" if len(shown) == len(rows) else f"{len(shown)} of {len(rows)} runs"
+        )
+        outputs = (
+            shown,
+            _with(options.projects, state.project),
+            _with(options.groups, state.group),
+            _with(options.tags, state.tag),
+            count,
+        )
+        # An idle store gives the same rows every tick: send nothing rather than ~1 kB per run.
+        digest = hashlib.blake2b(repr(outputs).encode(), digest_size=16).hexdigest()
+        if digest == sent:
+            raise dash.exceptions.PreventUpdate
+        return (*outputs, digest)
+
+    @app.callback(
+        Output("grid-stop-confirm", "displayed"),
+        Output("grid-stop-confirm", "message"),
+        Input("grid-stop", "n_clicks"),
+        State("grid", "selectedRows"),
+        prevent_initial_call=True,
+    )
+    def ask_stop(_clicks: int | None, selected: Any) -> tuple[bool, str]:
+        ids = _selected_ids(selected)
+        if not ids:
+            raise dash.exceptions.PreventUpdate
+        return True, f"Ask {len(ids)} run(s) to stop?\n\n" + "\n".join(ids[:20])
+
+    @app.callback(
+        Output("grid-message", "children"),
+        Input("grid-stop-confirm", "submit_n_clicks"),
+        State("grid", "selectedRows"),
+        prevent_initial_call=True,
+    )
+    def stop(_submitted: int | None, selected: Any) -> str:
+        if token:
+            return "This server requires a token to stop runs: use POST /api/v1/runs/<id>/stop."
+        ids = _selected_ids(selected)
+        stopped = [run_id for run_id in ids if request_stop(store, run_id, STOP_REASON)]
+        missing = len(ids) - len(stopped)
+        return f"Stop requested for {len(stopped)} run(s)" + (
+            f"; {missing} unknown." if missing else "."
+        )
+
+    app.clientside_callback(
+        "function(n) { return window.location.href; }",
+        Output("grid-copy", "content"),
+        Input("grid-copy", "n_clicks"),
+        prevent_initial_call=True,
+    )
+
+
+def _with(values: tuple[str, ...], current: str) -> list[str]:
+    """Dropdown options that always include the current value (a link may name an empty one)."""
+    return list(values) if not current or current in values else [current, *values]

@@ -1,0 +1,236 @@
+"""`/run/<run_id>/lca`: the animated LCA heatmap (play/pause, step slider, layer, side by side).
+
+The slider runs over the layer's frame indices; the URL holds the real step, so a link still
+points at the same moment after more frames arrive. Each tick fetches one frame (≤ 64×64 floats)
+instead of shipping the whole animation, and the colour scale is fixed per layer (99th
+percentile of |LCA| over its frames) so colours compare across steps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash
+from dash import Input, Output, State, dcc, html
+
+from trainlight.app.components.share import not_found, register_share, share_controls
+from trainlight.app.figures.lca import heatmap_figure
+from trainlight.app.store.database import Store
+from trainlight.app.store.frames import frame_layers, frame_scale, frame_steps, lca_frame
+from trainlight.app.viewstate import LcaView, lca_query, nearest_index, parse_lca_view
+
+PATH = "/run/<run_id>/lca"
+TICK_MS = 700
+MAX_MARKS = 8
+
+
+def layout(run_id: str = "", **query: Any) -> html.Div:
+    view = parse_lca_view(query)
+    return html.Div(
+        [
+            dcc.Store(id="lca-run", data=run_id),
+            dcc.Store(id="lca-wanted-step", data=view.step),
+            dcc.Store(id="lca-wanted-layer", data=view.layer),
+            dcc.Store(id="lca-steps", data=[]),
+            dcc.Interval(id="lca-tick", interval=TICK_MS, disabled=not view.playing),
+            html.Div(
+                [
+                    html.H1(["LCA heatmap · ", dcc.Link(run_id, href=f"/run/{run_id}")]),
+                    html.P(
+                        "Green cells helped lower the probe loss, red cells raised it.",
+                        className="help",
+                    ),
+                ],
+                id="lca-title",
+            ),
+            html.Div(
+                [
+                    html.Button(
+                        "⏸ pause" if view.playing else "▶ play",
+                        id="lca-play",
+                        className="button play",
+                    ),
+                    html.Label(
+                        [
+                            "layer",
+                            dcc.Dropdown(id="lca-layer", value=None, clearable=False, options=[]),
+                        ],
+                        className="control control-layer",
+                    ),
+                    dcc.Checklist(
+                        id="lca-all",
+                        options=[{"label": " all layers side by side", "value": "all"}],
+                        value=["all"] if view.all_layers else [],
+                        className="control",
+                    ),
+                    *share_controls("lca"),
+                ],
+                className="controls",
+            ),
+            html.Div(
+                [
+                    dcc.Slider(
+                        id="lca-slider",
+                        min=0,
+                        max=0,
+                        step=1,
+                        value=0,
+                        marks={},
+                        updatemode="drag",
+                        allow_direct_input=False,
+                    ),
+                    html.Span(id="lca-step-label", className="step-label"),
+                ],
+                className="slider-row",
+            ),
+            html.Div(id="lca-figure", className="lca-figure"),
+        ],
+        className="page lca-page",
+        id="lca-page",
+    )
+
+
+def register(app: dash.Dash, store: Store) -> None:
+    dash.register_page(
+        "trainlight.lca",
+        path_template=PATH,
+        name="LCA heatmap",
+        title="trainlight LCA",
+        layout=layout,
+    )
+    register_share(app, "lca")
+
+    @app.callback(
+        Output("lca-layer", "options"),
+        Output("lca-layer", "value"),
+        Output("lca-title", "children"),
+        Input("lca-run", "data"),
+        State("lca-wanted-layer", "data"),
+    )
+    def layers(run_id: str, wanted: str | None) -> tuple[list[str], str | None, Any]:
+        with store.read() as cur:
+            found = frame_layers(cur, run_id)
+            known = cur.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        if known is None:
+            return [], None, not_found(run_id)
+        if not found:
+            return (
+                [],
+                None,
+                html.Div(
+                    [
+                        html.H1(["LCA heatmap · ", dcc.Link(run_id, href=f"/run/{run_id}")]),
+                        html.P(
+                            "This run has no LCA frames: measure them with "
+                            "mon.lca(model, probe_loss).",
+                            className="muted",
+                        ),
+                    ]
+                ),
+            )
+        return list(found), wanted if wanted in found else found[0], dash.no_update
+
+    @app.callback(
+        Output("lca-steps", "data"),
+        Output("lca-slider", "max"),
+        Output("lca-slider", "marks"),
+        Output("lca-slider", "value"),
+        Input("lca-layer", "value"),
+        State("lca-run", "data"),
+        State("lca-steps", "data"),
+        State("lca-slider", "value"),
+        State("lca-wanted-step", "data"),
+    )
+    def steps(
+        layer: str | None, run_id: str, old: list[int], index: int | None, wanted: int | None
+    ) -> tuple[list[int], int, dict[int, str], int]:
+        if layer is None:
+            raise dash.exceptions.PreventUpdate
+        with store.read() as cur:
+            found = list(frame_steps(cur, run_id, layer))
+        keep = old[index] if old and index is not None and index < len(old) else wanted
+        return found, max(len(found) - 1, 0), slider_marks(found), nearest_index(found, keep)
+
+    @app.callback(
+        Output("lca-slider", "value", allow_duplicate=True),
+        Input("lca-tick", "n_intervals"),
+        State("lca-slider", "value"),
+        State("lca-steps", "data"),
+        prevent_initial_call=True,
+    )
+    def tick(_n: int, index: int | None, found: list[int]) -> int:
+        return next_index(index, len(found))
+
+    @app.callback(
+        Output("lca-tick", "disabled"),
+        Output("lca-play", "children"),
+        Input("lca-play", "n_clicks"),
+        State("lca-tick", "disabled"),
+        prevent_initial_call=True,
+    )
+    def play(_n: int, disabled: bool) -> tuple[bool, str]:
+        return (not disabled), ("⏸ pause" if disabled else "▶ play")
+
+    @app.callback(
+        Output("lca-figure", "children"),
+        Output("lca-step-label", "children"),
+        Output("lca-query", "data"),
+        Input("lca-slider", "value"),
+        Input("lca-all", "value"),
+        Input("lca-tick", "disabled"),
+        State("lca-steps", "data"),
+        State("lca-layer", "value"),
+        State("lca-run", "data"),
+    )
+    def render(
+        index: int | None,
+        all_layers: list[str],
+        paused: bool,
+        found: list[int],
+        layer: str | None,
+        run_id: str,
+    ) -> tuple[Any, str, str]:
+        if layer is None or not found:
+            raise dash.exceptions.PreventUpdate
+        step = found[min(index or 0, len(found) - 1)]
+        view = LcaView(layer, step, not paused, bool(all_layers))
+        figure = heatmaps(store, run_id, view)
+        return figure, f"step {step:,} · frame {(index or 0) + 1} of {len(found)}", lca_query(view)
+
+
+def heatmaps(store: Store, run_id: str, view: LcaView) -> list[Any]:
+    """The frame(s) at the view's step: the chosen layer, or every layer side by side."""
+    assert view.layer is not None and view.step is not None
+    with store.read() as cur:
+        layers = frame_layers(cur, run_id) if view.all_layers else (view.layer,)
+        pairs = [
+            (lca_frame(cur, run_id, name, view.step), frame_scale(cur, run_id, name))
+            for name in layers
+        ]
+    graphs = [
+        dcc.Graph(
+            figure=heatmap_figure(
+                frame, scale, compact=view.all_layers, uirevision=f"{run_id}:{frame.layer}"
+            ),
+            id={"type": "lca-heatmap", "layer": frame.layer},
+            config={"displaylogo": False},
+            className="heatmap",
+        )
+        for frame, scale in pairs
+        if frame is not None
+    ]
+    return [html.Div(graphs, className="heatmap-grid" if view.all_layers else "heatmap-one")]
+
+
+def next_index(index: int | None, count: int) -> int:
+    """The frame after `index`, wrapping around (the animation loops)."""
+    return 0 if count == 0 or index is None else (index + 1) % count
+
+
+def slider_marks(steps: list[int]) -> dict[int, str]:
+    """At most MAX_MARKS evenly spaced labelled marks (a label per frame would overlap)."""
+    if not steps:
+        return {}
+    stride = max(1, -(-len(steps) // MAX_MARKS))
+    picked = set(range(0, len(steps), stride)) | {len(steps) - 1}
+    return {i: f"{steps[i]:,}" for i in sorted(picked)}

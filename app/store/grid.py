@@ -1,0 +1,158 @@
+"""What the triage grid shows for every run, read with one query per kind of data.
+
+The grid must stay fast for 1,000+ runs, so nothing here loops over runs in SQL: runs, current
+health, LCA layer lights and loss sparklines are each one statement over the whole store, joined
+in Python by run id. Sparklines are downsampled in SQL (mean per step bucket, at most
+`SPARK_POINTS` buckets per run) so a 1M-step run costs the same to ship as a 100-step one.
+NaN and ±Inf survive the aggregation (a bucket containing one is non-finite): they are alarms.
+
+`status` is the stored status; the grid derives `stale` at view time (`queries.display_status`)
+so a cached result never shows a stale run as running for longer than the cache lives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import duckdb
+
+SPARK_POINTS = 60
+MAIN_LOSS_KEY = "loss"
+# Keys trainlight itself writes into `metrics`: never the "main loss" of a run.
+_RESERVED_PREFIXES = ("runaway/", "catch/", "lca/")
+
+
+@dataclass(frozen=True)
+class SignalState:
+    """A signal's current state (latest `health` row by `seq`) and why."""
+
+    state: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class LayerLight:
+    """One layer's latest LCA: negative helps (loss went down), positive hurts."""
+
+    layer: str
+    lca: float | None  # None: the layer has no LCA row yet
+
+    @property
+    def state(self) -> str:
+        """`helping`, `hurting` or `none`; NaN/±Inf count as hurting (they are alarms)."""
+        if self.lca is None:
+            return "none"
+        return "helping" if self.lca < 0 else "hurting"
+
+
+@dataclass(frozen=True)
+class GridRow:
+    run_id: str
+    name: str
+    project: str
+    group: str
+    tags: tuple[str, ...]
+    status: str  # as stored: running | finished | crashed | stopped
+    last_step: int | None
+    updated_at: datetime | None
+    stop_requested: bool
+    health: Mapping[str, SignalState] = field(default_factory=dict)
+    lca_layers: tuple[LayerLight, ...] = ()
+    spark_key: str = ""
+    spark: tuple[float, ...] = ()  # bucket means of `spark_key`, in step order
+
+
+_RUNS = """SELECT run_id, name, project, "group", tags, status, last_step, updated_at,
+                  stop_requested
+           FROM runs ORDER BY run_id"""
+
+_HEALTH = """SELECT run_id, signal, arg_max(state, seq), arg_max(reason, seq)
+             FROM health GROUP BY run_id, signal"""
+
+# Layers in the order they first appear (rowid: insertion order, which is model order within
+# a segment), each with its latest LCA value.
+_LCA_LIGHTS = """SELECT run_id, layer, arg_max(value, step) AS lca, min(rowid) AS first
+                 FROM layer_metrics WHERE key = 'lca'
+                 GROUP BY run_id, layer ORDER BY run_id, first"""
+
+# Main loss: `loss` if logged, else the first key the run logged (smallest rowid).
+_SPARKLINES = f"""
+WITH candidates AS (
+    SELECT run_id, key, rowid AS rid, step, value FROM metrics
+    WHERE NOT ({" OR ".join("starts_with(key, ?)" for _ in _RESERVED_PREFIXES)})
+), main AS (
+    SELECT run_id,
+           CASE WHEN bool_or(key = ?) THEN ? ELSE arg_min(key, rid) END AS key
+    FROM candidates GROUP BY run_id
+), series AS (
+    SELECT c.run_id, c.key, c.step, c.value FROM candidates c JOIN main USING (run_id, key)
+), span AS (
+    SELECT run_id, min(step) AS lo, max(step) AS hi FROM series GROUP BY run_id
+)
+SELECT s.run_id, s.key, (s.step - span.lo) * ? // (span.hi - span.lo + 1) AS bucket,
+       avg(s.value) AS value
+FROM series s JOIN span USING (run_id)
+GROUP BY s.run_id, s.key, bucket
+ORDER BY s.run_id, bucket
+"""
+
+
+def grid_rows(cur: duckdb.DuckDBPyConnection, points: int = SPARK_POINTS) -> list[GridRow]:
+    """Every run with its current health, LCA layer lights and main-loss sparkline."""
+    if points < 1:
+        raise ValueError(f"points must be >= 1, got {points}")
+    runs = cur.execute(_RUNS).fetchall()
+    health = _health(cur)
+    lights = _lca_lights(cur)
+    sparks = _sparklines(cur, points)
+    return [_row(r, health, lights, sparks) for r in runs]
+
+
+def _health(cur: duckdb.DuckDBPyConnection) -> dict[str, dict[str, SignalState]]:
+    out: dict[str, dict[str, SignalState]] = {}
+    for run_id, signal, state, reason in cur.execute(_HEALTH).fetchall():
+        out.setdefault(run_id, {})[signal] = SignalState(state, reason or "")
+    return out
+
+
+def _lca_lights(cur: duckdb.DuckDBPyConnection) -> dict[str, list[LayerLight]]:
+    out: dict[str, list[LayerLight]] = {}
+    for run_id, layer, lca, _first in cur.execute(_LCA_LIGHTS).fetchall():
+        out.setdefault(run_id, []).append(LayerLight(layer, lca))
+    return out
+
+
+def _sparklines(cur: duckdb.DuckDBPyConnection, points: int) -> dict[str, tuple[str, list[float]]]:
+    params: list[Any] = [*_RESERVED_PREFIXES, MAIN_LOSS_KEY, MAIN_LOSS_KEY, points]
+    out: dict[str, tuple[str, list[float]]] = {}
+    for run_id, key, _bucket, value in cur.execute(_SPARKLINES, params).fetchall():
+        out.setdefault(run_id, (key, []))[1].append(value)
+    return out
+
+
+def _row(
+    row: tuple[Any, ...],
+    health: Mapping[str, Mapping[str, SignalState]],
+    lights: Mapping[str, list[LayerLight]],
+    sparks: Mapping[str, tuple[str, list[float]]],
+) -> GridRow:
+    run_id, name, project, group, tags, status, last_step, updated_at, stop_requested = row
+    spark_key, spark = sparks.get(run_id, ("", []))
+    return GridRow(
+        run_id=run_id,
+        name=name or run_id,
+        project=project or "",
+        group=group or "",
+        tags=tuple(tags or ()),
+        status=status or "",
+        last_step=last_step,
+        updated_at=updated_at,
+        stop_requested=bool(stop_requested),
+        health=dict(health.get(run_id, {})),
+        lca_layers=tuple(lights.get(run_id, ())),
+        spark_key=spark_key,
+        spark=tuple(spark),
+    )

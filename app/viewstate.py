@@ -1,0 +1,152 @@
+"""View state of the drill-down pages, to and from the URL query (so a copied link restores it).
+
+Parsing never raises: a hand-edited or stale link falls back to defaults for the parts it gets
+wrong, because a bookmark must always open a page. Building a query writes only what differs
+from the defaults, so links stay short and the default view has a clean URL.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+SMOOTH_MAX = 0.99
+TRUE_WORDS = ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class RunView:
+    """`/run/<run_id>?smooth=0.6&from=100&to=5000`."""
+
+    smooth: float = 0.0  # EMA weight of the previous value, 0 (raw) … 0.99
+    start: int | None = None
+    end: int | None = None
+
+
+@dataclass(frozen=True)
+class LcaView:
+    """`/run/<run_id>/lca?layer=fc1&step=400&play=1&all=1`."""
+
+    layer: str | None = None
+    step: int | None = None
+    playing: bool = False
+    all_layers: bool = False
+
+
+@dataclass(frozen=True)
+class CompareView:
+    """`/compare?runs=a,b,c&smooth=0.6`."""
+
+    runs: tuple[str, ...] = ()
+    smooth: float = 0.0
+
+
+def parse_run_view(query: Mapping[str, object]) -> RunView:
+    smooth = _float(query.get("smooth"))
+    smooth = 0.0 if smooth is None else min(max(smooth, 0.0), SMOOTH_MAX)
+    start, end = _int(query.get("from")), _int(query.get("to"))
+    if start is not None and end is not None and start > end:
+        start, end = end, start
+    return RunView(smooth, start, end)
+
+
+def run_query(view: RunView) -> str:
+    return _query(
+        {
+            "smooth": f"{view.smooth:g}" if view.smooth else None,
+            "from": view.start,
+            "to": view.end,
+        }
+    )
+
+
+def parse_lca_view(query: Mapping[str, object]) -> LcaView:
+    layer = query.get("layer")
+    return LcaView(
+        layer=layer if isinstance(layer, str) and layer else None,
+        step=_int(query.get("step")),
+        playing=_bool(query.get("play")),
+        all_layers=_bool(query.get("all")),
+    )
+
+
+def lca_query(view: LcaView) -> str:
+    return _query(
+        {
+            "layer": view.layer,
+            "step": view.step,
+            "play": "1" if view.playing else None,
+            "all": "1" if view.all_layers else None,
+        }
+    )
+
+
+def parse_compare_view(query: Mapping[str, object]) -> CompareView:
+    raw = query.get("runs")
+    runs = [r.strip() for r in raw.split(",")] if isinstance(raw, str) else []
+    smooth = parse_run_view({"smooth": query.get("smooth")}).smooth
+    return CompareView(tuple(dict.fromkeys(r for r in runs if r)), smooth)
+
+
+def compare_query(runs: Sequence[str], smooth: float | None = None) -> str:
+    return _query(
+        {"runs": ",".join(runs) if runs else None, "smooth": f"{smooth:g}" if smooth else None}
+    )
+
+
+def nearest_index(steps: Sequence[int], step: int | None) -> int:
+    """Index of the step closest to `step` (the last one when `step` is None; 0 when empty)."""
+    if not steps:
+        return 0
+    if step is None:
+        return len(steps) - 1
+    return min(range(len(steps)), key=lambda i: (abs(steps[i] - step), steps[i]))
+
+
+def _query(items: Mapping[str, object]) -> str:
+    kept = {k: str(v) for k, v in items.items() if v is not None}
+    return "?" + urlencode(kept, safe=",/") if kept else ""
+
+
+def _float(raw: object) -> float | None:
+    try:
+        value = float(str(raw))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _int(raw: object) -> int | None:
+    if raw is None or isinstance(raw, bool):
+        return None
+    try:
+        return int(str(raw).strip())
+    except ValueError:
+        value = _float(raw)
+        return int(value) if value is not None else None
+
+
+def _bool(raw: object) -> bool:
+    return isinstance(raw, str) and raw.strip().lower() in TRUE_WORDS
+
+
+def range_from_relayout(
+    relayout: Mapping[str, object] | None,
+) -> tuple[int | None, int | None] | None:
+    """The step range a zoom on a step axis asks for: (start, end), (None, None) on reset, or
+    None when the relayout event is not about the x axis (legend clicks, resizes)."""
+    if not relayout:
+        return None
+    if relayout.get("xaxis.autorange"):
+        return None, None
+    low, high = relayout.get("xaxis.range[0]"), relayout.get("xaxis.range[1]")
+    if low is None or high is None:
+        pair = relayout.get("xaxis.range")
+        if isinstance(pair, list | tuple) and len(pair) == 2:
+            low, high = pair
+    start, end = _float(low), _float(high)
+    if start is None or end is None:
+        return None
+    return math.floor(min(start, end)), math.ceil(max(start, end))

@@ -1,0 +1,185 @@
+"""Series and frame queries against a real store filled by real Monitor runs and the Ingester."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.support.dashboard_runs import ingest, train_lca_mlp
+from tests.support.trainings import train_gan
+from trainlight.app.store.database import Store
+from trainlight.app.store.frames import (
+    frame_layers,
+    frame_scale,
+    frame_steps,
+    frames_at,
+    lca_frame,
+)
+from trainlight.app.store.series import (
+    StepRange,
+    catch_marks,
+    current_health,
+    health_history,
+    layer_series,
+    layer_totals,
+    run_roles,
+    scalar_keys,
+    scalar_series,
+)
+from trainlight.collectors import Monitor
+
+LONG_STEPS = 20_000
+SPIKE_STEP, NAN_STEP, INF_STEP = 12_345, 7_000, 15_000
+
+
+def log_long_run(store: Path) -> str:
+    """A long scalar-only run: a smooth curve with one spike, one NaN and one +Inf."""
+    with Monitor(run="long", store=store, flush_interval=0.2) as mon:
+        for step in range(LONG_STEPS):
+            value = math.sin(step / 1000)
+            if step == SPIKE_STEP:
+                value = 50.0
+            elif step == NAN_STEP:
+                value = math.nan
+            elif step == INF_STEP:
+                value = math.inf
+            mon.log(step, wave=value)
+        return mon.run_id
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, dict[str, str]]]:
+    root = tmp_path_factory.mktemp("series")
+    runs = {
+        "lca": train_lca_mlp(root, "lca-mlp"),
+        "gan": train_gan(root, "gan", steps=600),
+        "long": log_long_run(root),
+    }
+    store = ingest(root)
+    try:
+        yield store, runs
+    finally:
+        store.close()
+
+
+def raw(store: Store, run_id: str, key: str) -> list[tuple[int, float]]:
+    with store.read() as cur:
+        rows = cur.execute(
+            "SELECT step, value FROM metrics WHERE run_id = ? AND key = ? ORDER BY step",
+            [run_id, key],
+        ).fetchall()
+    return [(int(s), float(v)) for s, v in rows]
+
+
+def test_scalar_keys_leave_out_reserved_keys(filled: tuple[Store, dict[str, str]]) -> None:
+    store, runs = filled
+    with store.read() as cur:
+        assert scalar_keys(cur, runs["lca"]) == ("loss", "lr")
+        assert scalar_keys(cur, runs["gan"]) == ("content", "d_loss")
+
+
+def test_short_series_is_exact(filled: tuple[Store, dict[str, str]]) -> None:
+    store, runs = filled
+    with store.read() as cur:
+        series = scalar_series(cur, runs["lca"], "loss")
+    rows = raw(store, runs["lca"], "loss")
+    assert series.count == len(rows) == 120
+    assert series.steps == tuple(float(s) for s, _ in rows)
+    assert series.mean == series.low == series.high == tuple(v for _, v in rows)
+
+
+def test_buckets_match_a_naive_reference(filled: tuple[Store, dict[str, str]]) -> None:
+    store, runs = filled
+    buckets = 7
+    with store.read() as cur:
+        series = scalar_series(cur, runs["lca"], "loss", StepRange(10, 99), buckets=buckets)
+    rows = [(s, v) for s, v in raw(store, runs["lca"], "loss") if 10 <= s <= 99]
+    groups: dict[int, list[tuple[int, float]]] = {}
+    for s, v in rows:
+        groups.setdefault((s - 10) * buckets // 90, []).append((s, v))
+    expected = [groups[b] for b in sorted(groups)]
+    assert len(series.steps) == len(expected) == buckets
+    for i, group in enumerate(expected):
+        values = [v for _, v in group]
+        assert series.steps[i] == pytest.approx(np.mean([s for s, _ in group]))
+        assert series.mean[i] == pytest.approx(np.mean(values))
+        assert (series.low[i], series.high[i]) == (min(values), max(values))
+
+
+def test_long_series_is_bounded_keeps_spike_and_reports_nonfinite(
+    filled: tuple[Store, dict[str, str]],
+) -> None:
+    store, runs = filled
+    with store.read() as cur:
+        series = scalar_series(cur, runs["long"], "wave")
+        zoomed = scalar_series(cur, runs["long"], "wave", StepRange(12_000, 12_999))
+    assert series.count == LONG_STEPS
+    assert len(series.steps) <= 1000
+    assert max(series.high) == 50.0  # a 1-step spike survives downsampling
+    assert series.mean == tuple(v for v in series.mean if math.isfinite(v))
+    assert [s for s, _ in series.nonfinite] == [NAN_STEP, INF_STEP]
+    assert math.isnan(series.nonfinite[0][1]) and series.nonfinite[1][1] == math.inf
+    assert zoomed.count == 1000 and len(zoomed.steps) == 1000  # zoomed: every point
+    assert zoomed.steps[0] == 12_000 and not zoomed.nonfinite
+
+
+def test_layer_series_in_model_order_and_cumulative(filled: tuple[Store, dict[str, str]]) -> None:
+    store, runs = filled
+    with store.read() as cur:
+        dead = layer_series(cur, runs["lca"], "dead_frac")
+        cumulative = layer_series(cur, runs["lca"], "lca", cumulative=True)
+        totals = layer_totals(cur, runs["lca"], "lca")
+        helping = layer_series(cur, runs["lca"], "lca_helping")
+    assert [s.name for s in dead] == ["1", "3"]
+    assert all(0 <= v <= 1 for s in dead for v in s.mean)
+    assert [s.name for s in cumulative] == list(totals) == ["0", "2", "4"]
+    for series in cumulative:
+        assert series.mean[-1] == pytest.approx(totals[series.name])
+    assert all(0 <= v <= 1 for s in helping for v in s.mean)
+
+
+def test_health_history_and_marks(filled: tuple[Store, dict[str, str]]) -> None:
+    store, runs = filled
+    with store.read() as cur:
+        history = health_history(cur, runs["gan"])
+        marks = catch_marks(cur, runs["gan"])
+        roles = run_roles(cur, runs["gan"])
+        none = catch_marks(cur, runs["lca"])
+    current = current_health(history)
+    assert current["catch"].state == "green"
+    assert marks.catch_step == current["catch"].step
+    assert marks.plateau_step is not None
+    assert roles == {"adversary": "d_loss", "content": "content"}
+    assert none.catch_step is None and none.plateau_step is None
+    assert [c.signal for c in history if c.signal == "catch"]  # ordered by seq, not empty
+
+
+def test_lca_frames(filled: tuple[Store, dict[str, str]]) -> None:
+    store, runs = filled
+    run_id = runs["lca"]
+    with store.read() as cur:
+        layers = frame_layers(cur, run_id)
+        steps = frame_steps(cur, run_id, "0")
+        frame = lca_frame(cur, run_id, "0", steps[2] + 1)
+        side = frames_at(cur, run_id, steps[-1])
+        scale = frame_scale(cur, run_id, "0")
+        every = np.concatenate(
+            [
+                np.asarray(v)
+                for (v,) in cur.execute(
+                    "SELECT \"values\" FROM lca_frames WHERE run_id = ? AND layer = '0'", [run_id]
+                ).fetchall()
+            ]
+        )
+        missing = lca_frame(cur, run_id, "no-such-layer", 0)
+    assert layers == ("0", "2", "4")
+    assert 1 < len(steps) <= 16 and list(steps) == sorted(steps)
+    assert frame is not None and frame.step == steps[2]
+    assert (frame.n_rows, frame.n_cols) == (16, 8) and len(frame.rows()) == 16
+    assert [f.layer for f in side] == list(layers) and {f.step for f in side} == {steps[-1]}
+    assert scale == pytest.approx(np.quantile(np.abs(every), 0.99), rel=1e-5)
+    assert missing is None

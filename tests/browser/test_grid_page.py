@@ -1,0 +1,203 @@
+"""The triage grid in a real Chromium: badges from real trainings, URL filters, stop, links.
+
+The runs are the small real trainings of tests/support/trainings.py (nothing scripts a signal):
+a diverging regression (nonfinite red), a sane MLP (green) and an MLP whose first ReLU layer is
+dead (dead_relu red). The server ingests them like any other store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from playwright.sync_api import Dialog, Locator, Page, expect
+
+from tests.support.trainings import train_diverging, train_mlp
+
+if TYPE_CHECKING:  # fixtures come from conftest.py; only their types are imported
+    from tests.browser.conftest import WatchedPage
+    from tests.support.server import LiveServer
+
+pytestmark = pytest.mark.browser
+INGEST_TIMEOUT_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    store = tmp_path_factory.mktemp("grid-page") / "store"
+    runs = {
+        "sane": train_mlp(store, "mlp sane"),
+        "dead": train_mlp(store, "mlp dead", hidden_bias=-5.0),
+        "diverging": train_diverging(store, "diverging"),
+    }
+    return store, runs
+
+
+@pytest.fixture(scope="module")
+def server(
+    trained: tuple[Path, dict[str, str]], serve_store: Callable[[Path], LiveServer]
+) -> Iterator[LiveServer]:
+    store, runs = trained
+    live = serve_store(store)
+
+    def all_judged() -> bool:
+        found = {r["run_id"]: r for r in live.runs()}
+        return all(
+            rid in found
+            and found[rid]["status"] == "finished"
+            and found[rid]["health"].get("nonfinite") in ("green", "red")
+            for rid in runs.values()
+        )
+
+    live.wait_for(all_judged, INGEST_TIMEOUT_S, what="every run ingested and judged")
+    yield live
+
+
+def grid_row(page: Page, run_id: str) -> Locator:
+    return page.locator(f'.ag-center-cols-container .ag-row[row-id="{run_id}"]')
+
+
+def badge(page: Page, run_id: str, signal: str) -> Locator:
+    return grid_row(page, run_id).locator(f'[col-id="h_{signal}"] .badge')
+
+
+def shown_ids(page: Page, count: int) -> list[str]:
+    """The ids of the rows shown, once the grid shows `count` rows."""
+    rows = page.locator(".ag-center-cols-container .ag-row")
+    expect(rows).to_have_count(count)
+    return sorted(row.get_attribute("row-id") or "" for row in rows.all())
+
+
+def test_badges_show_each_runs_health_worst_first(
+    server: LiveServer,
+    trained: tuple[Path, dict[str, str]],
+    watched_page: WatchedPage,
+    screenshot_dir: Path,
+) -> None:
+    runs = trained[1]
+    page = watched_page.page
+    page.goto(server.base_url, wait_until="domcontentloaded")
+    expect(page.locator(".ag-center-cols-container .ag-row")).to_have_count(3)
+
+    red = badge(page, runs["diverging"], "nonfinite")
+    expect(red).to_have_attribute("data-state", "red")
+    expect(red).to_have_text("■")
+    assert "Inf" in (red.get_attribute("title") or "")
+    expect(badge(page, runs["sane"], "nonfinite")).to_have_attribute("data-state", "green")
+    expect(badge(page, runs["sane"], "dead_relu")).to_have_attribute("data-state", "green")
+    expect(badge(page, runs["dead"], "dead_relu")).to_have_attribute("data-state", "red")
+    expect(badge(page, runs["sane"], "catch")).to_have_attribute("data-state", "grey")
+    expect(badge(page, runs["sane"], "catch")).to_have_text("○")
+    # Worst health first: the sane run is last (AG Grid's row-index is the display order).
+    sane_index = grid_row(page, runs["sane"]).get_attribute("row-index")
+    assert sane_index == "2"
+    expect(page.locator("#grid-count")).to_have_text("3 runs")
+
+    page.screenshot(path=str(screenshot_dir / "grid.png"), full_page=True)
+    watched_page.assert_no_errors()
+
+
+def test_opening_a_state_filter_link_filters(
+    server: LiveServer, trained: tuple[Path, dict[str, str]], watched_page: WatchedPage
+) -> None:
+    runs = trained[1]
+    page = watched_page.page
+    page.goto(server.url("?state=red"), wait_until="domcontentloaded")
+    expect(page.locator("#grid-count")).to_have_text("2 of 3 runs")
+    assert shown_ids(page, 2) == sorted([runs["dead"], runs["diverging"]])
+    expect(page.locator("#grid-state")).to_contain_text("red")
+
+    page.goto(server.url("?q=sane&state=green"), wait_until="domcontentloaded")
+    expect(page.locator("#grid-count")).to_have_text("1 of 3 runs")
+    assert shown_ids(page, 1) == [runs["sane"]]
+    expect(page.locator("#grid-text")).to_have_value("sane")
+    watched_page.assert_no_errors()
+
+
+def test_a_copied_link_reproduces_filters_sort_and_selection(
+    server: LiveServer, trained: tuple[Path, dict[str, str]], watched_page: WatchedPage
+) -> None:
+    runs = trained[1]
+    page = watched_page.page
+    page.goto(server.url("?sort=name"), wait_until="domcontentloaded")
+    row = grid_row(page, runs["sane"])
+    expect(row).to_have_count(1)
+    row.locator("input.ag-checkbox-input").check()
+    expect(page).to_have_url(server.url(f"?sort=name&sel={runs['sane']}"))
+    expect(page.locator("#grid-compare")).to_have_attribute("href", f"/compare?runs={runs['sane']}")
+    page.locator("#grid-live input").uncheck()
+    expect(page).to_have_url(server.url(f"?sort=name&sel={runs['sane']}&live=0"))
+    copied = page.url
+
+    fresh = page.context.browser.new_context(viewport={"width": 1400, "height": 900})  # type: ignore[union-attr]
+    try:
+        other = fresh.new_page()
+        other.goto(copied, wait_until="domcontentloaded")
+        again = grid_row(other, runs["sane"])
+        expect(again.locator("input.ag-checkbox-input")).to_be_checked()
+        expect(other.locator("#grid-live input")).not_to_be_checked()
+        expect(other.locator("#grid-sort")).to_contain_text("name")
+        names = other.locator(".ag-center-cols-container a.run-link")
+        expect(names).to_have_count(3)
+        order = sorted(names.all(), key=lambda n: int(_row_index(n)))
+        assert [n.text_content() for n in order] == ["diverging", "mlp dead", "mlp sane"]
+        expect(other).to_have_url(copied)
+    finally:
+        fresh.close()
+    watched_page.assert_no_errors()
+
+
+def _row_index(link: Locator) -> str:
+    return link.locator("xpath=ancestor::div[@row-index][1]").get_attribute("row-index") or "0"
+
+
+def test_stop_selected_asks_then_requests_the_stop(
+    server: LiveServer, trained: tuple[Path, dict[str, str]], watched_page: WatchedPage
+) -> None:
+    run_id = trained[1]["dead"]
+    assert (server.run(run_id) or {})["stop_requested"] is False
+    page = watched_page.page
+    dialogs: list[str] = []
+
+    def accept(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", accept)
+    page.goto(server.url(f"?sel={run_id}"), wait_until="domcontentloaded")
+    expect(grid_row(page, run_id).locator("input.ag-checkbox-input")).to_be_checked()
+    expect(page.locator("#grid-stop")).to_be_enabled()
+    page.locator("#grid-stop").click()
+    expect(page.locator("#grid-message")).to_have_text("Stop requested for 1 run(s).")
+    assert len(dialogs) == 1 and run_id in dialogs[0]
+    detail = server.run(run_id)
+    assert detail is not None and detail["stop_requested"] is True
+    others = [r for r in server.runs() if r["run_id"] != run_id]
+    assert not any(r["stop_requested"] for r in others)
+    watched_page.assert_no_errors()
+
+
+def test_live_refresh_keeps_selection(
+    server: LiveServer, trained: tuple[Path, dict[str, str]], watched_page: WatchedPage
+) -> None:
+    run_id = trained[1]["sane"]
+    page = watched_page.page
+    updates: list[str] = []
+    page.on(
+        "requestfinished",
+        lambda r: updates.append(r.url) if "_dash-update-component" in r.url else None,
+    )
+    page.goto(server.url(f"?sel={run_id}&every=1"), wait_until="domcontentloaded")
+    checkbox = grid_row(page, run_id).locator("input.ag-checkbox-input")
+    expect(checkbox).to_be_checked()
+    seen = len(updates)
+    for _ in range(30):  # page.wait_for_timeout lets Playwright deliver events; time.sleep won't
+        if len(updates) >= seen + 2:
+            break
+        page.wait_for_timeout(500)
+    assert len(updates) >= seen + 2, f"no live refresh: {updates}"
+    expect(checkbox).to_be_checked()
+    expect(page).to_have_url(server.url(f"?sel={run_id}&every=1"))
+    watched_page.assert_no_errors()
