@@ -57,40 +57,30 @@ def lca_layers_figure(
     fig.update_yaxes(autorange="reversed", type="category", row=1, col=1)
     fig.update_xaxes(title_text="Δ loss (negative helps)", row=1, col=1)
     for i, series in enumerate(cumulative):
-        fig.add_trace(
-            go.Scatter(
-                x=series.steps,
-                y=series.mean,
-                mode="lines",
-                name=series.name,
-                legendgroup=series.name,
-                line={"color": colour(i)},
-            ),
-            row=1,
-            col=2,
-        )
+        fig.add_trace(_layer_line(series, colour(i), legend=True), row=1, col=2)
     fig.add_hline(y=0, line={"color": GREY, "width": 1}, row=1, col=2)
     for i, series in enumerate(helping):
         j = next((n for n, s in enumerate(cumulative) if s.name == series.name), i)
-        fig.add_trace(
-            go.Scatter(
-                x=series.steps,
-                y=series.mean,
-                mode="lines",
-                name=series.name,
-                legendgroup=series.name,
-                showlegend=False,
-                line={"color": colour(j)},
-            ),
-            row=1,
-            col=3,
-        )
+        fig.add_trace(_layer_line(series, colour(j), legend=False), row=1, col=3)
     fig.add_hline(y=0.5, line={"color": GREY, "dash": "dot", "width": 1}, row=1, col=3)
     fig.update_yaxes(range=[0, 1], tickformat=".0%", row=1, col=3)
     fig.update_xaxes(title_text="step", row=1, col=2)
     fig.update_xaxes(title_text="step", row=1, col=3)
     fig.update_annotations(font={"size": 12, "color": GREY})
     return fig
+
+
+def _layer_line(series: Series, color: str, *, legend: bool) -> go.Scatter:
+    """One layer's line; the same layer shares colour and legend entry across subplots."""
+    return go.Scatter(
+        x=series.steps,
+        y=series.mean,
+        mode="lines",
+        name=series.name,
+        legendgroup=series.name,
+        showlegend=legend,
+        line={"color": color},
+    )
 
 
 def heatmap_figure(

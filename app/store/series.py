@@ -162,18 +162,15 @@ def _as_step(value: float | None) -> int | None:
 def _where(
     run_id: str, span: StepRange, extra: str, extra_params: list[Any]
 ) -> tuple[str, list[Any]]:
-    clauses, params = ["run_id = ?", extra], [run_id, *extra_params]
-    if span.start is not None:
-        clauses.append("step >= ?")
-        params.append(span.start)
-    if span.end is not None:
-        clauses.append("step <= ?")
-        params.append(span.end)
-    return " AND ".join(clauses), params
+    return _within(span, ["run_id = ?", extra], [run_id, *extra_params])
 
 
 def _where_cumulative(span: StepRange, source_params: list[Any]) -> tuple[str, list[Any]]:
-    clauses, params = ["true"], list(source_params)
+    return _within(span, ["true"], list(source_params))
+
+
+def _within(span: StepRange, clauses: list[str], params: list[Any]) -> tuple[str, list[Any]]:
+    """`clauses` AND the step range, with its parameters appended."""
     if span.start is not None:
         clauses.append("step >= ?")
         params.append(span.start)
