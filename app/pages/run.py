@@ -49,32 +49,8 @@ def layout(run_id: str = "", **query: Any) -> html.Div:
                 ],
                 className="control control-wide",
             ),
-            html.Label(
-                [
-                    "from step",
-                    dcc.Input(
-                        id="run-from",
-                        type="number",
-                        value=view.start,
-                        debounce=True,
-                        placeholder="first",
-                    ),
-                ],
-                className="control control-step",
-            ),
-            html.Label(
-                [
-                    "to step",
-                    dcc.Input(
-                        id="run-to",
-                        type="number",
-                        value=view.end,
-                        debounce=True,
-                        placeholder="last",
-                    ),
-                ],
-                className="control control-step",
-            ),
+            _step_input("from step", "run-from", view.start, "first"),
+            _step_input("to step", "run-to", view.end, "last"),
             html.Button("whole run", id="run-reset", className="button"),
             *share_controls("run"),
         ],
@@ -91,6 +67,12 @@ def layout(run_id: str = "", **query: Any) -> html.Div:
         ],
         className="page run-page",
     )
+
+
+def _step_input(label: str, id_: str, value: int | None, placeholder: str) -> html.Label:
+    """One end of the step range: a labelled number box that commits on enter or blur."""
+    box = dcc.Input(id=id_, type="number", value=value, debounce=True, placeholder=placeholder)
+    return html.Label([label, box], className="control control-step")
 
 
 def register(app: dash.Dash, store: Store) -> None:
