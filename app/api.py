@@ -7,13 +7,10 @@ whose message names the problem; nothing a client sends becomes part of a path o
 
 from __future__ import annotations
 
-import hmac
 import json
 import re
-from collections.abc import Callable
 from datetime import timedelta
-from functools import wraps
-from typing import Any, TypeVar, cast
+from typing import Any
 
 from flask import Blueprint, Response, request
 
@@ -26,7 +23,6 @@ from trainlight.collectors.schema import is_valid_run_id, write_atomically
 
 MAX_SEGMENT_BYTES = 64 * 1024 * 1024
 _SEQ = re.compile(r"[0-9]{1,18}")  # ASCII digits only: str.isdigit() accepts "²"
-F = TypeVar("F", bound=Callable[..., Response])
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
@@ -68,24 +64,13 @@ def detail_json(detail: RunDetail) -> dict[str, Any]:
 
 def create_api(
     store: Store,
-    token: str | None,
     stale_after: timedelta,
     max_segment_bytes: int = MAX_SEGMENT_BYTES,
 ) -> Blueprint:
-    """The API blueprint bound to one store; `token`, when set, guards state-changing routes."""
+    """The API blueprint bound to one store (access is checked in front of it: app/access.py)."""
     api = Blueprint("trainlight_api", __name__, url_prefix="/api/v1")
 
-    def requires_token(view: F) -> F:
-        @wraps(view)
-        def guarded(*args: Any, **kwargs: Any) -> Response:
-            if token and not _bearer_matches(token):
-                return error(401, "missing or wrong token: send 'Authorization: Bearer <token>'")
-            return view(*args, **kwargs)
-
-        return cast(F, guarded)
-
     @api.post("/ingest")
-    @requires_token
     def ingest() -> Response:
         run_id = request.args.get("run_id", "")
         seq_text = request.args.get("seq", "")
@@ -128,7 +113,6 @@ def create_api(
         return json_response(detail_json(detail))
 
     @api.post("/runs/<run_id>/stop")
-    @requires_token
     def stop(run_id: str) -> Response:
         if not is_valid_run_id(run_id):
             return error(400, "invalid run id")
@@ -157,9 +141,3 @@ def create_api(
         return {"stop": stop_requested, "reason": reason}
 
     return api
-
-
-def _bearer_matches(token: str) -> bool:
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token)

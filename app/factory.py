@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import dash
 
+from trainlight.app.access import install_token_guard
 from trainlight.app.api import create_api
 from trainlight.app.cache import create_cache
 from trainlight.app.pages import compare, grid, lca, run
@@ -30,11 +31,12 @@ def create_app(
         update_title="",  # keep the tab title still during refreshes
         suppress_callback_exceptions=True,
     )
+    install_token_guard(app.server, token)  # first: it must run before any page or route
     cache = create_cache(app.server)
     grid.register(app, store, stale_after, cache, token)
-    lca.register(app, store)  # before run: "/run/<run_id>" also matches "/run/<id>/lca"
-    run.register(app, store)
-    compare.register(app, store)
+    lca.register(app, store, cache)  # before run: "/run/<run_id>" also matches "/run/<id>/lca"
+    run.register(app, store, cache)
+    compare.register(app, store, cache)
     app.layout = dash.html.Div(
         [
             dash.html.Header(
@@ -43,6 +45,6 @@ def create_app(
             dash.page_container,
         ]
     )
-    app.server.register_blueprint(create_api(store, token, stale_after))
+    app.server.register_blueprint(create_api(store, stale_after))
     app.server.config["MAX_CONTENT_LENGTH"] = 64 * 1024 * 1024 + 1024
     return app

@@ -32,6 +32,9 @@ class ServeOptions:
     port: int = 8050
     token: str | None = None
     threads: int = 8
+    # Every HTTP collector keeps one keep-alive connection open; waitress's default limit of 100
+    # would stop accepting (and make collectors back off) beyond ~90 remote runs.
+    connection_limit: int = 2048
     ingest_interval: float = 0.5
     stale_after: timedelta = DEFAULT_STALE_AFTER
 
@@ -68,7 +71,11 @@ def serve(options: ServeOptions) -> None:
     thread.start()
     app = create_app(store, options.token, options.stale_after)
     server = create_server(
-        app.server, host=options.host, port=options.port, threads=options.threads
+        app.server,
+        host=options.host,
+        port=options.port,
+        threads=options.threads,
+        connection_limit=options.connection_limit,
     )
 
     def shutdown(_signum: int, _frame: FrameType | None) -> None:

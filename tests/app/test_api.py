@@ -12,6 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.support.segments import metrics_segment
+from trainlight.app.access import install_token_guard
 from trainlight.app.api import create_api
 from trainlight.app.store.database import Store
 from trainlight.app.store.inbox import Ingester
@@ -29,7 +30,8 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 def client_for(store: Store, token: str | None = None, max_bytes: int = 1 << 20) -> FlaskClient:
     app = Flask(__name__)
-    app.register_blueprint(create_api(store, token, timedelta(seconds=60), max_bytes))
+    install_token_guard(app, token)
+    app.register_blueprint(create_api(store, timedelta(seconds=60), max_bytes))
     return app.test_client()
 
 
@@ -130,7 +132,7 @@ def test_unknown_run_detail_is_404_and_bad_id_400(client: FlaskClient) -> None:
     assert client.get("/api/v1/runs/..%2Fetc").status_code in (400, 404)
 
 
-def test_with_a_token_writes_need_it_and_reads_do_not(store: Store) -> None:
+def test_with_a_token_every_route_needs_it_and_a_refusal_changes_nothing(store: Store) -> None:
     client = client_for(store, TOKEN)
     payload = metrics_segment("r-1", 0, [(0, "x", 1.0)])
     assert post_segment(client, "r-1", 0, payload).status_code == 401
@@ -145,5 +147,8 @@ def test_with_a_token_writes_need_it_and_reads_do_not(store: Store) -> None:
     assert ok.status_code == 202
     Ingester(store).ingest_pending()
     assert client.post("/api/v1/runs/r-1/stop").status_code == 401
-    assert client.get("/api/v1/runs/r-1/control").get_json()["stop"] is False
-    assert client.get("/api/v1/runs").status_code == 200
+    assert client.get("/api/v1/runs").status_code == 401
+    authorised = {"Authorization": f"Bearer {TOKEN}"}
+    control = client.get("/api/v1/runs/r-1/control", headers=authorised).get_json()
+    assert control["stop"] is False
+    assert not store.layout.control_path("r-1").exists()
