@@ -137,6 +137,38 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # only judges liveness by pid for processes it can actually see.
         "ALTER TABLE runs ADD COLUMN pid_namespace VARCHAR",
     ),
+    (
+        # The grid's main-loss sparklines, kept by ingest (app/store/sparklines.py) so the grid
+        # never scans `metrics`: the main key and bucket width (a power of two, in steps) per
+        # run, and the count and sum of that key's values per bucket = floor(step / width).
+        "CREATE TABLE spark_runs(run_id VARCHAR PRIMARY KEY, key VARCHAR, width BIGINT)",
+        """CREATE TABLE spark_buckets(
+            run_id VARCHAR, bucket BIGINT, n BIGINT, total DOUBLE, PRIMARY KEY (run_id, bucket))""",
+        # Backfill, once: main key = `loss` if logged, else the first non-reserved key (rowid);
+        # width = the smallest power of two that spans the key's steps in at most 240 buckets.
+        """INSERT INTO spark_runs
+        WITH candidates AS (
+            SELECT run_id, key, rowid AS rid, step FROM metrics
+            WHERE key IS NOT NULL AND NOT (starts_with(key, 'runaway/')
+                  OR starts_with(key, 'catch/') OR starts_with(key, 'lca/'))
+        ), main AS (
+            SELECT run_id,
+                   CASE WHEN bool_or(key = 'loss') THEN 'loss' ELSE arg_min(key, rid) END AS key
+            FROM candidates GROUP BY run_id
+        ), span AS (
+            SELECT run_id, key, min(step) AS lo, max(step) AS hi
+            FROM candidates JOIN main USING (run_id, key) GROUP BY run_id, key
+        )
+        SELECT run_id, key, min(CAST(1 AS BIGINT) << k) AS width
+        FROM span, range(0, 62) AS powers(k)
+        WHERE floor(hi / (CAST(1 AS BIGINT) << k)) - floor(lo / (CAST(1 AS BIGINT) << k)) < 240
+        GROUP BY run_id, key""",
+        """INSERT INTO spark_buckets
+        SELECT m.run_id, CAST(floor(m.step / s.width) AS BIGINT) AS bucket, count(m.value),
+               coalesce(sum(m.value), 0)
+        FROM metrics m JOIN spark_runs s ON m.run_id = s.run_id AND m.key = s.key
+        GROUP BY m.run_id, bucket""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -3,7 +3,7 @@
 Cells that need markup (run link, badges, layer lights, sparkline) name renderers defined in
 `assets/dashAgGridComponentFunctions.js`; those only draw what `grid_rows.row_record`
 precomputed. Sorting and filtering happen on the server (they are part of the URL), so columns
-are not sortable in the browser.
+are not sortable in the browser; the grid only sorts by the hidden `order` the server assigned.
 """
 
 from __future__ import annotations
@@ -50,8 +50,21 @@ def signal_column(signal: str) -> dict[str, Any]:
     }
 
 
+# Rows arrive sorted on the server (the sort is part of the URL) with their position in
+# `order`; sorting by this hidden column keeps that order when rows come as a transaction.
+ORDER_COLUMN: dict[str, Any] = {
+    "field": "order",
+    "colId": "order",
+    "hide": True,
+    "sortable": True,
+    "sort": "asc",
+    "suppressColumnsToolPanel": True,
+}
+
+
 def column_defs() -> list[dict[str, Any]]:
     return [
+        ORDER_COLUMN,
         {
             "headerName": "Run",
             "field": "name",

@@ -1,9 +1,11 @@
 """From `GridRow`s and a `GridState` to the grid's `rowData`: filter, sort, flatten.
 
-Pure and cheap (a 1,000-run store is filtered and sorted in Python in a few ms), so the page's
-callback only reads the cached query result and calls `view_rows`. Everything the browser needs
-to draw a row is precomputed here (badge states, reasons, the sparkline's SVG points), so the
-grid's cell renderers are a few lines of JavaScript without logic.
+Pure and cheap: what depends only on the data (badge states, reasons, the sparkline's SVG
+points, ~0.3 s for 1,000 runs) is built by `prepare_rows` once per data version, for the runs
+that changed, and cached; a refresh then only filters, sorts and adds the clock-dependent fields
+(`view_rows`, a few ms).
+Everything the browser needs to draw a row is precomputed here, so the grid's cell renderers are
+a few lines of JavaScript without logic.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from trainlight.app.figures.grid_delta import ShownRow, digest
 from trainlight.app.formatting import format_age, format_value
 from trainlight.app.store.grid import GridRow
 from trainlight.app.store.queries import display_status
@@ -33,6 +36,17 @@ class Sparkline:
 
 
 @dataclass(frozen=True)
+class PreparedRow:
+    """A run's row minus what depends on the clock, computed once per data version and shared
+    through the cache (`record` is never mutated), so a refresh only filters, sorts and adds
+    the age, status and position."""
+
+    row: GridRow
+    record: dict[str, Any]
+    digest: str  # of `record`
+
+
+@dataclass(frozen=True)
 class FilterOptions:
     projects: tuple[str, ...]
     groups: tuple[str, ...]
@@ -43,12 +57,36 @@ def worst_state(row: GridRow) -> str:
     return worst([s.state for s in row.health.values()])
 
 
+def prepare_rows(
+    rows: Sequence[GridRow], previous: Sequence[PreparedRow] = ()
+) -> tuple[PreparedRow, ...]:
+    """Every run's record minus the clock, with its digest: once per data version, and only
+    for the runs whose row differs from `previous` (an ingest changes a few runs of 1,000)."""
+    known = {p.row.run_id: p for p in previous}
+    prepared = []
+    for row in rows:
+        before = known.get(row.run_id)
+        if before is not None and before.row == row:  # NaN != NaN: such rows are rebuilt
+            prepared.append(before)
+            continue
+        record = static_record(row)
+        prepared.append(PreparedRow(row, record, digest(record)))
+    return tuple(prepared)
+
+
 def view_rows(
-    rows: Sequence[GridRow], state: GridState, now: datetime, stale_after: timedelta
-) -> list[dict[str, Any]]:
-    """The grid's rowData for a view: filtered, sorted, one flat dict per run."""
-    kept = [r for r in rows if matches(r, state)]
-    return [row_record(r, now, stale_after) for r in sort_rows(kept, state.sort)]
+    rows: Sequence[PreparedRow], state: GridState, now: datetime, stale_after: timedelta
+) -> list[ShownRow]:
+    """The grid's rowData for a view: filtered, sorted, one flat dict per run; `order` is the
+    row's position (the grid sorts by it, so row transactions keep the order)."""
+    by_id = {p.row.run_id: p for p in rows if matches(p.row, state)}
+    shown = []
+    for order, row in enumerate(sort_rows([p.row for p in by_id.values()], state.sort)):
+        prepared = by_id[row.run_id]
+        clock = {**clock_fields(row, now, stale_after), "order": order}
+        record = {**prepared.record, **clock}
+        shown.append(ShownRow(record, digest((prepared.digest, *clock.values()))))
+    return shown
 
 
 def matches(row: GridRow, state: GridState) -> bool:
@@ -83,6 +121,20 @@ def _health_rank(row: GridRow) -> tuple[int, int, int]:
 
 
 def row_record(row: GridRow, now: datetime, stale_after: timedelta) -> dict[str, Any]:
+    """Everything the grid shows of a run, flat."""
+    return {**static_record(row), **clock_fields(row, now, stale_after)}
+
+
+def clock_fields(row: GridRow, now: datetime, stale_after: timedelta) -> dict[str, Any]:
+    """The fields that change with time alone: `stale` status and the age of the last update."""
+    return {
+        "status": display_status(row.status, row.updated_at, now, stale_after),
+        "age": format_age(row.updated_at, now),
+    }
+
+
+def static_record(row: GridRow) -> dict[str, Any]:
+    """The fields that only change with the data (the sparkline's SVG points included)."""
     spark = sparkline(row.spark)
     record: dict[str, Any] = {
         "run_id": row.run_id,
@@ -90,7 +142,6 @@ def row_record(row: GridRow, now: datetime, stale_after: timedelta) -> dict[str,
         "project": row.project,
         "group": row.group,
         "tags": ", ".join(row.tags),
-        "status": display_status(row.status, row.updated_at, now, stale_after),
         "stop_requested": row.stop_requested,
         "worst": worst_state(row),
         "lca_layers": [
@@ -101,7 +152,6 @@ def row_record(row: GridRow, now: datetime, stale_after: timedelta) -> dict[str,
         "spark_title": _spark_title(row),
         "last_step": row.last_step,
         "step_text": "" if row.last_step is None else f"{row.last_step:,}",
-        "age": format_age(row.updated_at, now),
     }
     for signal in SIGNALS:
         current = row.health.get(signal)
@@ -126,23 +176,30 @@ def _spark_title(row: GridRow) -> str:
 def sparkline(
     values: Sequence[float], width: int = SPARK_WIDTH, height: int = SPARK_HEIGHT
 ) -> Sparkline:
-    """Scale bucket values into a width×height box (y down); non-finite values become alarms."""
+    """Scale bucket values into a width×height box (y down); non-finite values become alarms.
+
+    Runs 60 times per run on every new data version, so it avoids `round` and `:g` (a third
+    of its time) and formats with one decimal instead."""
     if not values:
         return Sparkline("", ())
     step = width / max(len(values) - 1, 1)
     finite = [v for v in values if math.isfinite(v)]
     lo, hi = (min(finite), max(finite)) if finite else (0.0, 0.0)
-    span = hi - lo or 1.0
     pad = 2.0
+    scale = (height - 2 * pad) / (hi - lo or 1.0)
     points, alarms = [], []
     for i, value in enumerate(values):
-        x = round(i * step, 1)
         if not math.isfinite(value):
-            alarms.append(x)
+            alarms.append(round(i * step, 1))
             continue
-        y = round(pad + (hi - value) / span * (height - 2 * pad), 1)
-        points.append(f"{x:g},{y:g}")
+        points.append(f"{_decimal(i * step)},{_decimal(pad + (hi - value) * scale)}")
     return Sparkline(" ".join(points), tuple(alarms))
+
+
+def _decimal(value: float) -> str:
+    """One decimal, without a trailing `.0` (SVG coordinates, kept short)."""
+    text = f"{value:.1f}"
+    return text[:-2] if text.endswith(".0") else text
 
 
 def filter_options(rows: Sequence[GridRow]) -> FilterOptions:

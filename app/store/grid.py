@@ -2,9 +2,10 @@
 
 The grid must stay fast for 1,000+ runs, so nothing here loops over runs in SQL: runs, current
 health, LCA layer lights and loss sparklines are each one statement over the whole store, joined
-in Python by run id. Sparklines are downsampled in SQL (mean per step bucket, at most
-`SPARK_POINTS` buckets per run) so a 1M-step run costs the same to ship as a 100-step one.
-NaN and ±Inf survive the aggregation (a bucket containing one is non-finite): they are alarms.
+in Python by run id. Sparklines come from the per-run buckets ingest keeps up to date
+(`store.sparklines`: mean per step bucket, at most `SPARK_POINTS` per run), so a 1M-step run
+costs the same as a 100-step one and no query here scans `metrics`. NaN and ±Inf survive the
+aggregation (a bucket containing one is non-finite): they are alarms.
 
 `status` is the stored status; the grid derives `stale` at view time (`queries.display_status`)
 so a cached result never shows a stale run as running for longer than the cache lives.
@@ -19,10 +20,9 @@ from typing import Any
 
 import duckdb
 
-SPARK_POINTS = 60
-MAIN_LOSS_KEY = "loss"
-# Keys trainlight itself writes into `metrics`: never the "main loss" of a run.
-_RESERVED_PREFIXES = ("runaway/", "catch/", "lca/")
+from trainlight.app.store.sparklines import SPARK_POINTS, Sparkline, read_sparklines
+
+__all__ = ["SPARK_POINTS", "GridRow", "LayerLight", "SignalState", "grid_rows"]
 
 
 @dataclass(frozen=True)
@@ -78,27 +78,6 @@ _LCA_LIGHTS = """SELECT run_id, layer, arg_max(value, step) AS lca, min(rowid) A
                  FROM layer_metrics WHERE key = 'lca'
                  GROUP BY run_id, layer ORDER BY run_id, first"""
 
-# Main loss: `loss` if logged, else the first key the run logged (smallest rowid).
-_SPARKLINES = f"""
-WITH candidates AS (
-    SELECT run_id, key, rowid AS rid, step, value FROM metrics
-    WHERE NOT ({" OR ".join("starts_with(key, ?)" for _ in _RESERVED_PREFIXES)})
-), main AS (
-    SELECT run_id,
-           CASE WHEN bool_or(key = ?) THEN ? ELSE arg_min(key, rid) END AS key
-    FROM candidates GROUP BY run_id
-), series AS (
-    SELECT c.run_id, c.key, c.step, c.value FROM candidates c JOIN main USING (run_id, key)
-), span AS (
-    SELECT run_id, min(step) AS lo, max(step) AS hi FROM series GROUP BY run_id
-)
-SELECT s.run_id, s.key, (s.step - span.lo) * ? // (span.hi - span.lo + 1) AS bucket,
-       avg(s.value) AS value
-FROM series s JOIN span USING (run_id)
-GROUP BY s.run_id, s.key, bucket
-ORDER BY s.run_id, bucket
-"""
-
 
 def grid_rows(cur: duckdb.DuckDBPyConnection, points: int = SPARK_POINTS) -> list[GridRow]:
     """Every run with its current health, LCA layer lights and main-loss sparkline."""
@@ -107,7 +86,7 @@ def grid_rows(cur: duckdb.DuckDBPyConnection, points: int = SPARK_POINTS) -> lis
     runs = cur.execute(_RUNS).fetchall()
     health = _health(cur)
     lights = _lca_lights(cur)
-    sparks = _sparklines(cur, points)
+    sparks = read_sparklines(cur, points)
     return [_row(r, health, lights, sparks) for r in runs]
 
 
@@ -125,22 +104,14 @@ def _lca_lights(cur: duckdb.DuckDBPyConnection) -> dict[str, list[LayerLight]]:
     return out
 
 
-def _sparklines(cur: duckdb.DuckDBPyConnection, points: int) -> dict[str, tuple[str, list[float]]]:
-    params: list[Any] = [*_RESERVED_PREFIXES, MAIN_LOSS_KEY, MAIN_LOSS_KEY, points]
-    out: dict[str, tuple[str, list[float]]] = {}
-    for run_id, key, _bucket, value in cur.execute(_SPARKLINES, params).fetchall():
-        out.setdefault(run_id, (key, []))[1].append(value)
-    return out
-
-
 def _row(
     row: tuple[Any, ...],
     health: Mapping[str, Mapping[str, SignalState]],
     lights: Mapping[str, list[LayerLight]],
-    sparks: Mapping[str, tuple[str, list[float]]],
+    sparks: Mapping[str, Sparkline],
 ) -> GridRow:
     run_id, name, project, group, tags, status, last_step, updated_at, stop_requested = row
-    spark_key, spark = sparks.get(run_id, ("", []))
+    spark = sparks.get(run_id, Sparkline("", ()))
     return GridRow(
         run_id=run_id,
         name=name or run_id,
@@ -153,6 +124,6 @@ def _row(
         stop_requested=bool(stop_requested),
         health=dict(health.get(run_id, {})),
         lca_layers=tuple(lights.get(run_id, ())),
-        spark_key=spark_key,
-        spark=tuple(spark),
+        spark_key=spark.key,
+        spark=spark.values,
     )

@@ -1,11 +1,12 @@
 """Exactly-once ingest of segments into DuckDB.
 
 A batch of one run's segments is one transaction: drop the `(run_id, seq)` already recorded in
-`segments`, insert the rest's rows, upsert `latest` and `runs`, record their `(run_id, seq)`,
-commit. Segment files are deleted only after the commit, so a crash anywhere leaves either
-un-ingested files (ingested on restart) or recorded segments whose files are skipped and removed:
-never a lost or duplicated row. Batching matters: a transaction has ~25 ms of fixed cost on this
-machine, which would cap 1k-row segments at ~30k rows/s if each were its own transaction.
+`segments`, insert the rest's rows, upsert `latest`, the grid's sparkline buckets and `runs`,
+record their `(run_id, seq)`, commit. Segment files are deleted only after the commit, so a
+crash anywhere leaves either un-ingested files (ingested on restart) or recorded segments whose
+files are skipped and removed: never a lost or duplicated row. Batching matters: a transaction
+has ~25 ms of fixed cost on this machine, which would cap 1k-row segments at ~30k rows/s if each
+were its own transaction.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 from trainlight.app.jsonsafe import jsonable
 from trainlight.app.store.database import Store, utc_naive
 from trainlight.app.store.health import evaluate_segments
+from trainlight.app.store.sparklines import update_sparkline
 from trainlight.collectors.health.verdict import Transition
 from trainlight.collectors.schema import (
     NO_LAYER,
@@ -86,7 +88,10 @@ def ingest_segments(store: Store, segments: Sequence[Segment]) -> IngestResult:
         table = pa.concat_tables([seg.table.replace_schema_metadata(None) for seg in fresh])
         cur.register("segment", table)
         try:
-            _insert_rows(cur, run_id, _tables_present(table))
+            present = _tables_present(table)
+            _insert_rows(cur, run_id, present)
+            if "metrics" in present:
+                update_sparkline(cur, run_id)
             _thin_frames(cur, run_id)
         finally:
             cur.unregister("segment")

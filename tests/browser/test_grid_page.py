@@ -7,14 +7,17 @@ dead (dead_relu red). The server ingests them like any other store.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from playwright.sync_api import Dialog, Locator, Page, expect
+from playwright.sync_api import Dialog, Locator, Page, Response, expect
 
+from tests.support.segments import metrics_segment
 from tests.support.trainings import train_diverging, train_mlp
+from trainlight.collectors.schema import StoreLayout, write_atomically
 
 if TYPE_CHECKING:  # fixtures come from conftest.py; only their types are imported
     from tests.browser.conftest import WatchedPage
@@ -201,3 +204,65 @@ def test_live_refresh_keeps_selection(
     expect(checkbox).to_be_checked()
     expect(page).to_have_url(server.url(f"?sel={run_id}&every=1"))
     watched_page.assert_no_errors()
+
+
+def test_live_refresh_sends_only_changed_rows_in_place(
+    tmp_path: Path,
+    serve_store: Callable[[Path], LiveServer],
+    watched_page: WatchedPage,
+    screenshot_dir: Path,
+) -> None:
+    """A run that logs while the page is open is updated in place, a new run is added at its
+    sorted position, through row transactions; selection survives."""
+    store = tmp_path / "live-store"
+    live = serve_store(store)
+
+    def deliver(run_id: str, seq: int, name: str, steps: range) -> None:
+        rows = [(s, "loss", 1.0 / (s + 1)) for s in steps]
+        layout = StoreLayout.resolve(store)
+        layout.run_inbox(run_id).mkdir(parents=True, exist_ok=True)
+        payload = metrics_segment(run_id, seq, rows, name=name, pid=os.getpid())
+        write_atomically(layout.segment_path(run_id, seq), payload)
+
+    def has_runs(n: int) -> Callable[[], bool]:
+        return lambda: len(live.runs()) == n
+
+    deliver("beta", 0, "beta", range(10))
+    deliver("gamma", 0, "gamma", range(10))
+    live.wait_for(has_runs(2), INGEST_TIMEOUT_S, what="two runs ingested")
+    page = watched_page.page
+    sent: list[dict[str, Any]] = []
+    page.on("response", lambda r: _grid_response(r, sent))
+    page.goto(live.url("?sort=name&every=1&sel=gamma"), wait_until="domcontentloaded")
+    expect(page.locator(".ag-center-cols-container .ag-row")).to_have_count(2)
+    assert any("rowData" in (s.get("grid") or {}) for s in sent)  # the first load: all rows
+
+    deliver("alpha", 0, "alpha", range(5))  # sorts first by name
+    deliver("gamma", 1, "gamma", range(10, 20))
+    expect(page.locator(".ag-center-cols-container .ag-row")).to_have_count(3)
+    expect(grid_row(page, "alpha")).to_have_attribute("row-index", "0")
+    expect(grid_row(page, "gamma")).to_have_attribute("row-index", "2")
+    expect(grid_row(page, "gamma").locator('[col-id="step_text"]')).to_have_text("19")
+    expect(grid_row(page, "gamma").locator("input.ag-checkbox-input")).to_be_checked()
+    expect(page.locator("#grid-count")).to_have_text("3 runs")
+    moves = [s["grid"]["rowTransaction"] for s in sent if "rowTransaction" in s.get("grid", {})]
+    assert moves, "no row transaction was sent"
+    added = [r["run_id"] for t in moves for r in t["add"]]
+    updated = {r["run_id"] for t in moves for r in t["update"]}
+    assert added == ["alpha"] and "gamma" in updated
+    assert all("rowData" not in s.get("grid", {}) for s in sent[1:])  # never all rows again
+    page.screenshot(path=str(screenshot_dir / "grid-live.png"), full_page=True)
+    watched_page.assert_no_errors()
+
+
+def _grid_response(response: Response, sink: list[dict[str, Any]]) -> None:
+    """Record the grid outputs of every `_dash-update-component` answer."""
+    if "_dash-update-component" not in response.url or response.status != 200:
+        return
+    try:
+        body = response.json()
+    except Exception:  # a response whose body was dropped: not a grid one we need
+        return
+    outputs = body.get("response", {})
+    if "grid" in outputs:
+        sink.append(outputs)

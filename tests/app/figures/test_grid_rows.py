@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from trainlight.app.figures.grid_rows import (
     filter_options,
     matches,
+    prepare_rows,
     row_record,
     sort_rows,
     sparkline,
@@ -114,7 +115,19 @@ def test_sparkline_scales_into_the_box_with_the_minimum_at_the_bottom() -> None:
 
 
 def test_view_rows_and_filter_options() -> None:
-    shown = view_rows(ROWS, GridState(states=("red",), sort="name"), NOW, STALE)
-    assert [r["run_id"] for r in shown] == ["c-red-old", "d-red-new", "e-two-reds"]
+    shown = view_rows(prepare_rows(ROWS), GridState(states=("red",), sort="name"), NOW, STALE)
+    assert [r.record["run_id"] for r in shown] == ["c-red-old", "d-red-new", "e-two-reds"]
+    assert [r.record["order"] for r in shown] == [0, 1, 2]
+    assert shown[0].record == {**row_record(ROWS[2], NOW, STALE), "order": 0}
     options = filter_options(ROWS)
     assert (options.projects, options.groups, options.tags) == (("p", "q"), ("g1",), ("gan",))
+
+
+def test_prepare_rows_rebuilds_only_the_runs_that_changed() -> None:
+    first = prepare_rows(ROWS)
+    changed = GridRow(**{**ROWS[1].__dict__, "last_step": 9999})
+    again = prepare_rows([ROWS[0], changed, *ROWS[2:]], previous=first)
+    assert all(again[i] is first[i] for i in range(len(ROWS)) if i != 1)  # reused as is
+    assert again[1] is not first[1] and again[1].record["step_text"] == "9,999"
+    assert again[1].digest != first[1].digest
+    assert prepare_rows(ROWS, previous=again)[1].record == first[1].record
