@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-import plotly.graph_objects as go
 from dash import dcc, html
+from dash.development.base_component import Component
 
 from trainlight.app.formatting import format_value
 from trainlight.app.store.queries import RunDetail
@@ -52,7 +52,8 @@ def badge(state: str, text: str | None = None) -> html.Span:
     )
 
 
-def run_header(detail: RunDetail, lca_href: str) -> html.Div:
+def run_header(detail: RunDetail, lca_href: str | None) -> html.Div:
+    """Name, status, facts and config of the run; a link to its heatmap when it has one."""
     summary = detail.summary
     facts = [
         ("project", summary.project),
@@ -69,7 +70,9 @@ def run_header(detail: RunDetail, lca_href: str) -> html.Div:
                 [
                     html.H1(summary.name, className="run-title"),
                     html.Span(summary.status, className=f"status status-{summary.status}"),
-                    dcc.Link("LCA heatmap →", href=lca_href, className="header-link"),
+                    dcc.Link("LCA heatmap →", href=lca_href, className="header-link")
+                    if lca_href
+                    else None,
                 ],
                 className="run-title-row",
             ),
@@ -95,10 +98,11 @@ def run_header(detail: RunDetail, lca_href: str) -> html.Div:
 def signal_panel(
     signal: str,
     history: Sequence[HealthChange],
-    figures: Sequence[go.Figure],
+    graphs: Sequence[Component],
     extra: html.Div | None = None,
 ) -> html.Section:
-    """One signal: badge + reason (or why it is not judged), its state changes, the evidence."""
+    """One signal: badge + reason (or why it is not judged), its state changes, the evidence
+    (several plots side by side)."""
     current = history[-1] if history else None
     state = current.state if current else "grey"
     reason = (
@@ -121,14 +125,8 @@ def signal_panel(
             if len(history) > 1
             else None,
             extra,
-            *[
-                dcc.Graph(
-                    figure=f,
-                    id={"type": "evidence", "signal": signal, "n": i},
-                    config={"displaylogo": False},
-                )
-                for i, f in enumerate(figures)
-            ],
+            html.Div(list(graphs), className="graph-grid") if len(graphs) > 1 else None,
+            graphs[0] if len(graphs) == 1 else None,
         ],
         className=f"panel panel-{state}",
         id=f"panel-{signal}",

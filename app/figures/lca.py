@@ -7,21 +7,33 @@ raises it (hurts, red). The heatmap's colour scale is symmetric around zero and 
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
+import numpy as np
+import numpy.typing as npt
 
 from trainlight.app.figures.style import (
     GREEN,
     GREY,
     LCA_COLORSCALE,
     RED,
+    Figure,
+    Trace,
+    axis,
     base_layout,
     colour,
+    columns,
+    compact,
+    figure,
+    hline,
+    subplot_title,
 )
 from trainlight.app.store.frames import LcaFrame
 from trainlight.app.store.series import Series
+
+_WIDTHS, _SPACING = (0.26, 0.42, 0.32), 0.08
 
 
 def lca_layers_figure(
@@ -30,101 +42,137 @@ def lca_layers_figure(
     helping: Sequence[Series],
     *,
     uirevision: str = "",
-) -> go.Figure:
+) -> Figure:
     """Bars of cumulative LCA per layer | cumulative LCA over time | % of parameters helping."""
-    fig = make_subplots(
-        rows=1,
-        cols=3,
-        column_widths=[0.26, 0.42, 0.32],
-        horizontal_spacing=0.08,
-        subplot_titles=("cumulative LCA per layer", "cumulative LCA over time", "% helping"),
-    )
-    base_layout(fig, "", uirevision or "lca", 340)
-    fig.update_layout(hovermode="closest", margin={"t": 36})
+    layout = _lca_layout(uirevision or "lca", measured_helping=bool(helping))
     layers = list(totals)
-    fig.add_trace(
-        go.Bar(
-            x=[totals[k] for k in layers],
-            y=layers,
-            orientation="h",
-            showlegend=False,
-            marker={"color": [GREEN if totals[k] < 0 else RED for k in layers]},
-            hovertemplate="%{y}: %{x:.4g}<extra></extra>",
-        ),
-        row=1,
-        col=1,
-    )
-    fig.update_yaxes(autorange="reversed", type="category", row=1, col=1)
-    fig.update_xaxes(title_text="Δ loss (negative helps)", row=1, col=1)
-    for i, series in enumerate(cumulative):
-        fig.add_trace(_layer_line(series, colour(i), legend=True), row=1, col=2)
-    fig.add_hline(y=0, line={"color": GREY, "width": 1}, row=1, col=2)
+    data: list[Trace] = [
+        {
+            "type": "bar",
+            "x": compact([totals[k] for k in layers]),
+            "y": layers,
+            "orientation": "h",
+            "showlegend": False,
+            "marker": {"color": [GREEN if totals[k] < 0 else RED for k in layers]},
+            "hovertemplate": "%{y}: %{x:.4g}<extra></extra>",
+        }
+    ]
+    data += [_layer_line(s, colour(i), legend=True, axes=2) for i, s in enumerate(cumulative)]
     for i, series in enumerate(helping):
         j = next((n for n, s in enumerate(cumulative) if s.name == series.name), i)
-        fig.add_trace(_layer_line(series, colour(j), legend=False), row=1, col=3)
-    fig.add_hline(y=0.5, line={"color": GREY, "dash": "dot", "width": 1}, row=1, col=3)
-    fig.update_yaxes(range=[0, 1], tickformat=".0%", row=1, col=3)
-    fig.update_xaxes(title_text="step", row=1, col=2)
-    fig.update_xaxes(title_text="step", row=1, col=3)
-    fig.update_annotations(font={"size": 12, "color": GREY})
-    return fig
+        data.append(_layer_line(series, colour(j), legend=False, axes=3))
+    return figure(data, layout)
 
 
-def _layer_line(series: Series, color: str, *, legend: bool) -> go.Scatter:
+def _lca_layout(uirevision: str, *, measured_helping: bool) -> dict[str, Any]:
+    """Three side-by-side subplots with their titles and guide lines (0, and 50% helping)."""
+    layout = base_layout("", uirevision, 340)
+    (a0, a1), (b0, b1), (c0, c1) = columns(_WIDTHS, _SPACING)
+    layout |= {
+        "hovermode": "closest",
+        "margin": {**layout["margin"], "t": 36},
+        # under the line plots, clear of the bar chart's axis title
+        "legend": {**layout["legend"], "x": b0, "xanchor": "left"},
+        "xaxis": axis("Δ loss (negative helps)", domain=[a0, a1], anchor="y"),
+        "yaxis": axis("", anchor="x", autorange="reversed", type="category"),
+        "xaxis2": axis("step", domain=[b0, b1], anchor="y2"),
+        "yaxis2": axis("", anchor="x2"),
+        "xaxis3": axis("step", domain=[c0, c1], anchor="y3", visible=measured_helping),
+        "yaxis3": axis("", anchor="x3", range=[0, 1], tickformat=".0%", visible=measured_helping),
+        "annotations": [
+            subplot_title("cumulative LCA per layer", (a0 + a1) / 2, 1.0),
+            subplot_title("cumulative LCA over time", (b0 + b1) / 2, 1.0),
+            subplot_title("% helping", (c0 + c1) / 2, 1.0),
+        ],
+        "shapes": [hline(0, GREY, "solid", "x2 domain", "y2")],
+    }
+    if measured_helping:
+        layout["shapes"].append(hline(0.5, GREY, "dot", "x3 domain", "y3"))
+    else:  # older runs, or rows from elsewhere: say so rather than draw empty axes
+        note = subplot_title("not measured", (c0 + c1) / 2, 0.5) | {"yanchor": "middle"}
+        layout["annotations"].append(note)
+    return layout
+
+
+def _layer_line(series: Series, color: str, *, legend: bool, axes: int) -> Trace:
     """One layer's line; the same layer shares colour and legend entry across subplots."""
-    return go.Scatter(
-        x=series.steps,
-        y=series.mean,
-        mode="lines",
-        name=series.name,
-        legendgroup=series.name,
-        showlegend=legend,
-        line={"color": color},
-    )
+    return {
+        "type": "scatter",
+        "x": compact(series.steps),
+        "y": compact(series.mean),
+        "xaxis": f"x{axes}",
+        "yaxis": f"y{axes}",
+        "mode": "lines",
+        "name": series.name,
+        "legendgroup": series.name,
+        "showlegend": legend,
+        "line": {"color": color},
+    }
 
 
 def heatmap_figure(
-    frame: LcaFrame, scale: float, *, uirevision: str = "", compact: bool = False
-) -> go.Figure:
+    frame: LcaFrame, scale: float, *, uirevision: str = "", compact_view: bool = False
+) -> Figure:
     """One frame: rows = output units, columns = inputs (pooled); green helps, red hurts."""
     limit = scale if scale > 0 else 1e-12
-    fig = go.Figure(
-        go.Heatmap(
-            z=frame.rows(),
-            zmin=-limit,
-            zmax=limit,
-            zmid=0,
-            colorscale=LCA_COLORSCALE,
-            colorbar={
-                "title": {"text": "" if compact else "LCA"},
-                "thickness": 10 if compact else 12,
-            },
-            hovertemplate="row %{y}, col %{x}: %{z:.3g}<extra></extra>",
-        )
-    )
+    heat: Trace = {
+        "type": "heatmap",
+        "z": typed_array(frame.grid()),
+        "zmin": -limit,
+        "zmax": limit,
+        "zmid": 0,
+        "colorscale": LCA_COLORSCALE,
+        "colorbar": {
+            "title": {"text": "" if compact_view else "LCA"},
+            "thickness": 10 if compact_view else 12,
+        },
+        "hovertemplate": "row %{y}, col %{x}: %{z:.3g}<extra></extra>",
+    }
     title = f"{frame.layer} — step {frame.step:,}"
-    base_layout(fig, title, uirevision or f"heatmap:{frame.layer}", 260 if compact else 560)
-    fig.update_layout(hovermode="closest")
-    fig.update_xaxes(title_text="" if compact else "input (pooled)", showgrid=False)
-    fig.update_yaxes(
-        title_text="" if compact else "output unit (pooled)", autorange="reversed", showgrid=False
+    layout = base_layout(
+        title, uirevision or f"heatmap:{frame.layer}", 260 if compact_view else 560
     )
-    return fig
+    layout["hovermode"] = "closest"
+    layout["xaxis"] = axis("" if compact_view else "input (pooled)", showgrid=False)
+    layout["yaxis"] = axis(
+        "" if compact_view else "output unit (pooled)", autorange="reversed", showgrid=False
+    )
+    return figure([heat], layout)
 
 
-def compare_lca_figure(totals: Sequence[tuple[str, Mapping[str, float]]]) -> go.Figure:
+def typed_array(grid: npt.NDArray[Any]) -> dict[str, str]:
+    """A 2-D float32 array as plotly.js's typed-array spec (base64 of the raw bytes).
+
+    Frames are stored as FLOAT, so this is exact, NaN included (drawn as a gap), and about a
+    third of the size of the same numbers written out as JSON text: the heatmap animation
+    fetches one frame per tick.
+    """
+    data = np.ascontiguousarray(grid, dtype="<f4")
+    rows, cols = data.shape
+    return {
+        "dtype": "f4",
+        "bdata": base64.b64encode(data.tobytes()).decode("ascii"),
+        "shape": f"{rows}, {cols}",
+    }
+
+
+def compare_lca_figure(totals: Sequence[tuple[str, Mapping[str, float]]]) -> Figure:
     """Cumulative LCA per layer, one bar group per run (the compare page)."""
-    fig = base_layout(go.Figure(), "cumulative LCA per layer", "compare:lca", 340)
-    for i, (label, per_layer) in enumerate(totals):
-        fig.add_trace(
-            go.Bar(
-                x=list(per_layer),
-                y=list(per_layer.values()),
-                name=label,
-                marker={"color": colour(i)},
-            )
-        )
-    fig.update_layout(barmode="group", hovermode="closest")
-    fig.update_xaxes(title_text="layer", type="category")
-    fig.update_yaxes(title_text="Δ loss (negative helps)")
-    return fig
+    layout: dict[str, Any] = base_layout("cumulative LCA per layer", "compare:lca", 340)
+    layout |= {
+        "barmode": "group",
+        "hovermode": "closest",
+        "xaxis": axis("layer", type="category"),
+        "yaxis": axis("Δ loss (negative helps)"),
+    }
+    data = [
+        {
+            "type": "bar",
+            "x": list(per_layer),
+            "y": compact(list(per_layer.values())),
+            "name": label,
+            "marker": {"color": colour(i)},
+        }
+        for i, (label, per_layer) in enumerate(totals)
+    ]
+    return figure(data, layout)

@@ -1,7 +1,8 @@
 """`/compare?runs=a,b,…`: several runs' scalar curves overlaid, and their LCA per layer.
 
 Runs are named in the URL by id (ids are unique; names may repeat), shown by name. Unknown ids
-are listed, not fatal: a comparison link keeps working when one of its runs is gone.
+are listed, not fatal: a comparison link keeps working when one of its runs is gone. The data is
+one cached read (`store/compare_data.py`), keyed by the store's data version.
 """
 
 from __future__ import annotations
@@ -9,59 +10,52 @@ from __future__ import annotations
 from typing import Any
 
 import dash
+import duckdb
 from dash import Input, Output, State, dcc, html
+from flask_caching import Cache
 
-from trainlight.app.components.share import register_share, share_controls
+from trainlight.app.cache import cached_read
+from trainlight.app.components.page import (
+    controls_bar,
+    register_view,
+    smoothing_control,
+    view_page,
+)
 from trainlight.app.figures.lca import compare_lca_figure
 from trainlight.app.figures.scalars import overlay_figure
+from trainlight.app.store.compare_data import CompareData, load_compare
 from trainlight.app.store.database import Store, utc_naive
-from trainlight.app.store.queries import RunSummary, list_runs
-from trainlight.app.store.series import layer_totals, scalar_keys, scalar_series
+from trainlight.app.store.queries import RunSummary
+from trainlight.app.store.series import empty_series
 from trainlight.app.viewstate import compare_query, parse_compare_view
 
 PATH = "/compare"
-MAX_KEYS = 12
 
 
 def layout(**query: Any) -> html.Div:
     view = parse_compare_view(query)
-    return html.Div(
+    controls = [smoothing_control("compare-smooth", view.smooth, {0: "0", 0.9: "0.9"})]
+    return view_page(
+        "compare",
         [
             dcc.Store(id="compare-runs", data=list(view.runs)),
             html.H1("Compare runs"),
-            html.Div(
-                [
-                    html.Label(
-                        [
-                            "smoothing",
-                            dcc.Slider(
-                                id="compare-smooth",
-                                min=0,
-                                max=0.99,
-                                step=0.01,
-                                value=view.smooth,
-                                marks={0: "0", 0.9: "0.9"},
-                                updatemode="mouseup",
-                                allow_direct_input=False,
-                            ),
-                        ],
-                        className="control control-wide",
-                    ),
-                    *share_controls("compare"),
-                ],
-                className="controls",
-            ),
+            controls_bar("compare", controls),
             html.Div(id="compare-body", children="Loading…"),
         ],
-        className="page compare-page",
     )
 
 
-def register(app: dash.Dash, store: Store) -> None:
-    dash.register_page(
-        "trainlight.compare", path=PATH, name="Compare", title="trainlight compare", layout=layout
+def register(app: dash.Dash, store: Store, cache: Cache) -> None:
+    register_view(
+        app,
+        "trainlight.compare",
+        "compare",
+        layout,
+        name="Compare",
+        title="trainlight compare",
+        path=PATH,
     )
-    register_share(app, "compare")
 
     @app.callback(
         Output("compare-body", "children"),
@@ -70,48 +64,50 @@ def register(app: dash.Dash, store: Store) -> None:
         State("compare-runs", "data"),
     )
     def render(smooth: float | None, run_ids: list[str]) -> tuple[Any, str]:
-        return compare_impl(store, run_ids, float(smooth or 0)), compare_query(run_ids, smooth)
+        if not run_ids:
+            hint = "Name runs to compare in the URL: /compare?runs=<id>,<id>"
+            return [html.P(hint, className="muted")], compare_query(run_ids, smooth)
+        data = cached_read(cache, store, "compare", _load_now, tuple(run_ids), shared=True)
+        return compare_impl(data, float(smooth or 0)), compare_query(run_ids, smooth)
 
 
-def compare_impl(store: Store, run_ids: list[str], smooth: float) -> list[Any]:
-    if not run_ids:
-        hint = "Name runs to compare in the URL: /compare?runs=<id>,<id>"
-        return [html.P(hint, className="muted")]
-    with store.read() as cur:
-        runs = {r.run_id: r for r in list_runs(cur, utc_naive(), run_ids=run_ids)}
-        found = [runs[r] for r in run_ids if r in runs]
-        keys = sorted({k for r in found for k in scalar_keys(cur, r.run_id)})[:MAX_KEYS]
-        graphs = [
-            overlay_figure(
-                key,
-                [(_label(r, found), scalar_series(cur, r.run_id, key)) for r in found],
-                smooth=smooth,
-            )
-            for key in keys
-        ]
-        totals = [(_label(r, found), layer_totals(cur, r.run_id, "lca")) for r in found]
-    missing = [r for r in run_ids if r not in runs]
+def _load_now(cur: duckdb.DuckDBPyConnection, run_ids: tuple[str, ...]) -> CompareData:
+    return load_compare(cur, run_ids, utc_naive())
+
+
+def compare_impl(data: CompareData, smooth: float) -> list[Any]:
+    """The run links, the missing ids, one overlay per key, and the LCA bars."""
+    found = list(data.runs)
+    graphs = [
+        overlay_figure(
+            key,
+            [
+                (_label(r, found), data.series[r.run_id].get(key) or empty_series(key))
+                for r in found
+            ],
+            smooth=smooth,
+        )
+        for key in data.keys
+    ]
     out: list[Any] = [
         html.Ul(
             [html.Li(dcc.Link(_label(r, found), href=f"/run/{r.run_id}")) for r in found],
             className="compare-runs",
         )
     ]
-    if missing:
-        out.append(html.P(f"Not in this store: {', '.join(missing)}", className="reason-amber"))
+    if data.missing:
+        missing = ", ".join(data.missing)
+        out.append(html.P(f"Not in this store: {missing}", className="reason-amber"))
     out.append(
         html.Div(
             [dcc.Graph(figure=g, config={"displaylogo": False}) for g in graphs],
             className="graph-grid",
         )
     )
+    totals = [(_label(r, found), data.lca_totals[r.run_id]) for r in found]
     if any(t for _, t in totals):
-        out.append(
-            dcc.Graph(
-                figure=compare_lca_figure([t for t in totals if t[1]]),
-                config={"displaylogo": False},
-            )
-        )
+        figure = compare_lca_figure([t for t in totals if t[1]])
+        out.append(dcc.Graph(figure=figure, config={"displaylogo": False}))
     return out
 
 

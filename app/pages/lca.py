@@ -3,7 +3,9 @@
 The slider runs over the layer's frame indices; the URL holds the real step, so a link still
 points at the same moment after more frames arrive. Each tick fetches one frame (≤ 64×64 floats)
 instead of shipping the whole animation, and the colour scale is fixed per layer (99th
-percentile of |LCA| over its frames) so colours compare across steps.
+percentile of |LCA| over its frames) so colours compare across steps. Layers, steps, frames and
+scales are cached reads keyed by the store's data version, so a looping animation reads the
+store once per frame, not once per tick.
 """
 
 from __future__ import annotations
@@ -11,12 +13,22 @@ from __future__ import annotations
 from typing import Any
 
 import dash
+import duckdb
 from dash import Input, Output, State, dcc, html
+from flask_caching import Cache
 
-from trainlight.app.components.share import not_found, register_share, share_controls
+from trainlight.app.cache import cached_read
+from trainlight.app.components.page import controls_bar, register_view, view_page
+from trainlight.app.components.share import not_found
 from trainlight.app.figures.lca import heatmap_figure
 from trainlight.app.store.database import Store
-from trainlight.app.store.frames import frame_layers, frame_scale, frame_steps, lca_frame
+from trainlight.app.store.frames import (
+    LcaFrame,
+    frame_layers,
+    frame_scale,
+    frame_steps,
+    lca_frame,
+)
 from trainlight.app.viewstate import LcaView, lca_query, nearest_index, parse_lca_view
 
 PATH = "/run/<run_id>/lca"
@@ -26,7 +38,8 @@ MAX_MARKS = 8
 
 def layout(run_id: str = "", **query: Any) -> html.Div:
     view = parse_lca_view(query)
-    return html.Div(
+    return view_page(
+        "lca",
         [
             dcc.Store(id="lca-run", data=run_id),
             dcc.Store(id="lca-wanted-step", data=view.step),
@@ -43,7 +56,8 @@ def layout(run_id: str = "", **query: Any) -> html.Div:
                 ],
                 id="lca-title",
             ),
-            html.Div(
+            controls_bar(
+                "lca",
                 [
                     html.Button(
                         "⏸ pause" if view.playing else "▶ play",
@@ -63,9 +77,7 @@ def layout(run_id: str = "", **query: Any) -> html.Div:
                         value=["all"] if view.all_layers else [],
                         className="control",
                     ),
-                    *share_controls("lca"),
                 ],
-                className="controls",
             ),
             html.Div(
                 [
@@ -85,20 +97,19 @@ def layout(run_id: str = "", **query: Any) -> html.Div:
             ),
             html.Div(id="lca-figure", className="lca-figure"),
         ],
-        className="page lca-page",
-        id="lca-page",
     )
 
 
-def register(app: dash.Dash, store: Store) -> None:
-    dash.register_page(
+def register(app: dash.Dash, store: Store, cache: Cache) -> None:
+    register_view(
+        app,
         "trainlight.lca",
-        path_template=PATH,
+        "lca",
+        layout,
         name="LCA heatmap",
         title="trainlight LCA",
-        layout=layout,
+        path_template=PATH,
     )
-    register_share(app, "lca")
 
     @app.callback(
         Output("lca-layer", "options"),
@@ -108,10 +119,8 @@ def register(app: dash.Dash, store: Store) -> None:
         State("lca-wanted-layer", "data"),
     )
     def layers(run_id: str, wanted: str | None) -> tuple[list[str], str | None, Any]:
-        with store.read() as cur:
-            found = frame_layers(cur, run_id)
-            known = cur.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone()
-        if known is None:
+        known, found = cached_read(cache, store, "lca_layers", _known_layers, run_id)
+        if not known:
             return [], None, not_found(run_id)
         if not found:
             return (
@@ -146,8 +155,7 @@ def register(app: dash.Dash, store: Store) -> None:
     ) -> tuple[list[int], int, dict[int, str], int]:
         if layer is None:
             raise dash.exceptions.PreventUpdate
-        with store.read() as cur:
-            found = list(frame_steps(cur, run_id, layer))
+        found = list(cached_read(cache, store, "lca_steps", frame_steps, run_id, layer))
         keep = old[index] if old and index is not None and index < len(old) else wanted
         return found, max(len(found) - 1, 0), slider_marks(found), nearest_index(found, keep)
 
@@ -194,23 +202,40 @@ def register(app: dash.Dash, store: Store) -> None:
             raise dash.exceptions.PreventUpdate
         step = found[min(index or 0, len(found) - 1)]
         view = LcaView(layer, step, not paused, bool(all_layers))
-        figure = heatmaps(store, run_id, view)
+        figure = heatmaps(cache, store, run_id, view)
         return figure, f"step {step:,} · frame {(index or 0) + 1} of {len(found)}", lca_query(view)
 
 
-def heatmaps(store: Store, run_id: str, view: LcaView) -> list[Any]:
+def _known_layers(cur: duckdb.DuckDBPyConnection, run_id: str) -> tuple[bool, tuple[str, ...]]:
+    """(the store knows the run, its layers with frames in model order)."""
+    known = cur.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone() is not None
+    return known, frame_layers(cur, run_id)
+
+
+def _frame_and_scale(
+    cur: duckdb.DuckDBPyConnection, run_id: str, layer: str, step: int
+) -> tuple[LcaFrame | None, float]:
+    return lca_frame(cur, run_id, layer, step), frame_scale(cur, run_id, layer)
+
+
+def heatmaps(cache: Cache, store: Store, run_id: str, view: LcaView) -> list[Any]:
     """The frame(s) at the view's step: the chosen layer, or every layer side by side."""
     assert view.layer is not None and view.step is not None
-    with store.read() as cur:
-        layers = frame_layers(cur, run_id) if view.all_layers else (view.layer,)
-        pairs = [
-            (lca_frame(cur, run_id, name, view.step), frame_scale(cur, run_id, name))
-            for name in layers
-        ]
+    layers = (
+        cached_read(cache, store, "lca_layers", _known_layers, run_id)[1]
+        if view.all_layers
+        else (view.layer,)
+    )
+    pairs = [
+        cached_read(
+            cache, store, "lca_frame", _frame_and_scale, run_id, name, view.step, shared=True
+        )
+        for name in layers
+    ]
     graphs = [
         dcc.Graph(
             figure=heatmap_figure(
-                frame, scale, compact=view.all_layers, uirevision=f"{run_id}:{frame.layer}"
+                frame, scale, compact_view=view.all_layers, uirevision=f"{run_id}:{frame.layer}"
             ),
             id={"type": "lca-heatmap", "layer": frame.layer},
             config={"displaylogo": False},

@@ -1,27 +1,42 @@
 """`/run/<run_id>`: one run's header, its scalar curves and a panel per signal with the evidence.
 
 The layout is a skeleton holding the view state parsed from the query (smoothing, step range);
-the callbacks, registered on the app that owns the store, fill it. The step range can be typed or
-set by zooming any scalar plot; both go back into the URL, so a copied link shows the same view.
+one callback fills it. The step range can be typed or set by zooming any plot whose x axis is
+the step; both go back into the URL, so a copied link shows the same view.
+
+The page's data is one cached read (`store/run_data.py`, keyed by the store's data version, so
+a new segment invalidates it). A render sends only what the browser lacks
+(`components/run_refresh.py`): a refresh of an idle store sends nothing, a live run's refresh
+patches the tails of its curves, a smoothing change resends only the smoothed arrays.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import dash
+import duckdb
 from dash import ALL, Input, Output, State, ctx, dcc, html
+from flask_caching import Cache
 
-from trainlight.app.components.panels import run_header
-from trainlight.app.components.run_body import scalars_section, signal_panels
-from trainlight.app.components.share import not_found, register_share, share_controls
+from trainlight.app.cache import cached_read
+from trainlight.app.components.page import (
+    controls_bar,
+    register_view,
+    smoothing_control,
+    view_page,
+)
+from trainlight.app.components.run_body import GRAPH_TYPE, STEP_AXIS
+from trainlight.app.components.run_refresh import run_update
 from trainlight.app.store.database import Store, utc_naive
-from trainlight.app.store.queries import get_run
+from trainlight.app.store.run_data import RunPageData, load_run_page
 from trainlight.app.store.series import StepRange
-from trainlight.app.viewstate import RunView, parse_run_view, range_from_relayout, run_query
+from trainlight.app.viewstate import parse_run_view, range_from_relayout, run_query
 
 PATH = "/run/<run_id>"
 REFRESH_MS = 10_000
+GRAPHS = {"type": GRAPH_TYPE, "name": ALL, "axis": ALL}
 
 
 def layout(run_id: str = "", **query: Any) -> html.Div:
@@ -30,42 +45,23 @@ def layout(run_id: str = "", **query: Any) -> html.Div:
 
         return lca.layout(run_id=run_id.removesuffix("/lca"), **query)
     view = parse_run_view(query)
-    controls = html.Div(
-        [
-            html.Label(
-                [
-                    "smoothing",
-                    dcc.Slider(
-                        id="run-smooth",
-                        min=0,
-                        max=0.99,
-                        step=0.01,
-                        value=view.smooth,
-                        marks={0: "0", 0.5: "0.5", 0.9: "0.9", 0.99: "0.99"},
-                        tooltip={"placement": "bottom"},
-                        updatemode="mouseup",
-                        allow_direct_input=False,
-                    ),
-                ],
-                className="control control-wide",
-            ),
-            _step_input("from step", "run-from", view.start, "first"),
-            _step_input("to step", "run-to", view.end, "last"),
-            html.Button("whole run", id="run-reset", className="button"),
-            *share_controls("run"),
-        ],
-        className="controls",
-    )
-    return html.Div(
+    controls = [
+        smoothing_control("run-smooth", view.smooth),
+        _step_input("from step", "run-from", view.start, "first"),
+        _step_input("to step", "run-to", view.end, "last"),
+        html.Button("whole run", id="run-reset", className="button"),
+    ]
+    return view_page(
+        "run",
         [
             dcc.Store(id="run-id", data=run_id),
             dcc.Store(id="run-version"),
+            dcc.Store(id="run-sent"),
             dcc.Interval(id="run-refresh", interval=REFRESH_MS),
             html.Div(id="run-header", children="Loading…"),
-            controls,
+            controls_bar("run", controls),
             html.Div(id="run-body"),
         ],
-        className="page run-page",
     )
 
 
@@ -75,23 +71,36 @@ def _step_input(label: str, id_: str, value: int | None, placeholder: str) -> ht
     return html.Label([label, box], className="control control-step")
 
 
-def register(app: dash.Dash, store: Store) -> None:
-    dash.register_page(
-        "trainlight.run", path_template=PATH, name="Run", title="trainlight run", layout=layout
+def load(cache: Cache, store: Store, run_id: str, span: StepRange) -> RunPageData | None:
+    """The page's data, cached while the store's data is unchanged (shared, not copied:
+    the page only reads it)."""
+    return cached_read(cache, store, "run_page", _load_now, run_id, span, shared=True)
+
+
+def _load_now(cur: duckdb.DuckDBPyConnection, run_id: str, span: StepRange) -> RunPageData | None:
+    now: datetime = utc_naive()  # staleness is relative to now; the cache's timeout bounds it
+    return load_run_page(cur, run_id, span, now)
+
+
+def register(app: dash.Dash, store: Store, cache: Cache) -> None:
+    register_view(
+        app, "trainlight.run", "run", layout, name="Run", title="trainlight run", path_template=PATH
     )
-    register_share(app, "run")
 
     @app.callback(
         Output("run-header", "children"),
         Output("run-body", "children"),
+        Output(GRAPHS, "figure"),
         Output("run-query", "data"),
         Output("run-version", "data"),
+        Output("run-sent", "data"),
         Input("run-smooth", "value"),
         Input("run-from", "value"),
         Input("run-to", "value"),
         Input("run-refresh", "n_intervals"),
         State("run-id", "data"),
         State("run-version", "data"),
+        State("run-sent", "data"),
     )
     def render(
         smooth: float | None,
@@ -100,18 +109,21 @@ def register(app: dash.Dash, store: Store) -> None:
         _n: int | None,
         run_id: str,
         seen: int | None,
-    ) -> tuple[Any, Any, str, int]:
+        sent: dict[str, Any] | None,
+    ) -> tuple[Any, ...]:
         version = store.data_version
         if ctx.triggered_id == "run-refresh" and seen == version:
-            raise dash.exceptions.PreventUpdate
+            raise dash.exceptions.PreventUpdate  # nothing was written anywhere since
         view = parse_run_view({"smooth": smooth, "from": start, "to": end})
-        header, body = run_page_impl(store, run_id, view)
-        return header, body, run_query(view), version
+        data = load(cache, store, run_id, StepRange(view.start, view.end))
+        slots = [slot["id"]["name"] for slot in ctx.outputs_list[2]]
+        update = run_update(data, view, run_id, sent, slots)
+        return update.header, update.body, update.figures, run_query(view), version, update.sent
 
     @app.callback(
         Output("run-from", "value"),
         Output("run-to", "value"),
-        Input({"type": "scalar", "key": ALL}, "relayoutData"),
+        Input({"type": GRAPH_TYPE, "name": ALL, "axis": STEP_AXIS}, "relayoutData"),
         Input("run-reset", "n_clicks"),
         prevent_initial_call=True,
     )
@@ -122,15 +134,3 @@ def register(app: dash.Dash, store: Store) -> None:
         if picked is None:
             raise dash.exceptions.PreventUpdate
         return picked
-
-
-def run_page_impl(store: Store, run_id: str, view: RunView) -> tuple[Any, Any]:
-    """(header, body) of the page, or the not-found notice when the store lacks the run."""
-    span = StepRange(view.start, view.end)
-    with store.read() as cur:
-        detail = get_run(cur, run_id, utc_naive())
-        if detail is None:
-            return not_found(run_id), None
-        scalars = scalars_section(cur, run_id, view, span)
-        panels = signal_panels(cur, run_id, view, span)
-    return run_header(detail, f"/run/{run_id}/lca"), [scalars, panels]

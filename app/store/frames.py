@@ -12,11 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import duckdb
+import numpy as np
+import numpy.typing as npt
 
 SCALE_QUANTILE = 0.99
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LcaFrame:
     """One pooled LCA picture of a layer's weight: row-major `values`, n_rows × n_cols."""
 
@@ -24,11 +26,15 @@ class LcaFrame:
     step: int
     n_rows: int
     n_cols: int
-    values: tuple[float, ...]
+    values: npt.NDArray[np.float32]  # as stored: FLOAT
+
+    def grid(self) -> npt.NDArray[np.float32]:
+        """The values as an n_rows × n_cols array."""
+        return self.values.reshape(self.n_rows, self.n_cols)
 
     def rows(self) -> list[list[float]]:
-        n = self.n_cols
-        return [list(self.values[i * n : (i + 1) * n]) for i in range(self.n_rows)]
+        rows: list[list[float]] = self.grid().tolist()
+        return rows
 
 
 def frame_layers(cur: duckdb.DuckDBPyConnection, run_id: str) -> tuple[str, ...]:
@@ -59,7 +65,8 @@ def lca_frame(
     ).fetchone()
     if row is None:
         return None
-    return LcaFrame(layer, int(row[0]), int(row[1]), int(row[2]), tuple(map(float, row[3])))
+    values = np.asarray(row[3], dtype=np.float32)
+    return LcaFrame(layer, int(row[0]), int(row[1]), int(row[2]), values)
 
 
 def frames_at(cur: duckdb.DuckDBPyConnection, run_id: str, step: int) -> tuple[LcaFrame, ...]:

@@ -16,6 +16,7 @@ from typing import Any
 import duckdb
 
 from trainlight.collectors.schema import NO_LAYER, STALE
+from trainlight.collectors.signals.ks import QUANTILE_KEYS
 
 DEFAULT_STALE_AFTER = timedelta(seconds=60)
 
@@ -119,10 +120,12 @@ def _current_health(
 def _last_values(
     cur: duckdb.DuckDBPyConnection, run_ids: Sequence[str] | None
 ) -> dict[str, dict[str, float]]:
+    # Quantile keys hold a whole distribution per step: no single "last value" to show.
     where = "AND run_id IN (SELECT unnest(?))" if run_ids else ""
-    params: list[Any] = [NO_LAYER] + ([list(run_ids)] if run_ids else [])
+    params: list[Any] = [NO_LAYER, list(QUANTILE_KEYS)] + ([list(run_ids)] if run_ids else [])
     rows = cur.execute(
-        f"SELECT run_id, key, value FROM latest WHERE layer = ? {where} ORDER BY run_id, key",
+        f"""SELECT run_id, key, value FROM latest
+            WHERE layer = ? AND NOT list_contains(?, key) {where} ORDER BY run_id, key""",
         params,
     ).fetchall()
     return _by_run(rows)

@@ -123,6 +123,7 @@ class RunHealth:
                 "catch": asdict(self.catch) if self.catch else None,
                 "hysteresis": {k: asdict(v) for k, v in self.hysteresis.items()},
                 "roles": dict(self.spec.roles),
+                "settings": self.spec.settings.to_dict(),  # read by the run page's guide lines
             },
             allow_nan=True,
         )

@@ -32,6 +32,15 @@ FloatArray = npt.NDArray[np.float64]
 IQR_REL_FLOOR = 1e-6
 IQR_ABS_FLOOR = 1e-12
 
+# The two distributions behind the distance, stored as `metrics` rows so the dashboard can draw
+# them without a table of their own: at one step, the rows of one of these keys, sorted by value,
+# are quantiles at evenly spaced probabilities 0, 1/(n-1), ..., 1 (the order of the rows is not
+# kept; the order of the values is). The reference is written once per `mon.reference()` call,
+# the generated means every few distance readings (see signals/runaway.py).
+REFERENCE_QUANTILES_KEY = "runaway/ref_q"
+GENERATED_QUANTILES_KEY = "runaway/gen_q"
+QUANTILE_KEYS = (REFERENCE_QUANTILES_KEY, GENERATED_QUANTILES_KEY)
+
 
 @dataclass(frozen=True, eq=False)
 class ReferenceCDF:
@@ -148,6 +157,21 @@ def effect_size(sample: npt.ArrayLike, reference: ReferenceCDF) -> float:
     if x.size == 0:
         return math.nan
     return abs(float(np.median(x)) - reference.median) / iqr_floor(reference)
+
+
+def summary_quantiles(sample: npt.ArrayLike, count: int) -> FloatArray:
+    """The finite values' quantiles at `count` evenly spaced probabilities 0..1, ascending.
+
+    A sample no larger than `count` is returned whole (sorted): its own quantiles, exactly.
+    Empty when no value is finite (NaN has no rank; ±Inf would make interpolation NaN).
+    """
+    if count < 2:
+        raise ValueError(f"count must be >= 2, got {count}")
+    x = np.asarray(sample, dtype=np.float64).ravel()
+    x = x[np.isfinite(x)]
+    if x.size <= count:
+        return np.sort(x)
+    return np.quantile(x, np.linspace(0.0, 1.0, count))
 
 
 def iqr_floor(reference: ReferenceCDF) -> float:

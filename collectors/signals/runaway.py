@@ -12,6 +12,12 @@ into a ring of the `ring` most recent means, and emits rows at the first observe
 window of `every` steps. Rows are computed from the ring as it stood right after that step's
 outputs were added, so they do not depend on when flushes happen. Failures are reported once
 (and counted) through `Problems`; nothing raises into training.
+
+So the dashboard can show *what* drifted and not only how far, the two distributions are written
+too, as quantile rows (`runaway/ref_q`, `runaway/gen_q`; see `ks.py` for how to read them):
+the reference's summary once per `mon.reference()` call, at the next reading, and
+`gen_quantiles` quantiles of the ring every `gen_quantiles_every`-th reading. Rare and small
+(33 rows every 100 steps by default), they cost nothing next to the readings themselves.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import math
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,17 +34,23 @@ import torch
 
 from trainlight.collectors.problems import Problems
 from trainlight.collectors.signals.ks import (
+    GENERATED_QUANTILES_KEY,
+    REFERENCE_QUANTILES_KEY,
     FloatArray,
     ReferenceCDF,
     effect_size,
     ks_critical,
     ks_statistic,
+    summary_quantiles,
 )
+from trainlight.collectors.signals.ring import Ring
 
 DISTANCE = "runaway/distance"
 CRITICAL = "runaway/critical"
 EFFECT = "runaway/effect"
 GEN_MEAN = "runaway/gen_mean"
+REF_QUANTILES = REFERENCE_QUANTILES_KEY
+GEN_QUANTILES = GENERATED_QUANTILES_KEY
 ALPHA = 0.01
 
 # (step, wall time in unix seconds, number of samples) of one observe() call
@@ -61,29 +74,12 @@ def per_sample_means(batch: torch.Tensor) -> torch.Tensor:
     return detached.mean(dim=tuple(range(1, detached.dim())), dtype=dtype)
 
 
-class _Ring:
-    """The `capacity` most recent values (host, float64)."""
+@dataclass(frozen=True, eq=False)
+class _Reference:
+    """The real data as the distance needs it (`cdf`) and as the dashboard draws it."""
 
-    def __init__(self, capacity: int) -> None:
-        self._data = np.empty(capacity, dtype=np.float64)
-        self._next = 0  # where the next value goes
-        self._size = 0
-
-    def extend(self, values: FloatArray) -> None:
-        capacity = self._data.size
-        values = values[-capacity:]
-        end = self._next + values.size
-        head = min(end, capacity) - self._next
-        self._data[self._next : self._next + head] = values[:head]
-        self._data[: values.size - head] = values[head:]
-        self._next = end % capacity
-        self._size = min(self._size + values.size, capacity)
-
-    def values(self) -> FloatArray:
-        """A copy, oldest first."""
-        if self._size < self._data.size:
-            return self._data[: self._size].copy()
-        return np.roll(self._data, -self._next)
+    cdf: ReferenceCDF
+    quantiles: FloatArray  # ascending, at evenly spaced probabilities 0..1
 
 
 class RunawayTracker:
@@ -94,7 +90,10 @@ class RunawayTracker:
         ring: how many of the most recent generated per-sample means the distance is taken on.
         every: rows are emitted at the first observed step of each window of `every` steps
             (steps 0, every, 2·every, ... when every step is observed).
-        quantiles: size of the reference summary (a smaller reference sample is kept whole).
+        quantiles: size of the reference summary (a smaller reference sample is kept whole);
+            it is also written once as `runaway/ref_q` rows.
+        gen_quantiles: quantiles of the ring written as `runaway/gen_q` rows ...
+        gen_quantiles_every: ... at every this-many-th reading (the first one included).
         max_pending: observe() calls held for the flush thread; beyond it the oldest are
             dropped (in chunks of up to `chunk` calls) and counted as `runaway_pending_full`.
         chunk: pending per-step means are concatenated (a device op) every `chunk` calls, so
@@ -108,6 +107,8 @@ class RunawayTracker:
         ring: int = 512,
         every: int = 10,
         quantiles: int = 257,
+        gen_quantiles: int = 33,
+        gen_quantiles_every: int = 10,
         max_pending: int = 8192,
         chunk: int = 64,
     ) -> None:
@@ -115,6 +116,8 @@ class RunawayTracker:
             ("ring", ring, 1),
             ("every", every, 1),
             ("quantiles", quantiles, 2),
+            ("gen_quantiles", gen_quantiles, 2),
+            ("gen_quantiles_every", gen_quantiles_every, 1),
             ("chunk", chunk, 1),
         ):
             if not isinstance(value, int) or value < low:
@@ -126,15 +129,19 @@ class RunawayTracker:
         self.problems = problems
         self.every = every
         self.quantiles = quantiles
+        self.gen_quantiles = gen_quantiles
+        self.gen_quantiles_every = gen_quantiles_every
         self.max_pending = max_pending
         self.chunk = chunk
-        self._reference: ReferenceCDF | None = None
+        self._reference: _Reference | None = None  # one attribute: swapped atomically
+        self._reference_written: _Reference | None = None  # flush thread only
+        self._readings = 0  # flush thread only
         self._lock = threading.Lock()  # guards the pending lists (training vs. flush thread)
         self._open: list[torch.Tensor] = []
         self._open_meta: list[_Meta] = []
         self._sealed: list[tuple[torch.Tensor, list[_Meta]]] = []
         self._pending = 0  # observe() calls held in _open and _sealed
-        self._ring = _Ring(ring)
+        self._ring = Ring(ring)
         self._last_window: int | None = None
 
     # -- training thread -----------------------------------------------------------------------
@@ -151,7 +158,10 @@ class RunawayTracker:
                     f"mon.reference(): {means.size - finite.size} of {means.size} real samples "
                     "have a NaN/Inf mean; they are left out of the runaway reference",
                 )
-            self._reference = ReferenceCDF.from_sample(finite, self.quantiles)
+            self._reference = _Reference(
+                ReferenceCDF.from_sample(finite, self.quantiles),
+                summary_quantiles(finite, self.quantiles),
+            )
         except Exception as exc:  # monitoring must never crash training
             self.problems.report(
                 f"runaway_reference:{type(exc).__name__}",
@@ -244,23 +254,42 @@ class RunawayTracker:
             return None
         return {"table": ["metrics"] * len(columns["step"]), **columns}
 
-    def _measure(self, reference: ReferenceCDF | None) -> list[tuple[str, float]]:
-        """(key, value) rows for the ring as it stands now."""
+    def _measure(self, reference: _Reference | None) -> list[tuple[str, float]]:
+        """(key, value) rows for the ring as it stands now, plus the rare quantile rows."""
         sample = self._ring.values()
         gen_mean = float(np.mean(sample)) if sample.size else math.nan
+        rows = self._quantile_rows(sample, reference)
         if reference is None:
             self.problems.report(
                 "runaway_no_reference",
                 "mon.outputs() is recording generated outputs but mon.reference() was never "
-                "called: only runaway/gen_mean is stored until a real batch is given",
+                "called: only runaway/gen_mean (and its quantiles) is stored until a real batch "
+                "is given",
             )
-            return [(GEN_MEAN, gen_mean)]
+            return [(GEN_MEAN, gen_mean), *rows]
+        cdf = reference.cdf
         return [
-            (DISTANCE, ks_statistic(sample, reference)),
-            (CRITICAL, ks_critical(sample.size, reference.count, ALPHA)),
-            (EFFECT, effect_size(sample, reference)),
+            (DISTANCE, ks_statistic(sample, cdf)),
+            (CRITICAL, ks_critical(sample.size, cdf.count, ALPHA)),
+            (EFFECT, effect_size(sample, cdf)),
             (GEN_MEAN, gen_mean),
+            *rows,
         ]
+
+    def _quantile_rows(
+        self, sample: FloatArray, reference: _Reference | None
+    ) -> list[tuple[str, float]]:
+        """The reference's quantiles if not written yet; the ring's every n-th reading."""
+        rows: list[tuple[str, float]] = []
+        if reference is not None and reference is not self._reference_written:
+            self._reference_written = reference
+            rows += [(REF_QUANTILES, float(v)) for v in reference.quantiles]
+        if self._readings % self.gen_quantiles_every == 0:
+            rows += [
+                (GEN_QUANTILES, float(v)) for v in summary_quantiles(sample, self.gen_quantiles)
+            ]
+        self._readings += 1
+        return rows
 
 
 def _to_host(tensors: Sequence[torch.Tensor]) -> list[FloatArray]:

@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Response, expect
 
 from tests.support.dashboard_runs import train_lca_mlp
+from tests.support.segments import metrics_segment
 from tests.support.trainings import train_gan
+from trainlight.collectors.schema import StoreLayout, make_run_id, write_atomically
 
 if TYPE_CHECKING:  # fixtures come from conftest.py; only their types are imported
     from tests.browser.conftest import WatchedPage
@@ -22,6 +24,11 @@ if TYPE_CHECKING:  # fixtures come from conftest.py; only their types are import
 
 pytestmark = pytest.mark.browser
 INGEST_TIMEOUT_S = 60.0
+REFRESH_TIMEOUT_MS = 40_000  # the run page refreshes every 10 s; the server ingests meanwhile
+LOSS_LENGTH = (
+    "() => document.querySelector('.scalars .js-plotly-plot')"
+    ".data.find(t => t.name === 'loss').x.length"
+)
 STEP_LABEL = re.compile(r"step ([\d,]+) · frame (\d+) of (\d+)")
 
 
@@ -79,7 +86,10 @@ def test_run_page_shows_panels(
     page.goto(server.url(f"run/{runs[1]['gan']}"), wait_until="domcontentloaded")
     expect(page.locator("#panel-catch .panel-title .verdict")).to_contain_text("green")
     expect(page.locator("#panel-catch .js-plotly-plot")).to_have_count(2)  # content, adversary
-    expect(page.locator("#panel-runaway .js-plotly-plot")).to_have_count(1)
+    expect(page.locator("#panel-runaway .js-plotly-plot")).to_have_count(2)  # distance, CDFs
+    expect(page.locator("#panel-runaway .gtitle").nth(1)).to_contain_text(
+        "generated vs reference distribution at step 500"
+    )
     page.locator("#run-from").fill("100")
     page.locator("#run-from").press("Enter")
     expect(page).to_have_url(re.compile(r"from=100"))
@@ -156,6 +166,49 @@ def test_compare_overlays_runs(
     )
     expect(page.locator(".compare-runs li")).to_have_count(2)
     expect(page.locator(".compare-page")).to_contain_text("Not in this store: gone")
-    expect(page.locator(".compare-page .js-plotly-plot")).to_have_count(5)  # 4 keys + LCA
+    plots = page.locator(".compare-page .js-plotly-plot")
+    expect(plots).to_have_count(5, timeout=15_000)  # 4 keys + LCA
     page.screenshot(path=str(screenshot_dir / "compare_page.png"), full_page=True)
+    watched_page.assert_no_errors()
+
+
+def test_live_refresh_patches_curves_in_place(
+    server: LiveServer, runs: tuple[Path, dict[str, str]], watched_page: WatchedPage
+) -> None:
+    """A refresh after new rows sends only the curves' new tails; the panels stay as they are."""
+    layout = StoreLayout(runs[0])
+    run_id = make_run_id("live")
+    layout.run_inbox(run_id).mkdir(parents=True, exist_ok=True)
+
+    def write(seq: int, steps: range) -> None:
+        rows = [(s, "loss", 1.0 / (1.0 + s / 50.0)) for s in steps]
+        payload = metrics_segment(run_id, seq, rows, name="live", health={"confirm": 1})
+        write_atomically(layout.segment_path(run_id, seq), payload)
+
+    write(0, range(300))
+    server.wait_for(lambda: server.run(run_id), INGEST_TIMEOUT_S, what="the live run ingested")
+    page = watched_page.page
+    page.goto(server.url(f"run/{run_id}"), wait_until="domcontentloaded")
+    expect(page.locator(".scalars .js-plotly-plot")).to_have_count(1, timeout=15_000)
+    expect(page.locator(".run-header .header-link")).to_have_count(0)  # no LCA: no link
+    assert page.evaluate(LOSS_LENGTH) == 300
+    page.evaluate("() => { document.querySelector('#panel-catch').dataset.kept = 'yes'; }")
+
+    def refresh_with_data(response: Response) -> bool:
+        posted = response.request.post_data or ""
+        return (
+            "_dash-update-component" in response.url
+            and "run-refresh" in posted
+            and (response.status == 200)
+        )
+
+    with page.expect_response(refresh_with_data, timeout=REFRESH_TIMEOUT_MS) as answer:
+        write(1, range(300, 400))
+    body = answer.value.text()
+    page.wait_for_function(f"() => ({LOSS_LENGTH})() === 400", timeout=10_000)
+    assert "__dash_patch_update" in body  # a Patch of the curve, not a new figure
+    assert '"run-body"' not in body  # the body was left alone ...
+    assert page.evaluate("() => document.querySelector('#panel-catch').dataset.kept") == "yes"
+    assert len(body) < 20_000  # ... and only the new points travelled
+    expect(page.locator(".run-header")).to_contain_text("399")  # the header did update
     watched_page.assert_no_errors()

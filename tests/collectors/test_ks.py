@@ -14,6 +14,7 @@ from trainlight.collectors.signals.ks import (
     effect_size,
     ks_critical,
     ks_statistic,
+    summary_quantiles,
 )
 
 
@@ -151,3 +152,15 @@ def test_bad_references_are_refused_with_the_reason() -> None:
         ReferenceCDF.from_sample([0.0, 1.0, 2.0], quantiles=1)
     with pytest.raises(ValueError, match="nondecreasing"):
         ReferenceCDF.from_quantiles([1.0, 0.0], count=2)
+
+
+def test_summary_quantiles_of_the_finite_values() -> None:
+    sample = np.random.default_rng(11).standard_normal(1000)
+    np.testing.assert_allclose(
+        summary_quantiles(sample, 33), np.quantile(sample, np.linspace(0, 1, 33)), rtol=1e-12
+    )
+    small = [3.0, math.nan, 1.0, math.inf, 2.0]  # no larger than the summary: kept whole
+    assert summary_quantiles(small, 33).tolist() == [1.0, 2.0, 3.0]
+    assert summary_quantiles([math.nan], 33).size == 0
+    with pytest.raises(ValueError, match="count"):
+        summary_quantiles(sample, 1)

@@ -18,12 +18,14 @@ import torch
 from trainlight.collectors.problems import Problems
 from trainlight.collectors.scalars import ScalarColumns
 from trainlight.collectors.schema import RunHeader
-from trainlight.collectors.signals.ks import c_alpha
+from trainlight.collectors.signals.ks import QUANTILE_KEYS, c_alpha
 from trainlight.collectors.signals.runaway import (
     CRITICAL,
     DISTANCE,
     EFFECT,
     GEN_MEAN,
+    GEN_QUANTILES,
+    REF_QUANTILES,
     RunawayTracker,
     per_sample_means,
 )
@@ -40,11 +42,23 @@ def audio(gen: torch.Generator, n: int, offset: float = 0.0) -> torch.Tensor:
 
 
 def by_step(columns: dict[str, list[Any]] | None) -> dict[int, dict[str, float]]:
+    """The one-per-reading rows (distance, critical, effect, gen_mean) by step and key."""
     assert columns is not None
     assert columns["table"] == ["metrics"] * len(columns["step"])
     out: dict[int, dict[str, float]] = {}
     for step, key, value in zip(columns["step"], columns["key"], columns["value"], strict=True):
-        out.setdefault(step, {})[key] = value
+        if key not in QUANTILE_KEYS:
+            out.setdefault(step, {})[key] = value
+    return out
+
+
+def quantile_rows(columns: dict[str, list[Any]] | None, key: str) -> dict[int, list[float]]:
+    """The quantile rows of `key` by step, in the order they were written."""
+    assert columns is not None
+    out: dict[int, list[float]] = {}
+    for step, k, value in zip(columns["step"], columns["key"], columns["value"], strict=True):
+        if k == key:
+            out.setdefault(step, []).append(value)
     return out
 
 
@@ -215,9 +229,10 @@ def test_rows_round_trip_through_a_segment() -> None:
     assert columns is not None
     header = RunHeader(run_id="runaway-test", seq=0, name="runaway")
     scalars = ScalarColumns(step=[3], key=["loss"], value=[0.5], wall_time=[before])
-    assert build_segment([scalars.arrow(), columns], header).num_rows == 1 + 3 * 4
+    # step 0 also carries the 257 reference quantiles and 33 generated ones
+    assert build_segment([scalars.arrow(), columns], header).num_rows == 1 + 3 * 4 + 257 + 33
     rows = pq.read_table(io.BytesIO(encode_segment([columns], header))).to_pylist()
-    assert [(r["table"], r["step"], r["key"]) for r in rows] == [
+    assert [(r["table"], r["step"], r["key"]) for r in rows if r["key"] in ALL_KEYS] == [
         ("metrics", s, k) for s in (0, 5, 10) for k in ALL_KEYS
     ]
     for row, value, micros in zip(rows, columns["value"], columns["wall_time"], strict=True):
@@ -291,3 +306,49 @@ def test_observe_does_not_synchronise_the_device() -> None:
         torch.cuda.set_sync_debug_mode("default")
     assert not [kind for kind in tracker.problems.snapshot() if kind.startswith("runaway_obs")]
     assert sorted(by_step(tracker.collect())) == list(range(10))
+
+
+def test_reference_quantiles_are_written_once_per_reference() -> None:
+    gen = torch.Generator().manual_seed(9)
+    real, other = audio(gen, 2048), audio(gen, 100, offset=3.0)
+    tracker = RunawayTracker(problems=Problems(), every=1)
+    tracker.reference(real)
+    for step in range(3):
+        tracker.observe(step, audio(gen, 64))
+    first = quantile_rows(tracker.collect(), REF_QUANTILES)
+    tracker.reference(other)  # a smaller sample than the summary: kept whole
+    tracker.observe(3, audio(gen, 64))
+    tracker.observe(4, audio(gen, 64))
+    second = quantile_rows(tracker.collect(), REF_QUANTILES)
+    assert sorted(first) == [0] and sorted(second) == [3]
+    naive = np.quantile(per_sample_means(real).double().numpy(), np.linspace(0, 1, 257))
+    np.testing.assert_allclose(first[0], naive, rtol=1e-12)
+    np.testing.assert_array_equal(second[3], np.sort(per_sample_means(other).double().numpy()))
+
+
+def test_generated_quantiles_every_nth_reading_over_the_finite_window() -> None:
+    tracker = RunawayTracker(problems=Problems(), ring=400, every=2, gen_quantiles_every=3)
+    written: dict[int, np.ndarray] = {}
+    for step in range(20):  # readings at steps 0, 2, ..., 18; quantiles at 0, 6, 12, 18
+        batch = torch.arange(40, dtype=torch.float64) * (step + 1)  # > 33 means from step 0
+        if step == 12:
+            batch[0] = math.nan
+            batch[1] = math.inf
+        tracker.observe(step, batch)
+        columns = tracker.collect()
+        if columns is not None and step in (0, 6, 12, 18):
+            window = tracker.window()
+            written[step] = np.quantile(window[np.isfinite(window)], np.linspace(0, 1, 33))
+        if columns is not None:
+            got = quantile_rows(columns, GEN_QUANTILES)
+            assert sorted(got) == ([step] if step in written else [])
+            if got:
+                np.testing.assert_allclose(got[step], written[step], rtol=1e-12)
+                assert len(got[step]) == 33 and all(math.isfinite(v) for v in got[step])
+    assert sorted(written) == [0, 6, 12, 18]
+
+
+def test_quantile_settings_are_checked() -> None:
+    for bad in ({"gen_quantiles": 1}, {"gen_quantiles_every": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            RunawayTracker(problems=Problems(), **bad)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.support.dashboard_runs import ingest, train_lca_mlp
-from tests.support.trainings import train_gan
+from tests.app.store.filled_store import INF_STEP, LONG_STEPS, NAN_STEP
+from trainlight.app.store.buckets import bucket_width
 from trainlight.app.store.database import Store
 from trainlight.app.store.frames import (
     frame_layers,
@@ -26,44 +24,12 @@ from trainlight.app.store.series import (
     health_history,
     layer_series,
     layer_totals,
+    metric_series,
+    run_judging,
     run_roles,
     scalar_keys,
     scalar_series,
 )
-from trainlight.collectors import Monitor
-
-LONG_STEPS = 20_000
-SPIKE_STEP, NAN_STEP, INF_STEP = 12_345, 7_000, 15_000
-
-
-def log_long_run(store: Path) -> str:
-    """A long scalar-only run: a smooth curve with one spike, one NaN and one +Inf."""
-    with Monitor(run="long", store=store, flush_interval=0.2) as mon:
-        for step in range(LONG_STEPS):
-            value = math.sin(step / 1000)
-            if step == SPIKE_STEP:
-                value = 50.0
-            elif step == NAN_STEP:
-                value = math.nan
-            elif step == INF_STEP:
-                value = math.inf
-            mon.log(step, wave=value)
-        return mon.run_id
-
-
-@pytest.fixture(scope="module")
-def filled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, dict[str, str]]]:
-    root = tmp_path_factory.mktemp("series")
-    runs = {
-        "lca": train_lca_mlp(root, "lca-mlp"),
-        "gan": train_gan(root, "gan", steps=600),
-        "long": log_long_run(root),
-    }
-    store = ingest(root)
-    try:
-        yield store, runs
-    finally:
-        store.close()
 
 
 def raw(store: Store, run_id: str, key: str) -> list[tuple[int, float]]:
@@ -87,9 +53,19 @@ def test_short_series_is_exact(filled: tuple[Store, dict[str, str]]) -> None:
     with store.read() as cur:
         series = scalar_series(cur, runs["lca"], "loss")
     rows = raw(store, runs["lca"], "loss")
-    assert series.count == len(rows) == 120
-    assert series.steps == tuple(float(s) for s, _ in rows)
-    assert series.mean == series.low == series.high == tuple(v for _, v in rows)
+    assert series.count == len(rows) == 120 and not series.downsampled
+    assert series.steps.tolist() == [float(s) for s, _ in rows]
+    for values in (series.mean, series.low, series.high):
+        assert values.tolist() == [v for _, v in rows]
+
+
+def test_bucket_width_is_the_smallest_nice_width_that_fits() -> None:
+    nice = [m * 10**e for e in range(9) for m in (1, 2, 5)]
+    cases = [(0, 99, 100), (0, 100, 100), (10, 99, 7), (0, 19_999, 1000), (-5, 5, 3), (7, 7, 2)]
+    cases.append((1_000_000, 1_049_999, 1000))
+    for first, last, buckets in cases:
+        fits = [w for w in nice if last // w - first // w + 1 <= buckets]
+        assert bucket_width(first, last, buckets) == fits[0]
 
 
 def test_buckets_match_a_naive_reference(filled: tuple[Store, dict[str, str]]) -> None:
@@ -98,16 +74,29 @@ def test_buckets_match_a_naive_reference(filled: tuple[Store, dict[str, str]]) -
     with store.read() as cur:
         series = scalar_series(cur, runs["lca"], "loss", StepRange(10, 99), buckets=buckets)
     rows = [(s, v) for s, v in raw(store, runs["lca"], "loss") if 10 <= s <= 99]
+    width = bucket_width(10, 99, buckets)  # 20: buckets aligned to multiples of it
     groups: dict[int, list[tuple[int, float]]] = {}
     for s, v in rows:
-        groups.setdefault((s - 10) * buckets // 90, []).append((s, v))
+        groups.setdefault(s // width, []).append((s, v))
     expected = [groups[b] for b in sorted(groups)]
-    assert len(series.steps) == len(expected) == buckets
+    assert len(series.steps) == len(expected) <= buckets
+    assert series.count == len(rows) and series.downsampled
     for i, group in enumerate(expected):
         values = [v for _, v in group]
         assert series.steps[i] == pytest.approx(np.mean([s for s, _ in group]))
         assert series.mean[i] == pytest.approx(np.mean(values))
         assert (series.low[i], series.high[i]) == (min(values), max(values))
+
+
+def test_one_query_for_many_keys_matches_one_per_key(filled: tuple[Store, dict[str, str]]) -> None:
+    store, runs = filled
+    with store.read() as cur:
+        together = metric_series(cur, runs["gan"], ["content", "d_loss", "missing"], buckets=50)
+        alone = {k: scalar_series(cur, runs["gan"], k, buckets=50) for k in ("content", "d_loss")}
+    assert sorted(together) == ["content", "d_loss"]
+    for key, series in alone.items():
+        np.testing.assert_array_equal(together[key].steps, series.steps)
+        np.testing.assert_array_equal(together[key].high, series.high)
 
 
 def test_long_series_is_bounded_keeps_spike_and_reports_nonfinite(
@@ -119,8 +108,8 @@ def test_long_series_is_bounded_keeps_spike_and_reports_nonfinite(
         zoomed = scalar_series(cur, runs["long"], "wave", StepRange(12_000, 12_999))
     assert series.count == LONG_STEPS
     assert len(series.steps) <= 1000
-    assert max(series.high) == 50.0  # a 1-step spike survives downsampling
-    assert series.mean == tuple(v for v in series.mean if math.isfinite(v))
+    assert series.high.max() == 50.0  # a 1-step spike survives downsampling
+    assert np.isfinite(series.mean).all()
     assert [s for s, _ in series.nonfinite] == [NAN_STEP, INF_STEP]
     assert math.isnan(series.nonfinite[0][1]) and series.nonfinite[1][1] == math.inf
     assert zoomed.count == 1000 and len(zoomed.steps) == 1000  # zoomed: every point
@@ -142,6 +131,23 @@ def test_layer_series_in_model_order_and_cumulative(filled: tuple[Store, dict[st
     assert all(0 <= v <= 1 for s in helping for v in s.mean)
 
 
+def test_cumulative_in_a_step_range_counts_from_the_first_step(
+    filled: tuple[Store, dict[str, str]],
+) -> None:
+    store, runs = filled
+    with store.read() as cur:
+        zoomed = layer_series(cur, runs["lca"], "lca", StepRange(40, 80), cumulative=True)
+        rows = cur.execute(
+            """SELECT step, value FROM layer_metrics WHERE run_id = ? AND key = 'lca'
+               AND layer = '0' ORDER BY step""",
+            [runs["lca"]],
+        ).fetchall()
+    running = dict(zip([s for s, _ in rows], np.cumsum([v for _, v in rows]), strict=True))
+    first = zoomed[0]
+    assert first.name == "0" and first.steps[0] >= 40 and first.steps[-1] <= 80
+    assert first.mean[-1] == pytest.approx(running[max(s for s in running if s <= 80)])
+
+
 def test_health_history_and_marks(filled: tuple[Store, dict[str, str]]) -> None:
     store, runs = filled
     with store.read() as cur:
@@ -149,12 +155,16 @@ def test_health_history_and_marks(filled: tuple[Store, dict[str, str]]) -> None:
         marks = catch_marks(cur, runs["gan"])
         roles = run_roles(cur, runs["gan"])
         none = catch_marks(cur, runs["lca"])
+        judged = run_judging(cur, runs["lca"])
+        default = run_judging(cur, "no-such-run")
     current = current_health(history)
     assert current["catch"].state == "green"
     assert marks.catch_step == current["catch"].step
     assert marks.plateau_step is not None
     assert roles == {"adversary": "d_loss", "content": "content"}
     assert none.catch_step is None and none.plateau_step is None
+    assert (judged.settings.lca_window, judged.settings.confirm) == (3, 1)  # its health= overrides
+    assert judged.settings.catch_window == 50 and default.settings.lca_window == 10
     assert [c.signal for c in history if c.signal == "catch"]  # ordered by seq, not empty
 
 

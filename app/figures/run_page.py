@@ -1,0 +1,123 @@
+"""Every figure of the run page, from the page's data: pure, named, in page order.
+
+Names are stable across refreshes (`scalar:loss`, `runaway:cdf`, …): the page keys its graphs by
+them, so a refresh can patch each figure in place. `zoom` marks the figures whose x axis is
+the step axis, the ones whose zoom selects the page's step range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from trainlight.app.figures.lca import lca_layers_figure
+from trainlight.app.figures.scalars import scalar_figure
+from trainlight.app.figures.signals import dead_figure, distribution_figure, runaway_figure
+from trainlight.app.figures.style import Figure
+from trainlight.app.store.run_data import RunPageData
+from trainlight.app.viewstate import RunView
+
+CATCH_ROLES = ("content", "adversary", "gradient_penalty")
+
+
+@dataclass(frozen=True, eq=False)
+class NamedFigure:
+    name: str
+    figure: Figure
+    zoom: bool  # x is the step axis: zooming it picks the page's step range
+
+
+@dataclass(frozen=True, eq=False)
+class RunFigures:
+    scalars: tuple[NamedFigure, ...]
+    evidence: dict[str, tuple[NamedFigure, ...]]  # signal -> its evidence plots
+
+    def all(self) -> tuple[NamedFigure, ...]:
+        return self.scalars + tuple(f for figs in self.evidence.values() for f in figs)
+
+
+def run_figures(data: RunPageData, view: RunView, run_id: str) -> RunFigures:
+    revision = f"{run_id}:{view.start}:{view.end}"  # a new range resets zoom; a refresh does not
+    scalars = tuple(
+        NamedFigure(
+            f"scalar:{key}",
+            scalar_figure(
+                data.scalars[key],
+                smooth=view.smooth,
+                marks=data.marks,
+                uirevision=f"{revision}:{key}",
+            ),
+            zoom=True,
+        )
+        for key in data.plotted_keys
+        if key in data.scalars
+    )
+    evidence = {
+        "catch": _catch(data, view, revision),
+        "runaway": _runaway(data, view, revision),
+        "dead_relu": _dead(data, revision),
+        "lca": _lca(data, revision),
+    }
+    return RunFigures(scalars, {k: v for k, v in evidence.items() if v})
+
+
+def _catch(data: RunPageData, view: RunView, revision: str) -> tuple[NamedFigure, ...]:
+    out = []
+    for role in CATCH_ROLES:
+        key = data.judging.roles.get(role)
+        if key and key in data.scalars:
+            fig = scalar_figure(
+                data.scalars[key],
+                smooth=view.smooth,
+                marks=data.marks,
+                title=f"{role}: {key}",
+                uirevision=f"{revision}:{key}",
+            )
+            out.append(NamedFigure(f"catch:{role}", fig, zoom=True))
+    return tuple(out)
+
+
+def _runaway(data: RunPageData, view: RunView, revision: str) -> tuple[NamedFigure, ...]:
+    out = []
+    distance = data.runaway.get("runaway/distance")
+    if distance is not None and distance.count:
+        fig = runaway_figure(
+            distance,
+            data.runaway.get("runaway/critical"),
+            smooth=view.smooth,
+            uirevision=f"{revision}:runaway",
+        )
+        out.append(NamedFigure("runaway:distance", fig, zoom=True))
+    if data.reference is not None or data.generated is not None:
+        fig = distribution_figure(
+            None if data.reference is None else data.reference.values,
+            None if data.generated is None else data.generated.values,
+            generated_step=None if data.generated is None else data.generated.step,
+            uirevision=f"{revision}:runaway-cdf",
+        )
+        out.append(NamedFigure("runaway:cdf", fig, zoom=False))
+    return tuple(out)
+
+
+def _dead(data: RunPageData, revision: str) -> tuple[NamedFigure, ...]:
+    dead = data.layers.get("dead_frac", ())
+    if not dead:
+        return ()
+    fig = dead_figure(
+        dead,
+        data.layers.get("undead", ()),
+        settings=data.judging.settings,
+        uirevision=f"{revision}:dead",
+    )
+    return (NamedFigure("dead_relu", fig, zoom=False),)
+
+
+def _lca(data: RunPageData, revision: str) -> tuple[NamedFigure, ...]:
+    if not data.lca_totals:
+        return ()
+    fig = lca_layers_figure(
+        data.lca_totals,
+        data.layers.get("lca", ()),
+        data.layers.get("lca_helping", ()),
+        uirevision=f"{revision}:lca",
+    )
+    return (NamedFigure("lca", fig, zoom=False),)
