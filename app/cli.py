@@ -1,4 +1,4 @@
-"""The `trainlight` command: serve, ingest, runs.
+"""The `trainlight` command: serve, ingest, runs, demo.
 
 Commands parse arguments and call into the store and server modules; they hold no logic of their
 own. Importing this module imports neither torch nor dash, so `trainlight runs` starts quickly.
@@ -41,7 +41,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs = sub.add_parser("runs", help="print the runs of a store")
     runs.add_argument("--dir", default=None, help=store_help)
+    _add_demo_parser(sub, store_help)
     return parser
+
+
+def _add_demo_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], store_help: str
+) -> None:
+    demo = sub.add_parser(
+        "demo",
+        help="train a batch of small healthy and doomed runs, live in the dashboard",
+        description="Start the dashboard and train a batch of small real runs (GANs on generated "
+        "waveforms, classifiers on scikit-learn's digits), healthy and doomed, in subprocesses. "
+        "Needs torch and scikit-learn: pip install 'trainlight[demo]'.",
+    )
+    demo.add_argument("--dir", default=None, help=store_help)
+    demo.add_argument(
+        "--quick", action="store_true", help="short runs (under 3 minutes on 2 cores)"
+    )
+    demo.add_argument(
+        "--no-serve",
+        dest="serve",
+        action="store_false",
+        help="only train: leave the segments in the store's inbox (see `trainlight ingest`)",
+    )
+    demo.add_argument(
+        "--jobs", type=_positive_int, default=2, help="trainings at a time (default 2)"
+    )
+    demo.add_argument("--port", type=int, default=8050, help="dashboard port on 127.0.0.1")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         serve(ServeOptions(directory=args.dir, host=args.host, port=args.port, token=args.token))
         return 0
+    if args.command == "demo":
+        return _demo(args)
     from trainlight.app.store.database import Store, StoreLockedError
 
     try:
@@ -65,6 +101,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _runs(store)
     finally:
         store.close()
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from trainlight.demo.requirements import INSTALL_HINT, missing_requirements
+
+    missing = missing_requirements()
+    if missing:
+        print(f"trainlight demo needs {', '.join(missing)}: {INSTALL_HINT}", file=sys.stderr)
+        return 2
+    from trainlight.demo.command import DemoOptions, run_demo
+
+    return run_demo(DemoOptions(args.dir, args.quick, args.serve, args.jobs, port=args.port))
 
 
 def _ingest(store: Store) -> int:

@@ -44,3 +44,51 @@ def test_importing_the_server_side_loads_neither_torch_nor_dash_needlessly() -> 
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+# The orchestration half of trainlight.demo: what `trainlight demo` imports before any training.
+TORCH_FREE_DEMO_MODULES = (
+    "catalogue",
+    "command",
+    "dashboard",
+    "events",
+    "jobs",
+    "progress",
+    "recipes",
+    "requirements",
+)
+
+# Makes torch and scikit-learn look uninstalled, as in the dashboard-only (Docker) install.
+_HIDE_TRAINING_PACKAGES = (
+    "import sys\n"
+    "class Hide:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name.split('.')[0] in ('torch', 'sklearn'):\n"
+    "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+    "sys.meta_path.insert(0, Hide())\n"
+)
+
+
+def test_the_demo_orchestration_imports_without_torch() -> None:
+    import subprocess
+    import sys
+
+    modules = ", ".join(f"trainlight.demo.{m}" for m in TORCH_FREE_DEMO_MODULES)
+    code = (
+        _HIDE_TRAINING_PACKAGES + f"import {modules}\n"
+        "assert 'torch' not in sys.modules and 'sklearn' not in sys.modules\n"
+        "from trainlight.app.cli import main\n"
+        "try:\n"
+        "    main(['demo', '--help'])\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 0, exc.code\n"
+        "assert main(['demo', '--quick', '--no-serve', '--dir', sys.argv[1]]) == 2\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, "never-created-store"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--no-serve" in result.stdout
+    assert "trainlight demo needs torch, scikit-learn: pip install 'trainlight[demo]'" in (
+        result.stderr
+    )

@@ -1,26 +1,21 @@
 """Small real trainings for the signal tests: each is a few seconds of CPU, fully seeded.
 
-Nothing here scripts a signal: the health verdicts come from what the training does.
+Nothing here scripts a signal: the health verdicts come from what the training does. The GAN is
+the demo's own (trainlight.demo.gan), so the tests and `trainlight demo` train the same loop.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from trainlight.collectors import Monitor
+from trainlight.demo import gan
+from trainlight.demo.recipes import SHORT_GAN_HEALTH, GanRecipe
 
-FAST_HEALTH = {
-    "catch_window": 50,
-    "baseline_windows": 2,
-    "catch_patience": 200,
-    "plateau_rho": 0.02,
-    "runaway_patience": 100,
-    "confirm": 2,
-}
+FAST_HEALTH = dict(SHORT_GAN_HEALTH)  # health windows sized for a few hundred steps
 
 
 def blobs(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,28 +50,6 @@ def train_mlp(
         return mon.run_id
 
 
-def waveforms(n: int, length: int, generator: torch.Generator, dc_std: float = 0.1) -> torch.Tensor:
-    """Mixtures of two tones with noise and a per-sample DC offset: generated 1-D "audio"."""
-    t = torch.linspace(0, 1, length)
-    freq = torch.randint(2, 12, (n, 2), generator=generator).float()
-    phase = torch.rand(n, 2, generator=generator) * 2 * math.pi
-    tones = torch.sin(2 * math.pi * freq[:, :, None] * t + phase[:, :, None]).sum(1) * 0.5
-    dc = torch.randn(n, 1, generator=generator) * dc_std
-    return tones + dc + 0.05 * torch.randn(n, length, generator=generator)
-
-
-class Generator(nn.Module):
-    """Maps a conditioning signal (the real waveform, decimated) to a full waveform."""
-
-    def __init__(self, length: int, dc_init: float = 0.0) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(length // 4, 128), nn.ReLU(), nn.Linear(128, length))
-        self.dc = nn.Parameter(torch.tensor(dc_init))
-
-    def forward(self, condition: torch.Tensor) -> torch.Tensor:
-        return self.net(condition) + self.dc
-
-
 def train_gan(
     store: Path,
     name: str,
@@ -88,46 +61,21 @@ def train_gan(
     steps: int = 900,
     roles: bool = True,
 ) -> str:
-    """A conditional GAN on waveforms: content (L1) + LSGAN adversary.
+    """The demo's conditional GAN on generated waveforms (trainlight.demo.gan), seed 1.
 
     `adversary_lr=0` freezes the adversary (it never catches). With `mean_blind` the content
     loss ignores each sample's mean, and with `adversary_weight=0` the generator ignores the
     adversary too: nothing pulls a DC offset back, so it stays wherever it ran off to.
     """
-    generator = torch.Generator().manual_seed(1)
-    torch.manual_seed(1)
-    length = 64
-    real_pool = waveforms(4096, length, generator)
-    gen = Generator(length, dc_init)
-    disc = nn.Sequential(nn.Linear(length, 64), nn.LeakyReLU(0.2), nn.Linear(64, 1))
-    g_opt = torch.optim.Adam(gen.parameters(), lr=2e-3)
-    d_opt = torch.optim.Adam(disc.parameters(), lr=adversary_lr) if adversary_lr else None
+    recipe = GanRecipe(
+        adversary_lr=adversary_lr,
+        adversary_weight=adversary_weight,
+        dc_init=dc_init,
+        mean_blind=mean_blind,
+        roles=roles,
+    )
     with Monitor(run=name, store=store, health=FAST_HEALTH, flush_interval=0.1) as mon:
-        if roles:
-            mon.roles(adversary="d_loss", content="content")
-        mon.reference(real_pool[:1024])
-        for step in range(steps):
-            real = real_pool[torch.randint(0, len(real_pool), (64,), generator=generator)]
-            fake = gen(real[:, ::4])
-            d_loss = ((disc(real) - 1) ** 2).mean() + (disc(fake.detach()) ** 2).mean()
-            if d_opt is not None:
-                d_opt.zero_grad()
-                d_loss.backward()
-                d_opt.step()
-            if mean_blind:
-                content = (
-                    (fake - fake.mean(1, keepdim=True) - real + real.mean(1, keepdim=True))
-                    .abs()
-                    .mean()
-                )
-            else:
-                content = (fake - real).abs().mean()
-            g_loss = content + adversary_weight * ((disc(fake) - 1) ** 2).mean()
-            g_opt.zero_grad()
-            g_loss.backward()
-            g_opt.step()
-            mon.log(step, d_loss=d_loss, content=content)
-            mon.outputs(step, fake)
+        gan.train_gan(mon, recipe, steps=steps, seed=1)
         return mon.run_id
 
 

@@ -1,0 +1,130 @@
+"""The demo's batch of trainings: healthy ones and doomed ones, each doomed for a real reason.
+
+Between them every badge ends green on some run and red on another, because of what the
+training does: a GAN whose adversary catches (catch green) and one whose adversary is frozen
+(catch red, auto-pruned); a GAN whose output's DC offset nothing pulls back (runaway red); an MLP
+with a sane learning rate (dead_relu green) and one 20x too high (its ReLUs die); a LeakyReLU MLP
+at a learning rate that overflows to NaN (nonfinite red, auto-pruned); a CNN still learning, its
+LCA measured on training digits (lca green), and one memorising 64 digits, measured on digits it
+never sees (held-out loss rising: lca red); two replicas differing only in seed.
+
+`quick` sizes the batch to finish in under three minutes on two CPU cores; the full demo trains
+longer. The recipes' numbers were chosen by running them: see tests/demo for what is checked.
+"""
+
+from __future__ import annotations
+
+from trainlight.demo.recipes import SHORT_GAN_HEALTH, DigitsRecipe, GanRecipe, RunSpec
+
+# Windows sized for a few hundred steps. The content loss of these small GANs keeps creeping down
+# by 1-2% per 50-step window long after it has levelled off: at the default 1% (and at 2%) its
+# plateau flickers on and off; below 3% per window counts as flat.
+GAN_HEALTH: dict[str, int | float] = {**SHORT_GAN_HEALTH, "plateau_rho": 0.03}
+# The healthy CNN is judged green while it still learns; by ~350 steps its probe loss (on
+# training digits) stops falling steadily and some layer hurts now and then (amber). The full
+# demo trains the GANs and MLPs longer, not the CNNs.
+CNN_STEPS = 300
+
+
+def _gan(
+    name: str, recipe: GanRecipe, steps: int, story: str, prune_on: tuple[str, ...] = ()
+) -> RunSpec:
+    return RunSpec(
+        name=name,
+        family="gan",
+        recipe=recipe,
+        steps=steps,
+        seed=1,
+        story=story,
+        group="gan",
+        tags=("gan", "waveforms"),
+        health=dict(GAN_HEALTH),
+        prune_on=prune_on,
+    )
+
+
+def _digits(
+    name: str,
+    recipe: DigitsRecipe,
+    steps: int,
+    story: str,
+    group: str,
+    seed: int = 0,
+    prune_on: tuple[str, ...] = (),
+) -> RunSpec:
+    return RunSpec(
+        name=name,
+        family="digits",
+        recipe=recipe,
+        steps=steps,
+        seed=seed,
+        story=story,
+        group=group,
+        tags=("digits", recipe.model),
+        prune_on=prune_on,
+    )
+
+
+def demo_runs(quick: bool = False) -> tuple[RunSpec, ...]:
+    """Every demo training, the slowest first (so two workers finish at about the same time)."""
+    return _gan_runs(900 if quick else 3000) + _digits_runs(quick)
+
+
+def _gan_runs(steps: int) -> tuple[RunSpec, ...]:
+    return (
+        _gan("gan catches", GanRecipe(), steps, "the adversary catches: healthy GAN"),
+        _gan(
+            "gan dc runaway",
+            GanRecipe(dc_init=2.0, mean_blind=True, adversary_weight=0.0, roles=False),
+            steps,
+            "mean-blind content loss, adversary ignored: the DC offset is never pulled back",
+        ),
+        _gan(
+            "gan frozen adversary",
+            GanRecipe(adversary_lr=0.0),
+            steps,
+            "the adversary never learns, so it never catches: pruned",
+            prune_on=("catch",),
+        ),
+    )
+
+
+def _digits_runs(quick: bool) -> tuple[RunSpec, ...]:
+    cnn, mlp = CNN_STEPS, (600 if quick else 2000)
+    healthy = DigitsRecipe()
+    replica_story = "replica: the healthy MLP's config with another seed"
+    return (
+        _digits(
+            "cnn lca",
+            DigitsRecipe(model="cnn", lr=0.005, lca_every=2),
+            cnn,
+            "a small CNN still learning: every layer lowers the probe loss",
+            "digits-cnn",
+        ),
+        _digits(
+            "cnn labels off by one",
+            DigitsRecipe(model="cnn", lr=0.005, lca_every=2, probe="held_out", label_shift=1),
+            cnn,
+            "trains on labels shifted by one (a data bug); LCA on correctly labelled held-out "
+            "digits: every step makes their loss worse",
+            "digits-cnn",
+        ),
+        _digits("mlp", healthy, mlp, "a healthy MLP", "digits-mlp"),
+        _digits(
+            "mlp lr=1",
+            DigitsRecipe(lr=1.0),
+            mlp,
+            "learning rate 20x too high: the ReLUs die",
+            "digits-mlp",
+        ),
+        _digits(
+            "mlp leaky lr=2",
+            DigitsRecipe(activation="leaky_relu", lr=2.0),
+            mlp,
+            "learning rate 40x too high, leaky units cannot die: the loss overflows to NaN",
+            "digits-mlp",
+            prune_on=("nonfinite",),
+        ),
+        _digits("mlp replica seed=1", healthy, mlp, replica_story, "replicas", seed=1),
+        _digits("mlp replica seed=2", healthy, mlp, replica_story, "replicas", seed=2),
+    )

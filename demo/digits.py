@@ -1,0 +1,125 @@
+"""The classifier family: small MLPs and CNNs on scikit-learn's bundled handwritten digits.
+
+`load_digits` ships with scikit-learn (1,797 8x8 images, no download). The split is fixed, so
+replicas that differ only in seed see the same digits; the seed sets the initial weights and the
+batch order. Instrumented only through the public Monitor API: `watch` for dead ReLUs and NaN,
+`lca` for Loss Change Allocation on a fixed probe batch, `log` for the curves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from trainlight.collectors import Monitor
+from trainlight.demo.recipes import DigitsRecipe
+
+HELD_OUT = 297  # digits never trained on: 1,500 remain for training
+PROBE_SIZE = 256
+SPLIT_SEED = 0
+EVAL_EVERY = 25  # steps between held-out evaluations
+
+
+@dataclass(frozen=True)
+class Digits:
+    images: torch.Tensor  # [n, 1, 8, 8], pixel values scaled to [0, 1]
+    labels: torch.Tensor  # [n]
+    train: torch.Tensor  # indices
+    held_out: torch.Tensor  # indices
+
+
+def load_digits_split() -> Digits:
+    """The digits as tensors, with a fixed train / held-out split."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise SystemExit(
+            "the digits trainings need scikit-learn: pip install 'trainlight[demo]'"
+        ) from exc
+    bunch = load_digits()
+    images = torch.tensor(bunch.data, dtype=torch.float32).reshape(-1, 1, 8, 8) / 16.0
+    labels = torch.tensor(bunch.target, dtype=torch.long)
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(SPLIT_SEED))
+    return Digits(images, labels, order[:-HELD_OUT], order[-HELD_OUT:])
+
+
+def build_model(recipe: DigitsRecipe) -> nn.Sequential:
+    """The recipe's network; layer names are the Sequential indices ('2', '4', ...)."""
+
+    def act() -> nn.Module:
+        return nn.ReLU() if recipe.activation == "relu" else nn.LeakyReLU(0.01)
+
+    if recipe.model == "mlp":
+        return nn.Sequential(
+            nn.Flatten(), nn.Linear(64, 64), act(), nn.Linear(64, 64), act(), nn.Linear(64, 10)
+        )
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        act(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1),
+        act(),
+        nn.Flatten(),
+        nn.Linear(16 * 4 * 4, 10),
+    )
+
+
+def train_digits(mon: Monitor, recipe: DigitsRecipe, steps: int, seed: int) -> None:
+    """Train for `steps` steps (fewer if `mon` asks to stop), reporting to `mon`."""
+    data = load_digits_split()
+    train = data.train[: recipe.train_size] if recipe.train_size else data.train
+    probe = data.held_out if recipe.probe == "held_out" else data.train
+    probe_x, probe_y = data.images[probe[:PROBE_SIZE]], data.labels[probe[:PROBE_SIZE]]
+    rng = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = build_model(recipe)
+    opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum)
+    mon.watch(model, every=1, window=2048)
+    lca = None
+    if recipe.lca_every:
+        lca = mon.lca(
+            model,
+            lambda m: nn.functional.cross_entropy(m(probe_x), probe_y),
+            every=recipe.lca_every,
+        )
+    batches = shuffled_batches(train, recipe.batch, rng)
+    for step in range(steps):
+        idx = next(batches)
+        logits = model(data.images[idx])
+        labels = (data.labels[idx] + recipe.label_shift) % 10
+        loss = nn.functional.cross_entropy(logits, labels)
+        opt.zero_grad()
+        loss.backward()
+        measure: AbstractContextManager[object] = lca.measure(step) if lca else nullcontext()
+        with measure:
+            opt.step()
+        acc = (logits.argmax(1) == labels).float().mean()
+        mon.log(step, loss=loss, acc=acc)
+        if step % EVAL_EVERY == 0 or step == steps - 1:
+            mon.log(step, **held_out_scores(model, data))
+        if mon.should_stop():
+            break
+
+
+def shuffled_batches(
+    indices: torch.Tensor, batch: int, rng: torch.Generator
+) -> Iterator[torch.Tensor]:
+    """Endless minibatches: a new permutation each epoch, cut into batches (last may be short)."""
+    while True:
+        order = indices[torch.randperm(len(indices), generator=rng)]
+        yield from order.split(batch)
+
+
+def held_out_scores(model: nn.Module, data: Digits) -> dict[str, torch.Tensor]:
+    """Loss and accuracy on the digits the model never trains on."""
+    with torch.no_grad():
+        logits = model(data.images[data.held_out])
+        labels = data.labels[data.held_out]
+        return {
+            "val_loss": nn.functional.cross_entropy(logits, labels),
+            "val_acc": (logits.argmax(1) == labels).float().mean(),
+        }

@@ -1,0 +1,127 @@
+"""What one demo training is: a recipe (the knobs its training code reads) and its run metadata.
+
+A `RunSpec` crosses a process boundary: the torch-free orchestrator builds it, serialises it to
+JSON on the training subprocess's command line, and `trainlight.demo.train` rebuilds it. The
+recipes are the trainings' real hyper-parameters; nothing in them names a verdict. The verdicts
+come from what the training then does.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+# Health windows sized for trainings of a few hundred steps (the defaults suit 10k-step GANs).
+SHORT_GAN_HEALTH: dict[str, int | float] = {
+    "catch_window": 50,
+    "baseline_windows": 2,
+    "catch_patience": 200,
+    "plateau_rho": 0.02,
+    "runaway_patience": 100,
+    "confirm": 2,
+}
+
+
+@dataclass(frozen=True)
+class GanRecipe:
+    """A conditional GAN on generated waveforms: L1 content loss plus an LSGAN adversary.
+
+    `adversary_lr=0` freezes the adversary. `mean_blind` makes the content loss ignore each
+    sample's mean (as a DC-removing pre-filter would); with `adversary_weight=0` nothing then
+    pulls the output's DC offset (started at `dc_init`) back to the real data's.
+    """
+
+    adversary_lr: float = 2e-3
+    adversary_weight: float = 0.05
+    dc_init: float = 0.0
+    mean_blind: bool = False
+    roles: bool = True  # declare the GAN roles (enables `catch`)
+
+
+@dataclass(frozen=True)
+class DigitsRecipe:
+    """A classifier on scikit-learn's bundled 8x8 handwritten digits, SGD with momentum.
+
+    `model`: "mlp" (two hidden layers) or "cnn" (two conv layers). `activation`: "relu" or
+    "leaky_relu". `train_size`: how many digits it trains on (0: every digit not held out).
+    `lca_every` > 0 measures Loss Change Allocation on a fixed probe batch, drawn from the
+    training digits or, with `probe="held_out"`, from digits it never trains on (correctly
+    labelled). `label_shift` k trains on labels (y + k) mod 10: an off-by-one labelling bug.
+    """
+
+    model: str = "mlp"
+    activation: str = "relu"
+    lr: float = 0.05
+    momentum: float = 0.9
+    batch: int = 64
+    train_size: int = 0
+    lca_every: int = 0
+    probe: str = "train"
+    label_shift: int = 0
+
+    def __post_init__(self) -> None:
+        if self.model not in ("mlp", "cnn"):
+            raise ValueError(f"model must be 'mlp' or 'cnn', got {self.model!r}")
+        if self.activation not in ("relu", "leaky_relu"):
+            raise ValueError(f"activation must be 'relu' or 'leaky_relu', got {self.activation!r}")
+        if self.probe not in ("train", "held_out"):
+            raise ValueError(f"probe must be 'train' or 'held_out', got {self.probe!r}")
+
+
+RECIPES: dict[str, type[GanRecipe] | type[DigitsRecipe]] = {
+    "gan": GanRecipe,
+    "digits": DigitsRecipe,
+}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One demo training: its recipe, its length and how it is described in the store."""
+
+    name: str
+    family: str  # a key of RECIPES
+    recipe: GanRecipe | DigitsRecipe
+    steps: int  # the planned length; a pruned run stops earlier
+    seed: int
+    story: str  # one line: what this run shows
+    project: str = "trainlight-demo"
+    group: str = ""
+    tags: tuple[str, ...] = ()
+    prune_on: tuple[str, ...] = ()
+    health: dict[str, int | float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        expected = RECIPES.get(self.family)
+        if expected is None or not isinstance(self.recipe, expected):
+            raise ValueError(f"run {self.name!r}: family {self.family!r} does not match its recipe")
+        if self.steps < 1:
+            raise ValueError(f"run {self.name!r}: steps must be >= 1, got {self.steps}")
+
+    def config(self) -> dict[str, Any]:
+        """The run's config as stored: `total_steps` (planned length), seed, the recipe, story."""
+        return {
+            "total_steps": self.steps,
+            "seed": self.seed,
+            **asdict(self.recipe),
+            "story": self.story,
+        }
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["tags"], data["prune_on"] = list(self.tags), list(self.prune_on)
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunSpec:
+        data = json.loads(text)
+        recipe_type = RECIPES.get(data.get("family", ""))
+        if recipe_type is None:
+            raise ValueError(f"unknown run family {data.get('family')!r}")
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown run spec fields {sorted(unknown)}")
+        data["recipe"] = recipe_type(**data["recipe"])
+        data["tags"], data["prune_on"] = tuple(data["tags"]), tuple(data["prune_on"])
+        return cls(**data)

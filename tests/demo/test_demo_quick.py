@@ -1,0 +1,133 @@
+"""`trainlight demo --quick --no-serve` end to end: real trainings, the real ingest, the store.
+
+The demo runs as users run it (the CLI, trainings in subprocesses), then `trainlight ingest`
+ingests the inbox exactly as a late ingest would, and the assertions read the DuckDB store. The
+verdicts are whatever the trainings earned: each badge must end green on the run built to be
+healthy for it and red on the run built to fail it, and the doomed runs with `prune_on` must have
+been stopped by their own collector, with the reason and the steps they did not spend.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from trainlight.collectors.health.verdict import SIGNALS
+from trainlight.demo.catalogue import demo_runs
+
+pytestmark = pytest.mark.slow
+
+DEMO_TIMEOUT_S = 480  # `--quick` takes about a minute on an idle 2-core machine
+
+# (run, signal) -> the state the training earns; together: every signal green once and red once
+EXPECTED = {
+    ("gan catches", "catch"): "green",
+    ("gan catches", "runaway"): "green",
+    ("gan frozen adversary", "catch"): "red",
+    ("gan dc runaway", "runaway"): "red",
+    ("mlp", "dead_relu"): "green",
+    ("mlp", "nonfinite"): "green",
+    ("mlp lr=1", "dead_relu"): "red",
+    ("mlp leaky lr=2", "nonfinite"): "red",
+    ("cnn lca", "lca"): "green",
+    ("cnn labels off by one", "lca"): "red",
+}
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    output: str
+    runs: dict[str, dict[str, object]]  # name -> runs row
+    health: dict[tuple[str, str], tuple[str, str]]  # (name, signal) -> (state, reason) now
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoResult]:
+    store = tmp_path_factory.mktemp("demo") / "store"
+    cli = [sys.executable, "-m", "trainlight.app.cli"]
+    done = subprocess.run(
+        [*cli, "demo", "--quick", "--no-serve", "--dir", str(store)],
+        capture_output=True,
+        text=True,
+        timeout=DEMO_TIMEOUT_S,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not (store / "trainlight.duckdb").exists(), "--no-serve must not ingest"
+    ingest = subprocess.run(
+        [*cli, "ingest", "--dir", str(store)], capture_output=True, text=True, timeout=120
+    )
+    assert ingest.returncode == 0, ingest.stdout + ingest.stderr
+    yield read_store(store / "trainlight.duckdb", done.stdout)
+
+
+def read_store(database: Path, output: str) -> DemoResult:
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        columns = ["run_id", "name", "status", "last_step", "stop_reason", "config", "group"]
+        rows = con.execute(
+            'SELECT run_id, name, status, last_step, stop_reason, config, "group" FROM runs'
+        )
+        runs = {row[1]: dict(zip(columns, row, strict=True)) for row in rows.fetchall()}
+        current = con.execute(
+            "SELECT r.name, h.signal, arg_max(h.state, h.rowid), arg_max(h.reason, h.rowid) "
+            "FROM health h JOIN runs r USING (run_id) GROUP BY r.name, h.signal"
+        ).fetchall()
+    finally:
+        con.close()
+    health = {(name, signal): (state, reason) for name, signal, state, reason in current}
+    return DemoResult(output, runs, health)
+
+
+def test_every_demo_run_is_in_the_store_with_its_planned_length(demo: DemoResult) -> None:
+    specs = {spec.name: spec for spec in demo_runs(quick=True)}
+    assert set(demo.runs) == set(specs)
+    for name, run in demo.runs.items():
+        config = json.loads(str(run["config"]))
+        assert config["total_steps"] == specs[name].steps
+        assert run["status"] in ("finished", "stopped"), (name, run)
+        if run["status"] == "finished":
+            assert run["last_step"] == specs[name].steps - 1
+
+
+def test_each_badge_ends_green_on_one_run_and_red_on_another(demo: DemoResult) -> None:
+    for signal in SIGNALS:
+        states = {state for (_, s), (state, _) in demo.health.items() if s == signal}
+        assert {"green", "red"} <= states, (signal, states)
+    earned = {key: demo.health.get(key, ("missing", ""))[0] for key in EXPECTED}
+    assert earned == EXPECTED
+
+
+def test_doomed_runs_were_auto_pruned_with_the_reason_and_the_steps_saved(
+    demo: DemoResult,
+) -> None:
+    specs = {spec.name: spec for spec in demo_runs(quick=True)}
+    pruned = {name for name, spec in specs.items() if spec.prune_on}
+    assert pruned == {"gan frozen adversary", "mlp leaky lr=2"}
+    for name in pruned:
+        run = demo.runs[name]
+        signal = specs[name].prune_on[0]
+        assert run["status"] == "stopped"
+        assert str(run["stop_reason"]).startswith(f"auto-pruned: {signal} red: ")
+        assert demo.health[(name, signal)][0] == "red"
+        steps_done = int(str(run["last_step"])) + 1
+        saved = specs[name].steps - steps_done
+        assert saved > 0
+        assert (
+            f"{name}: stopped after {steps_done:,} of {specs[name].steps:,} steps, "
+            f"saved {saved:,}" in demo.output
+        )
+    assert "auto-pruning saved" in demo.output
+
+
+def test_replicas_share_the_config_except_the_seed(demo: DemoResult) -> None:
+    replicas = [run for run in demo.runs.values() if run["group"] == "replicas"]
+    configs = [json.loads(str(run["config"])) for run in replicas]
+    assert len(configs) == 2 and configs[0]["seed"] != configs[1]["seed"]
+    assert {**configs[0], "seed": 0} == {**configs[1], "seed": 0}
