@@ -10,21 +10,17 @@ been stopped by their own collector, with the reason and the steps they did not 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from tests.support.demo_store import QuickDemo
 from trainlight.collectors.health.verdict import SIGNALS
 from trainlight.demo.catalogue import demo_runs
 
 pytestmark = pytest.mark.slow
-
-DEMO_TIMEOUT_S = 480  # `--quick` takes about a minute on an idle 2-core machine
 
 # (run, signal) -> the state the training earns; together: every signal green once and red once
 EXPECTED = {
@@ -49,22 +45,8 @@ class DemoResult:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoResult]:
-    store = tmp_path_factory.mktemp("demo") / "store"
-    cli = [sys.executable, "-m", "trainlight.app.cli"]
-    done = subprocess.run(
-        [*cli, "demo", "--quick", "--no-serve", "--dir", str(store)],
-        capture_output=True,
-        text=True,
-        timeout=DEMO_TIMEOUT_S,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert not (store / "trainlight.duckdb").exists(), "--no-serve must not ingest"
-    ingest = subprocess.run(
-        [*cli, "ingest", "--dir", str(store)], capture_output=True, text=True, timeout=120
-    )
-    assert ingest.returncode == 0, ingest.stdout + ingest.stderr
-    yield read_store(store / "trainlight.duckdb", done.stdout)
+def demo(quick_demo: QuickDemo) -> DemoResult:
+    return read_store(quick_demo.store / "trainlight.duckdb", quick_demo.output)
 
 
 def read_store(database: Path, output: str) -> DemoResult:
