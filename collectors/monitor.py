@@ -3,14 +3,15 @@
 The public surface is DESIGN.md §4. A Monitor owns one run: it picks the transport from `store`
 (a directory, default `TRAINLIGHT_DIR` or `./trainlight-runs`, or an `http://` server URL), starts
 the flush thread, and records how the run ended. `log()` is the hot path: it appends one tuple to
-a bounded buffer and returns; conversion and I/O happen on the flush thread.
+a bounded buffer and returns; conversion and I/O happen on the flush thread. In a
+`torch.distributed` job the Monitors of all ranks make one run: rank 0 writes, the others only
+take part in the few collectives of distributed.py (their `log()` returns at once).
 """
 
 from __future__ import annotations
 
 import atexit
 import os
-import socket
 import sys
 import threading
 import time
@@ -22,15 +23,17 @@ from typing import Any
 import torch
 
 from trainlight.collectors.buffer import RecordBuffer
+from trainlight.collectors.distributed import StopVote, join_job, unwrap
 from trainlight.collectors.health.settings import HealthSettings
 from trainlight.collectors.http_sink import HttpSink
 from trainlight.collectors.problems import Problems
+from trainlight.collectors.run_description import describe_run
 from trainlight.collectors.scalars import host_scalar
-from trainlight.collectors.schema import RunHeader, StoreLayout, make_run_id, process_namespace
+from trainlight.collectors.schema import StoreLayout, make_run_id
 from trainlight.collectors.signals.activations import ActivationWatcher
 from trainlight.collectors.signals.lca import LossChangeAllocator
 from trainlight.collectors.signals.runaway import RunawayTracker
-from trainlight.collectors.sinks import InboxSink, Sink
+from trainlight.collectors.sinks import InboxSink, NullSink, Sink
 from trainlight.collectors.tensor_slots import TensorSlots
 from trainlight.collectors.writer import RowSource, SegmentWriter
 
@@ -49,6 +52,9 @@ class Monitor:
             server's verdict, or this process's own when no server reads the store.
         health: HealthSettings (or a dict of overrides) for the health rules' thresholds.
         sink: a ready-made transport (tests, custom backends); overrides `store`.
+        distributed: in an initialised `torch.distributed` job, build the Monitor on EVERY
+            rank: one run is recorded, written by rank 0 alone (see distributed.py). False:
+            this process records on its own (e.g. a Monitor built on rank 0 only).
     """
 
     def __init__(
@@ -66,43 +72,54 @@ class Monitor:
         prune_on: Iterable[str] = (),
         health: HealthSettings | Mapping[str, Any] | None = None,
         sink: Sink | None = None,
+        distributed: bool = True,
     ) -> None:
         self.problems = Problems()
-        self.run_id = make_run_id(run)
+        header = describe_run(
+            make_run_id(run),
+            run,
+            project=project,
+            group=group,
+            tags=tags,
+            config=config,
+            health=health,
+            prune_on=prune_on,
+        )
+        self._ranks, self.run_id = None, header.run_id
+        if distributed:  # every rank takes rank 0's run id
+            self._ranks, self.run_id = join_job(self.problems, header.run_id)
+        self._stop_vote = StopVote(self._ranks) if self._ranks else None
+        self._leader = self._ranks is None or self._ranks.leader
         self.name = run
         self._buffer = RecordBuffer(buffer_size)
-        self._slots = TensorSlots()
+        self._slots = TensorSlots(problems=self.problems)
         self._device_log_lock = threading.Lock()
         self._last_step = -1
         self._watchers: list[ActivationWatcher] = []
         self._runaway: RunawayTracker | None = None
-        header = RunHeader(
-            run_id=self.run_id,
-            seq=0,
-            name=str(run),
-            project=str(project),
-            group=str(group),
-            tags=tuple(str(t) for t in tags),
-            config=_jsonable(config or {}),
-            host=socket.gethostname(),
-            pid=os.getpid(),
-            pid_namespace=process_namespace(),
-            started_at=time.time(),
-            health=_health_overrides(health),
-            prune_on=tuple(prune_on),
-        ).validated()
         self._writer = SegmentWriter(
-            header,
+            replace(header, run_id=self.run_id),
             self._buffer,
             self._slots,
-            sink or self._make_sink(store),
+            (sink or self._make_sink(store)) if self._leader else NullSink(),
             self.problems,
             flush_interval=flush_interval,
             heartbeat_interval=heartbeat_interval,
+            step_of=lambda: self._last_step,
         )
         self._closed = False
-        self._writer.start()
+        if self._leader:
+            self._writer.start()
+        else:
+            self._follow()
         atexit.register(self._close_at_exit)
+
+    def _follow(self) -> None:
+        """Ranks other than 0 keep no records: these calls return at once (rank 0 writes)."""
+        ignore = _ignore
+        self.log = ignore  # type: ignore[method-assign]
+        self.outputs = ignore  # type: ignore[method-assign]
+        self.reference = ignore  # type: ignore[method-assign]
 
     def _make_sink(self, store: str | os.PathLike[str] | None) -> Sink:
         if isinstance(store, str) and store.startswith(("http://", "https://")):
@@ -178,7 +195,7 @@ class Monitor:
         outputs: 1 for conv channels and [batch, features]; -1 for [batch, seq, features].
         """
         watcher = ActivationWatcher(
-            model,
+            unwrap(model),
             step_of=lambda: self._last_step,
             problems=self.problems,
             every=every,
@@ -186,6 +203,7 @@ class Monitor:
             tau=tau,
             unit_dim=unit_dim,
             prefix=prefix,
+            group=self._ranks,
         )
         self._watchers.append(watcher)
         self.add_source(watcher)
@@ -223,14 +241,25 @@ class Monitor:
         max_frames, frame_cells (see trainlight.collectors.signals.lca).
         """
         allocator = LossChangeAllocator(
-            model, probe_loss, every=every, problems=self.problems, **settings
+            unwrap(model),
+            probe_loss,
+            every=every,
+            problems=self.problems,
+            active=self._leader,
+            **settings,
         )
         self.add_source(allocator)
         return allocator
 
     def should_stop(self) -> bool:
-        """True once a stop was requested (dashboard, API, or auto-prune). Costs no I/O."""
-        return self._writer.stop_request is not None
+        """True once a stop was requested (dashboard, API, or auto-prune). Costs no I/O.
+
+        In a distributed job call it on every rank at the same point: rank 0 decides and every
+        rank gets the same answer at the same call (one call after rank 0 saw the request).
+        """
+        if self._stop_vote is None:
+            return self._writer.stop_request is not None
+        return self._stop_vote(self._writer.stop_request is not None)
 
     @property
     def stop_reason(self) -> str | None:
@@ -253,7 +282,8 @@ class Monitor:
     # -- lifecycle -----------------------------------------------------------------------------
     def flush(self) -> None:
         """Write out everything logged so far now (normally the flush thread does this)."""
-        self._writer.flush()
+        if self._leader:
+            self._writer.flush()
 
     def close(self, status: str | None = None, timeout: float = 10.0) -> None:
         """End the run: finished, or stopped when a stop was requested. Idempotent.
@@ -264,11 +294,17 @@ class Monitor:
             return
         self._closed = True
         atexit.unregister(self._close_at_exit)
-        self.unwatch()
+        # Every rank ends the same way; after a crash no rank waits for a collective.
+        collective = status != "crashed" and self._ranks is not None and self._ranks.usable
+        for watcher in self._watchers:
+            watcher.remove(collective=collective)
+        if self._stop_vote is not None and collective:
+            self._stop_vote.close()
         if status is None:
-            status = "stopped" if self.should_stop() else "finished"
+            status = "stopped" if self._writer.stop_request is not None else "finished"
         reason = (self.stop_reason or "") if status == "stopped" else ""
-        self._writer.close(status, reason, timeout)
+        if self._leader:
+            self._writer.close(status, reason, timeout)
 
     def __enter__(self) -> Monitor:
         return self
@@ -286,13 +322,8 @@ class Monitor:
         self.close("crashed" if getattr(sys, "last_type", None) else None)
 
 
-def _health_overrides(health: HealthSettings | Mapping[str, Any] | None) -> dict[str, Any]:
-    """Only the settings that differ from the defaults travel in the header."""
-    if health is None:
-        return {}
-    chosen = health if isinstance(health, HealthSettings) else HealthSettings.from_dict(health)
-    defaults = HealthSettings().to_dict()
-    return {k: v for k, v in chosen.to_dict().items() if defaults[k] != v}
+def _ignore(*args: Any, **kwargs: Any) -> None:
+    """What a non-writing rank does with a value."""
 
 
 def _read_now(tensor: torch.Tensor) -> bool:
@@ -302,17 +333,3 @@ def _read_now(tensor: torch.Tensor) -> bool:
     bookkeeping and stacking) than reading them, and saved nothing.
     """
     return tensor.is_cpu
-
-
-def _jsonable(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Config as JSON-ready data: tensors and other objects become numbers or their repr."""
-    out: dict[str, Any] = {}
-    for key, value in dict(config).items():
-        if isinstance(value, torch.Tensor) and value.numel() == 1:
-            value = value.item()
-        elif isinstance(value, Mapping):
-            value = _jsonable(value)
-        elif not isinstance(value, (str, int, float, bool, list, tuple, type(None))):
-            value = repr(value)
-        out[str(key)] = value
-    return out

@@ -56,9 +56,10 @@ def host_scalar(value: Any) -> float:
 
 
 def records_to_columns(
-    records: Sequence[Record], slot_base: int = 0, slot_values: Sequence[float] = ()
+    records: Sequence[Record], slot_base: int = 0, slot_values: Sequence[float | None] = ()
 ) -> ScalarColumns:
-    """Flatten records into metric rows; tensor slots are read from `slot_values[slot - base]`."""
+    """Flatten records into metric rows; tensor slots are read from `slot_values[slot - base]`
+    (None there: a value whose device could not be read, already reported: no row)."""
     cols = ScalarColumns()
     for step, wall_time, values in records:
         for key, value in values.items():
@@ -66,8 +67,11 @@ def records_to_columns(
                 cols.value.append(value)
             elif value.__class__ is int:
                 index = value - slot_base
-                cols.value.append(slot_values[index] if 0 <= index < len(slot_values) else math.nan)
                 cols.max_slot = max(cols.max_slot, value)
+                read = slot_values[index] if 0 <= index < len(slot_values) else math.nan
+                if read is None:
+                    continue
+                cols.value.append(read)
             else:  # None: refused by log(), already reported
                 continue
             cols.step.append(step)

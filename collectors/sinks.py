@@ -102,7 +102,7 @@ class InboxSink:
     def poll_stop(self, run_id: str) -> StopRequest | None:
         try:
             raw = self.layout.control_path(run_id).read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # no store directory: no request either
             return None
         except (OSError, ValueError) as exc:
             self._problems.report("control_read", f"cannot read the stop-request file: {exc}")
@@ -125,3 +125,22 @@ class InboxSink:
                 "keeping segments in memory and retrying",
             )
             return False
+
+
+class NullSink:
+    """The sink of a rank that does not write (ranks 1+ of a distributed job): keeps nothing."""
+
+    def send(self, run_id: str, seq: int, payload: bytes) -> None:
+        return None
+
+    def retry(self) -> None:
+        return None
+
+    def pending(self) -> int:
+        return 0
+
+    def poll_stop(self, run_id: str) -> StopRequest | None:
+        return None
+
+    def fate(self) -> str:
+        return "this rank writes nothing"

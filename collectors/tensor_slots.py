@@ -8,7 +8,8 @@ between flushes, which measurably triggered full collections (~200 ms each) and 
 of `log()`. Instead `log()` stores an integer slot in the record (records of numbers are not
 tracked) and the tensor here; every `chunk_size` tensors are stacked into one (a device op, no
 sync), so at most `chunk_size` tensor objects are alive at a time. The flush copies all chunks
-of a device to the host in one transfer.
+of a device to the host in one transfer. A device whose values cannot be read (lost, or `meta`)
+costs only its own slots: they come back as None and are counted, never the whole flush.
 """
 
 from __future__ import annotations
@@ -18,14 +19,17 @@ from collections.abc import Sequence
 
 import torch
 
+from trainlight.collectors.problems import Problems
+
 
 class TensorSlots:
     """Numbered storage for detached single-element tensors; drained in slot order."""
 
-    def __init__(self, chunk_size: int = 256) -> None:
+    def __init__(self, chunk_size: int = 256, problems: Problems | None = None) -> None:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         self.chunk_size = chunk_size
+        self.problems = problems or Problems()
         self._lock = threading.Lock()
         self._next = 0  # slot number of the next tensor put
         self._open: list[torch.Tensor] = []  # tensors of slots [_next - len(_open), _next)
@@ -41,8 +45,9 @@ class TensorSlots:
                 self._seal()
             return first
 
-    def take_all(self) -> tuple[int, list[float]]:
-        """(first slot, host values of every slot stored so far and not yet taken)."""
+    def take_all(self) -> tuple[int, list[float | None]]:
+        """(first slot, host values of every slot stored so far and not yet taken; None for a
+        value whose device could not be read)."""
         with self._lock:
             self._seal()
             chunks, self._chunks = self._chunks, []
@@ -50,15 +55,23 @@ class TensorSlots:
         if not chunks:
             return end, []
         start = chunks[0][0]
-        values = [0.0] * (end - start)
+        values: list[float | None] = [None] * (end - start)
         by_device: dict[torch.device, list[tuple[int, list[int] | None, torch.Tensor]]] = {}
         for chunk_start, parts in chunks:
             for positions, stacked in parts:
                 by_device.setdefault(stacked.device, []).append((chunk_start, positions, stacked))
-        for parts_on_device in by_device.values():
+        for device, parts_on_device in by_device.items():
             # float64 holds every logged dtype's value exactly; one transfer per device
             joined = torch.cat([p[2] for p in parts_on_device])
-            host = joined.cpu().to(torch.float64).tolist()  # MPS has no float64: convert on host
+            try:
+                host = joined.cpu().to(torch.float64).tolist()  # MPS has no float64: on host
+            except Exception as exc:  # a lost device, a meta tensor: these values only
+                self.problems.report(
+                    f"log_unreadable:{device}",
+                    f"log(): {joined.numel()} value(s) on {device} could not be read: {exc!r}",
+                    once_per="log_unreadable",
+                )
+                continue
             offset = 0
             for chunk_start, positions, stacked in parts_on_device:
                 n = stacked.numel()

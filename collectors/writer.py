@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from trainlight.collectors.buffer import Record, RecordBuffer
 from trainlight.collectors.health.evaluator import RunHealth, spec_from_header
 from trainlight.collectors.health.verdict import RED
-from trainlight.collectors.problems import Problems
+from trainlight.collectors.problems import ProblemCounts, Problems
 from trainlight.collectors.scalars import ScalarColumns, records_to_columns
 from trainlight.collectors.schema import HEADER_KEY, RunHeader, StopRequest, segment_table
 from trainlight.collectors.sinks import Sink
@@ -73,6 +73,7 @@ class SegmentWriter:
         *,
         flush_interval: float,
         heartbeat_interval: float,
+        step_of: Callable[[], int] = lambda: 0,
     ) -> None:
         if flush_interval <= 0:
             raise ValueError(f"flush_interval must be > 0 seconds, got {flush_interval}")
@@ -86,13 +87,15 @@ class SegmentWriter:
         self.slots = slots
         # Host values of tensor slots taken from `slots` whose records were not drained yet.
         self._carry_base = 0
-        self._carry: list[float] = []
+        self._carry: list[float | None] = []
         self.sink = sink
         self.problems = problems
         self.flush_interval = flush_interval
         self.heartbeat_interval = heartbeat_interval
         self.stop_request: StopRequest | None = None
         self.sources: list[RowSource] = []
+        # Collected after every other source, so their troubles of this flush are counted too.
+        self._problem_counts = ProblemCounts(problems, step_of)
         self.lost_rows = 0  # rows that could not be encoded (reported; stored in dropped_rows)
         self._health: RunHealth | None = None  # local rules, only when the run auto-prunes
         self.rows_written = 0
@@ -134,7 +137,7 @@ class SegmentWriter:
             self.flush()
 
     def _flush_locked(self, force: bool, status: str | None, stop_reason: str) -> None:
-        parts = self._collect_parts(self.buffer.drain())
+        parts = [self._columns(self.buffer.drain()).arrow(), *self._collect(self.sources)]
         heartbeat_due = time.time() - self._last_sent >= self.heartbeat_interval
         if not (force or heartbeat_due or any(len(part["step"]) for part in parts)):
             self.sink.retry()
@@ -154,6 +157,9 @@ class SegmentWriter:
                 f"record buffer full ({self.buffer.capacity} records); dropping oldest records "
                 "(count stored as runs.dropped_rows)",
             )
+        # Counts ride along with a segment that is due anyway: a failing disk whose failures
+        # are counted must not cause a segment per flush (each of which would fail too).
+        parts += self._collect([self._problem_counts])
         try:
             table = build_segment(parts, header)
             payload = _parquet(table)
@@ -168,10 +174,10 @@ class SegmentWriter:
         self._last_sent = now
         self.rows_written += table.num_rows
 
-    def _collect_parts(self, records: list[Record]) -> list[Mapping[str, Any]]:
-        """Column sets for one segment: the logged scalars, then each source's rows."""
-        parts: list[Mapping[str, Any]] = [self._columns(records).arrow()]
-        for source in self.sources:
+    def _collect(self, sources: Sequence[RowSource]) -> list[Mapping[str, Any]]:
+        """Column sets for one segment from each source's rows."""
+        parts: list[Mapping[str, Any]] = []
+        for source in sources:
             try:
                 part = source.collect()
             except Exception as exc:  # one broken source must not cost the others' rows

@@ -34,7 +34,10 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from trainlight.collectors.distributed import RankGroup
 from trainlight.collectors.problems import Problems
+from trainlight.collectors.signals.forward_gate import Gate
+from trainlight.collectors.signals.shared_windows import SharedWindows
 from trainlight.collectors.signals.unit_stats import KEYS, LayerSettings, Scratch, UnitStats
 
 WATCHED_TYPES = (nn.ReLU, nn.LeakyReLU, nn.ReLU6, nn.GELU, nn.SiLU)
@@ -53,23 +56,6 @@ def is_watched(module: nn.Module) -> bool:
 def default_tau(module: nn.Module) -> float:
     found = (DEFAULT_TAU[c.__name__] for c in type(module).__mro__ if c.__name__ in DEFAULT_TAU)
     return next(found, 0.0)
-
-
-class Gate:
-    """Open during every `every`-th training forward pass of the watched model (root hooks)."""
-
-    def __init__(self, every: int) -> None:
-        self.every, self.passes, self.open = every, 0, False
-        self.pass_id = 0  # observed passes so far: tells a module's repeated calls apart
-
-    def before(self, module: nn.Module, args: Any) -> None:
-        training = module.training and torch.is_grad_enabled()
-        self.open = training and self.passes % self.every == 0
-        self.passes += training
-        self.pass_id += self.open
-
-    def after(self, module: nn.Module, args: Any, output: Any) -> None:
-        self.open = False  # nothing outside the model's forward: checkpoint recomputation, etc.
 
 
 class LayerHook:
@@ -100,16 +86,26 @@ class LayerHook:
                 self.sites[self.calls - 1] = None  # start afresh: new device, dtype, ...
             self.watcher.problems.report(
                 f"watch_hook_failed:{self.base.name}",
-                f"watch(): statistics of layer {self.base.name!r} skipped: {exc!r}",
+                f"watch(): statistics of layer {self.base.name!r} skipped (counted per layer; "
+                f"other layers failing alike are not logged again): {exc!r}",
+                once_per=f"watch_hook_failed:{type(exc).__name__}",
             )
 
     def _observe(self, index: int, x: Any) -> None:
-        if not isinstance(x, torch.Tensor) or x.dim() < 2:
-            raise TypeError(f"expected a batched Tensor output, got {type(x).__name__}")
-        if not x.numel():
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"expected a Tensor output, got {type(x).__name__}")
+        if x.dim() < 2 or not x.numel() or x.is_meta:
+            self._skip(x)
             return
         self.sites += [None] * (index + 1 - len(self.sites))
         stats, units = self.sites[index], x.shape[self.base.unit_dim]
+        if stats is not None and (stats.device, stats.input_dtype) != (x.device, x.dtype):
+            self._report(
+                "watch_layer_moved",
+                f"outputs moved from {stats.device}/{stats.input_dtype} to {x.device}/{x.dtype}; "
+                "its window restarts",
+            )
+            stats = None
         if stats is None or stats.units != units:
             name = self.base.name if index == 0 else f"{self.base.name}#{index + 1}"
             stats = self.sites[index] = UnitStats(
@@ -117,7 +113,26 @@ class LayerHook:
             )
         stats.update(x)
         if stats.samples >= stats.settings.window:
-            self.watcher.enqueue(stats.settings.name, stats.close())
+            self.watcher.window_full(stats)
+
+    def _skip(self, x: torch.Tensor) -> None:
+        """Outputs with nothing to measure: counted per layer, said once per kind."""
+        if x.is_meta:
+            self._report("watch_meta_output", "outputs on the meta device hold no values; skipped")
+        elif x.dim() < 2:
+            self._report(
+                "watch_unbatched_output",
+                f"outputs of shape {tuple(x.shape)} have no [batch, units, ...] axes; skipped",
+            )
+        else:
+            self._report("watch_empty_output", f"an empty output {tuple(x.shape)} was skipped")
+
+    def _report(self, kind: str, what: str) -> None:
+        self.watcher.problems.report(
+            f"{kind}:{self.base.name}",
+            f"watch(): layer {self.base.name!r}: {what} (counted per layer as {kind})",
+            once_per=kind,
+        )
 
 
 class ActivationWatcher:
@@ -137,6 +152,9 @@ class ActivationWatcher:
         unit_dim: the output axis that indexes units (1: channels/features; -1: [B, T, F]).
         prefix: prepended to every `named_modules()` name (e.g. "gen." when watching two models).
         low_var_eps: a unit whose window variance is below this counts in `low_var_frac`.
+        group: the ranks of a distributed job (None: this process alone). Windows then count
+            samples over all ranks (each rank closes after window / world_size) and are merged
+            across ranks before rank 0 judges them (see shared_windows.py).
     """
 
     max_queued = 10_000  # closed windows held for the flush thread before the oldest are dropped
@@ -153,13 +171,18 @@ class ActivationWatcher:
         unit_dim: int = 1,
         prefix: str = "",
         low_var_eps: float = 1e-8,
+        group: RankGroup | None = None,
     ) -> None:
         for arg, value in (("every", every), ("window", window)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{arg} must be an integer >= 1, got {value!r}")
         if not low_var_eps >= 0:
             raise ValueError(f"low_var_eps must be >= 0, got {low_var_eps!r}")
-        self.step_of, self.problems, self.gate = step_of, problems, Gate(every)
+        self.step_of, self.problems = step_of, problems
+        self.shared = SharedWindows(group, problems, self.enqueue) if group else None
+        self.gate = Gate(every, problems, self.shared.sync if self.shared else None)
+        if group:
+            window = -(-window // group.world_size)
         self._queue: deque[tuple[int, str, torch.Tensor]] = deque()  # step, layer, KEYS values
         self._lock = threading.Lock()
         self._handles: list[RemovableHandle] = []
@@ -190,9 +213,16 @@ class ActivationWatcher:
             self._handles.append(model.register_forward_hook(self.gate.after, always_call=True))
         return names
 
-    def enqueue(self, layer: str, values: torch.Tensor) -> None:
+    def window_full(self, stats: UnitStats) -> None:
+        """A call site's window is complete (training thread): judge it, or share it first."""
+        if self.shared is None:
+            self.enqueue(stats.settings.name, stats.close())
+        else:
+            self.shared.hold(stats, int(self.step_of()))
+
+    def enqueue(self, layer: str, values: torch.Tensor, step: int | None = None) -> None:
         """Queue a closed window for the flush thread (training thread; no device read)."""
-        window = (int(self.step_of()), layer, values)
+        window = (int(self.step_of()) if step is None else step, layer, values)
         with self._lock:
             full = len(self._queue) >= self.max_queued
             if full:
@@ -212,27 +242,47 @@ class ActivationWatcher:
             return None
         columns: dict[str, list[Any]] = {"step": [], "layer": [], "key": [], "value": []}
         for (step, layer, _), values in zip(
-            windows, _to_host([w[2] for w in windows]), strict=True
+            windows, _to_host([w[2] for w in windows], self.problems), strict=True
         ):
+            if values is None:
+                continue
             columns["step"] += [step] * len(KEYS)
             columns["layer"] += [layer] * len(KEYS)
             columns["key"] += KEYS
             columns["value"] += values
         return {"table": ["layer_metrics"] * len(columns["step"]), **columns}
 
-    def remove(self) -> None:
-        """Remove every hook (idempotent); windows already closed are still collected."""
+    def remove(self, collective: bool = True) -> None:
+        """Remove every hook (idempotent); windows already closed are still collected.
+
+        In a distributed job every rank calls this at the same point; `collective` (a clean
+        end) makes the last exchange of windows, skipped after a crash so no rank waits.
+        """
         handles, self._handles = self._handles, []
         for handle in handles:
             handle.remove()
+        shared, self.shared = self.shared, None
+        if shared is not None and collective and handles:
+            shared.close()
 
 
-def _to_host(tensors: list[torch.Tensor]) -> list[list[float]]:
-    """Host copies of equal-length vectors: one stack and one transfer per device."""
-    out: list[list[float]] = [[] for _ in tensors]
+def _to_host(tensors: list[torch.Tensor], problems: Problems) -> list[list[float] | None]:
+    """Host copies of equal-length vectors: one stack and one transfer per device.
+
+    A device that cannot be read costs its own windows (None, counted), never the others'.
+    """
+    out: list[list[float] | None] = [None for _ in tensors]
     for device in {t.device for t in tensors}:
         indices = [i for i, t in enumerate(tensors) if t.device == device]
-        stacked = torch.stack([tensors[i] for i in indices]).to("cpu", torch.float64)
+        try:
+            stacked = torch.stack([tensors[i] for i in indices]).to("cpu", torch.float64)
+        except Exception as exc:  # a lost device, a meta tensor: skip its windows only
+            problems.report(
+                f"watch_host_copy:{device}",
+                f"watch(): {len(indices)} window(s) on {device} could not be read: {exc!r}",
+                once_per="watch_host_copy",
+            )
+            continue
         for i, row in zip(indices, stacked.tolist(), strict=True):
             out[i] = row
     return out

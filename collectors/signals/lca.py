@@ -93,6 +93,8 @@ class LossChangeAllocator:
         max_pending: measurements held for the flush thread; beyond it the oldest are dropped.
         keep_allocation: keep the latest per-parameter A in `last.allocation` (tests,
             notebooks); otherwise `last` keeps only the scalars, and A is freed (it is 1P).
+        active: False makes `measure` a no-op: ranks other than 0 of a distributed job (their
+            parameters equal rank 0's, and they write nothing).
     """
 
     def __init__(
@@ -109,6 +111,7 @@ class LossChangeAllocator:
         frame_cells: int = 64,
         max_pending: int = 256,
         keep_allocation: bool = False,
+        active: bool = True,
     ) -> None:
         for name, value in (
             ("every", every),
@@ -127,6 +130,7 @@ class LossChangeAllocator:
         self.max_pending = max_pending
         self.thinner = FrameThinner(max_frames)
         self.keep_allocation = keep_allocation
+        self.active = active
         self.last: PathIntegral | None = None  # the latest measurement
         self._probe = Probe(model, probe_loss)
         self._lock = threading.Lock()  # guards _pending (training thread vs. flush thread)
@@ -137,7 +141,7 @@ class LossChangeAllocator:
         """Wrap `optimizer.step()`: on a measured step, allocate its probe loss change."""
         try:
             step = int(step)
-            if step % self.every:
+            if not self.active or step % self.every:
                 return nullcontext()
         except Exception as exc:  # monitoring must never crash training
             self.problems.report(f"lca_step:{type(exc).__name__}", f"lca.measure(): {exc!r}")

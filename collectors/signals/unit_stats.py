@@ -3,6 +3,9 @@
 The arithmetic behind `ActivationWatcher` (see activations.py for the definitions and the
 measurements that shaped it): per batch three ops fill row buffers; rows are folded into the
 window with Chan's merge; a closed window becomes one small device tensor of `KEYS` values.
+In a distributed job a closed window's raw state (`WindowState`) is first merged with the other
+ranks' windows of the same call site (Chan's merge again), so a unit is dead only if it fired on
+no rank's data.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class UnitStats:
     def __init__(self, settings: LayerSettings, units: int, like: torch.Tensor, scratch: Scratch):
         self.settings, self.units, self.scratch = settings, units, scratch
         dev, self.dtype = like.device, torch.promote_types(like.dtype, torch.float32)
+        self.device, self.input_dtype = dev, like.dtype  # outputs elsewhere need new stats
         self.rows = max(1, min(64, ROW_BUFFER_VALUES // units))
         self.row_mean = torch.empty(self.rows, units, dtype=self.dtype, device=dev)
         self.row_m2 = torch.empty_like(self.row_mean)
@@ -120,21 +124,71 @@ class UnitStats:
 
     def close(self) -> torch.Tensor:
         """The window's `KEYS` values as one device tensor; the next window starts empty."""
+        return self.finish(self.take())
+
+    def take(self) -> WindowState:
+        """The closed window's raw per-unit state; the next window starts empty."""
         self.fold()
-        dtype = torch.float32 if self.fired.device.type == "mps" else torch.float64
-        dead, var = ~self.fired, self.m2 / self.values
+        state = WindowState(self.fired, self.nonfinite, self.mean, self.m2, self.values)
+        self.fired = torch.zeros_like(self.fired)
+        self.nonfinite = torch.zeros_like(self.nonfinite)
+        self.mean, self.m2 = self.fired.new_zeros((2, self.units), dtype=self.dtype).unbind(0)
+        self.values = self.samples = 0
+        return state
+
+    def finish(self, state: WindowState) -> torch.Tensor:
+        """`KEYS` values of a window state (this site's own, or merged over ranks)."""
+        dtype = torch.float32 if state.fired.device.type == "mps" else torch.float64
+        dead, var = ~state.fired, state.m2 / state.values
         undead = dead.new_zeros((), dtype=torch.int64)
-        if self.prev_dead is not None:
-            undead = (self.prev_dead & self.fired).sum()
+        if self.prev_dead is not None and self.prev_dead.device == dead.device:
+            undead = (self.prev_dead & state.fired).sum()
         values = [
             dead.sum().to(dtype) / self.units,
             undead.to(dtype),
             var.mean().to(dtype),
             (var < self.settings.low_var_eps).sum().to(dtype) / self.units,
-            self.nonfinite.sum().to(dtype),
+            state.nonfinite.sum().to(dtype),
         ]
         self.prev_dead = dead
-        self.fired.zero_()
-        self.nonfinite.zero_()
-        self.values = self.samples = 0
         return torch.stack(values)
+
+
+@dataclass(frozen=True)
+class WindowState:
+    """One closed window of one call site: what ranks exchange before `KEYS` are computed."""
+
+    fired: torch.Tensor  # bool [units]: fired on some batch of the window
+    nonfinite: torch.Tensor  # int64 [units]: unit-batches with a NaN or ±Inf
+    mean: torch.Tensor  # [units]
+    m2: torch.Tensor  # [units]: sum of squared deviations from `mean`
+    values: int  # values per unit (samples × positions)
+
+    def pack(self) -> torch.Tensor:
+        """A float64 CPU vector [values, fired, nonfinite, mean, m2] (one host copy)."""
+        head = self.fired.new_full((1,), self.values, dtype=torch.float64)
+        parts = (self.fired, self.nonfinite, self.mean, self.m2)
+        return torch.cat([head, *(p.to(torch.float64) for p in parts)]).cpu()
+
+    @staticmethod
+    def unpack(packed: torch.Tensor, device: torch.device) -> WindowState:
+        """Inverse of `pack`, on `device`."""
+        units = (packed.numel() - 1) // 4
+        fired, nonfinite, mean, m2 = packed[1:].to(device).view(4, units).unbind(0)
+        return WindowState(fired > 0, nonfinite.round().long(), mean, m2, int(packed[0]))
+
+
+def merge_states(states: list[WindowState]) -> WindowState:
+    """One window from windows of the same units seen by different ranks (Chan's merge, in
+    order: a unit stuck at one value on every rank keeps a variance of exactly 0)."""
+    merged = states[0]
+    for other in states[1:]:
+        n_a, n_b = merged.values, other.values
+        n = n_a + n_b
+        delta = other.mean - merged.mean
+        mean = merged.mean + delta * (n_b / n)
+        m2 = merged.m2 + other.m2 + delta * delta * (n_a * n_b / n)
+        merged = WindowState(
+            merged.fired | other.fired, merged.nonfinite + other.nonfinite, mean, m2, n
+        )
+    return merged

@@ -14,7 +14,7 @@ import torch
 
 from trainlight.collectors import Monitor
 from trainlight.collectors.http_sink import HttpSink
-from trainlight.collectors.problems import Problems
+from trainlight.collectors.problems import PROBLEMS_KEY, Problems
 from trainlight.collectors.schema import StopRequest, StoreLayout, read_header, write_atomically
 
 
@@ -23,12 +23,22 @@ def segments(store: Path, run_id: str) -> list[pa.Table]:
     return [pq.read_table(f) for f in files]
 
 
-def metric_rows(tables: list[pa.Table]) -> list[tuple[int, str, float]]:
+def all_rows(tables: list[pa.Table]) -> list[tuple[int, str, float]]:
     rows = []
     for table in tables:
         data = table.to_pydict()
         rows += list(zip(data["step"], data["key"], data["value"], strict=True))
     return rows
+
+
+def metric_rows(tables: list[pa.Table]) -> list[tuple[int, str, float]]:
+    """The rows the user logged (the collector's own `trainlight/...` counters left out)."""
+    return [row for row in all_rows(tables) if not str(row[1]).startswith("trainlight/")]
+
+
+def problem_counts(tables: list[pa.Table]) -> dict[str, float]:
+    """The latest `trainlight/problems...` counts the segments carry."""
+    return {k: v for _, k, v in all_rows(tables) if str(k).startswith(PROBLEMS_KEY)}
 
 
 def test_logged_values_land_in_inbox_segments_once_each(tmp_path: Path) -> None:
@@ -98,8 +108,14 @@ def test_bad_values_are_skipped_with_one_warning_never_raised(
     with caplog.at_level(logging.WARNING, "trainlight"), Monitor(run="x", store=tmp_path) as mon:
         for step in range(10):
             mon.log(step, loss=1.0, label="not a number", vec=torch.ones(3))
-    assert [k for _, k, _ in metric_rows(segments(tmp_path, mon.run_id))] == ["loss"] * 10
+    tables = segments(tmp_path, mon.run_id)
+    assert [k for _, k, _ in metric_rows(tables)] == ["loss"] * 10
     assert mon.problems.count("skipped:label") == 10
+    assert problem_counts(tables) == {
+        "trainlight/problems": 20.0,
+        "trainlight/problems/skipped:label": 10.0,
+        "trainlight/problems/skipped:vec": 10.0,
+    }
     assert sum("'label'" in r.message for r in caplog.records) == 1
     assert sum("'vec'" in r.message for r in caplog.records) == 1
 

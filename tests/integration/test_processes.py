@@ -19,12 +19,13 @@ KEYS_PER_STEP = 3  # loss, step_copy, tensor_loss
 
 
 def store_rows(store: Path, run_id: str) -> tuple[int, int, int | None]:
-    """(rows, distinct (step, key) rows, max step) of a run, read with plain DuckDB SQL."""
+    """(rows, distinct (step, key) rows, max step) of the values a run logged (the collector's
+    own `trainlight/problems` counters left out), read with plain DuckDB SQL."""
     con = duckdb.connect(str(store / "trainlight.duckdb"), read_only=True)
     try:
         row = con.execute(
             """SELECT count(*), count(DISTINCT (step, key)), max(step)
-               FROM metrics WHERE run_id = ?""",
+               FROM metrics WHERE run_id = ? AND NOT starts_with(key, 'trainlight/')""",
             [run_id],
         ).fetchone()
     finally:
