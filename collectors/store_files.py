@@ -42,6 +42,11 @@ class StoreLayout:
     def control(self) -> Path:
         return self.root / "control"
 
+    @property
+    def surfaces(self) -> Path:
+        """2-D loss surfaces computed offline by `trainlight landscape` (one JSON per run)."""
+        return self.root / "surfaces"
+
     def run_inbox(self, run_id: str) -> Path:
         return self.inbox / check_run_id(run_id)
 
@@ -50,6 +55,9 @@ class StoreLayout:
 
     def control_path(self, run_id: str) -> Path:
         return self.control / f"{check_run_id(run_id)}.json"
+
+    def surface_path(self, run_id: str) -> Path:
+        return self.surfaces / f"{check_run_id(run_id)}.json"
 
 
 def process_namespace() -> str:

@@ -2,17 +2,15 @@
 
 Sign convention (Lan et al.): negative LCA lowers the loss (the layer helps, green), positive
 raises it (hurts, red). The heatmap's colour scale is symmetric around zero and clipped at the
-99th percentile of |LCA| over all of the layer's frames, computed by the store.
+99th percentile of |LCA| over all of the layer's frames, computed by the store; the frames
+themselves travel as 8-bit codes against that scale (`heatmap_codec.py`) and the browser puts
+them into the figure built here.
 """
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-import numpy as np
-import numpy.typing as npt
 
 from trainlight.app.figures.style import (
     GREEN,
@@ -30,10 +28,10 @@ from trainlight.app.figures.style import (
     hline,
     subplot_title,
 )
-from trainlight.app.store.frames import LcaFrame
 from trainlight.app.store.series import Series
 
 _WIDTHS, _SPACING = (0.26, 0.42, 0.32), 0.08
+GAP = "#5b6068"  # behind the heatmap: shows through the cells that hold NaN or ±Inf
 
 
 def lca_layers_figure(
@@ -110,29 +108,33 @@ def _layer_line(series: Series, color: str, *, legend: bool, axes: int) -> Trace
     }
 
 
-def heatmap_figure(
-    frame: LcaFrame, scale: float, *, uirevision: str = "", compact_view: bool = False
-) -> Figure:
-    """One frame: rows = output units, columns = inputs (pooled); green helps, red hurts."""
-    limit = scale if scale > 0 else 1e-12
+def heatmap_figure(layer: str, *, uirevision: str = "", compact_view: bool = False) -> Figure:
+    """One layer's heatmap, frame to come: rows = output units, columns = inputs (pooled).
+
+    The server sends this once per layer shown; each animation tick then sends only the frame
+    (`heatmap_codec.QuantisedFrame.payload`), which the browser decodes into `z` (values),
+    `text` (their hover labels), the colour range ±scale and `meta` (the scale note), and the
+    title. Green helps, red hurts; non-finite cells are gaps on a dark background, never a
+    colour of the scale, and hover says what they are.
+    """
     heat: Trace = {
         "type": "heatmap",
-        "z": typed_array(frame.grid()),
-        "zmin": -limit,
-        "zmax": limit,
+        "z": [],
+        "zmin": -1.0,
+        "zmax": 1.0,
         "zmid": 0,
         "colorscale": LCA_COLORSCALE,
+        "hoverongaps": True,
+        "meta": [""],
         "colorbar": {
-            "title": {"text": "" if compact_view else "LCA"},
+            "title": {"text": "%{meta[0]}" if compact_view else "LCA<br>%{meta[0]}"},
             "thickness": 10 if compact_view else 12,
         },
-        "hovertemplate": "row %{y}, col %{x}: %{z:.3g}<extra></extra>",
+        "hovertemplate": "row %{y}, col %{x}: %{text}<extra>%{meta[0]}</extra>",
     }
-    title = f"{frame.layer} — step {frame.step:,}"
-    layout = base_layout(
-        title, uirevision or f"heatmap:{frame.layer}", 260 if compact_view else 560
-    )
+    layout = base_layout(layer, uirevision or f"heatmap:{layer}", 260 if compact_view else 560)
     layout["hovermode"] = "closest"
+    layout["plot_bgcolor"] = GAP
     layout["xaxis"] = axis("" if compact_view else "input (pooled)", showgrid=False)
     layout["yaxis"] = axis(
         "" if compact_view else "output unit (pooled)", autorange="reversed", showgrid=False
@@ -140,20 +142,8 @@ def heatmap_figure(
     return figure([heat], layout)
 
 
-def typed_array(grid: npt.NDArray[Any]) -> dict[str, str]:
-    """A 2-D float32 array as plotly.js's typed-array spec (base64 of the raw bytes).
-
-    Frames are stored as FLOAT, so this is exact, NaN included (drawn as a gap), and about a
-    third of the size of the same numbers written out as JSON text: the heatmap animation
-    fetches one frame per tick.
-    """
-    data = np.ascontiguousarray(grid, dtype="<f4")
-    rows, cols = data.shape
-    return {
-        "dtype": "f4",
-        "bdata": base64.b64encode(data.tobytes()).decode("ascii"),
-        "shape": f"{rows}, {cols}",
-    }
+def heatmap_title(layer: str, step: int) -> str:
+    return f"{layer} — step {step:,}"
 
 
 def compare_lca_figure(totals: Sequence[tuple[str, Mapping[str, float]]]) -> Figure:

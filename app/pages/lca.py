@@ -1,11 +1,13 @@
 """`/run/<run_id>/lca`: the animated LCA heatmap (play/pause, step slider, layer, side by side).
 
 The slider runs over the layer's frame indices; the URL holds the real step, so a link still
-points at the same moment after more frames arrive. Each tick fetches one frame (≤ 64×64 floats)
-instead of shipping the whole animation, and the colour scale is fixed per layer (99th
-percentile of |LCA| over its frames) so colours compare across steps. Layers, steps, frames and
-scales are cached reads keyed by the store's data version, so a looping animation reads the
-store once per frame, not once per tick.
+points at the same moment after more frames arrive. Each tick fetches only the frame(s) at the
+new step, as 8-bit codes against the colour scale (`figures/heatmap_codec.py`: ~7 KB a tick for
+a 64×64 frame, was 24 KB as a float32 figure), which the browser decodes into graphs the server
+builds once per set of layers shown (`components/heatmaps.py`). The colour scale is fixed per
+layer (99th percentile of |LCA| over its frames) so colours compare across steps. Layers, steps,
+frames and scales are cached reads keyed by the store's data version, so a looping animation
+reads the store once per frame, not once per tick.
 """
 
 from __future__ import annotations
@@ -18,17 +20,18 @@ from dash import Input, Output, State, dcc, html
 from flask_caching import Cache
 
 from trainlight.app.cache import cached_read
+from trainlight.app.components.heatmaps import (
+    FRAMES_STORE,
+    graphs_key,
+    heatmap_graphs,
+    register_heatmap_client,
+)
 from trainlight.app.components.page import controls_bar, register_view, view_page
 from trainlight.app.components.share import not_found
-from trainlight.app.figures.lca import heatmap_figure
+from trainlight.app.figures.heatmap_codec import quantise
+from trainlight.app.figures.lca import heatmap_title
 from trainlight.app.store.database import Store
-from trainlight.app.store.frames import (
-    LcaFrame,
-    frame_layers,
-    frame_scale,
-    frame_steps,
-    lca_frame,
-)
+from trainlight.app.store.frames import frame_layers, frame_scale, frame_steps, lca_frame
 from trainlight.app.viewstate import LcaView, lca_query, nearest_index, parse_lca_view
 
 PATH = "/run/<run_id>/lca"
@@ -45,12 +48,16 @@ def layout(run_id: str = "", **query: Any) -> html.Div:
             dcc.Store(id="lca-wanted-step", data=view.step),
             dcc.Store(id="lca-wanted-layer", data=view.layer),
             dcc.Store(id="lca-steps", data=[]),
+            dcc.Store(id=FRAMES_STORE),  # this tick's frames, decoded in the browser
+            dcc.Store(id="lca-shown"),  # what the graphs on the page were built for
             dcc.Interval(id="lca-tick", interval=TICK_MS, disabled=not view.playing),
             html.Div(
                 [
                     html.H1(["LCA heatmap · ", dcc.Link(run_id, href=f"/run/{run_id}")]),
                     html.P(
-                        "Green cells helped lower the probe loss, red cells raised it.",
+                        "Green cells helped lower the probe loss, red cells raised it; dark grey "
+                        "cells are NaN or ±Inf. Values are sent 8-bit against the colour scale "
+                        "(hover shows ≈ value; cells beyond the scale keep their exact value).",
                         className="help",
                     ),
                 ],
@@ -159,15 +166,7 @@ def register(app: dash.Dash, store: Store, cache: Cache) -> None:
         keep = old[index] if old and index is not None and index < len(old) else wanted
         return found, max(len(found) - 1, 0), slider_marks(found), nearest_index(found, keep)
 
-    @app.callback(
-        Output("lca-slider", "value", allow_duplicate=True),
-        Input("lca-tick", "n_intervals"),
-        State("lca-slider", "value"),
-        State("lca-steps", "data"),
-        prevent_initial_call=True,
-    )
-    def tick(_n: int, index: int | None, found: list[int]) -> int:
-        return next_index(index, len(found))
+    register_heatmap_client(app, slider="lca-slider", tick="lca-tick", steps="lca-steps")
 
     @app.callback(
         Output("lca-tick", "disabled"),
@@ -181,6 +180,8 @@ def register(app: dash.Dash, store: Store, cache: Cache) -> None:
 
     @app.callback(
         Output("lca-figure", "children"),
+        Output("lca-shown", "data"),
+        Output(FRAMES_STORE, "data"),
         Output("lca-step-label", "children"),
         Output("lca-query", "data"),
         Input("lca-slider", "value"),
@@ -189,6 +190,7 @@ def register(app: dash.Dash, store: Store, cache: Cache) -> None:
         State("lca-steps", "data"),
         State("lca-layer", "value"),
         State("lca-run", "data"),
+        State("lca-shown", "data"),
     )
     def render(
         index: int | None,
@@ -197,13 +199,20 @@ def register(app: dash.Dash, store: Store, cache: Cache) -> None:
         found: list[int],
         layer: str | None,
         run_id: str,
-    ) -> tuple[Any, str, str]:
+        shown: list[object] | None,
+    ) -> tuple[Any, Any, list[dict[str, Any]], str, str]:
         if layer is None or not found:
             raise dash.exceptions.PreventUpdate
         step = found[min(index or 0, len(found) - 1)]
         view = LcaView(layer, step, not paused, bool(all_layers))
-        figure = heatmaps(cache, store, run_id, view)
-        return figure, f"step {step:,} · frame {(index or 0) + 1} of {len(found)}", lca_query(view)
+        frames = frame_payloads(cache, store, run_id, view)
+        label = f"step {step:,} · frame {(index or 0) + 1} of {len(found)}"
+        layers = [str(f["layer"]) for f in frames]
+        key = graphs_key(run_id, layers, view.all_layers)
+        if key == shown:  # the graphs on the page fit: send only the frames
+            return dash.no_update, dash.no_update, frames, label, lca_query(view)
+        graphs = heatmap_graphs(run_id, layers, compact_view=view.all_layers)
+        return graphs, key, frames, label, lca_query(view)
 
 
 def _known_layers(cur: duckdb.DuckDBPyConnection, run_id: str) -> tuple[bool, tuple[str, ...]]:
@@ -212,44 +221,23 @@ def _known_layers(cur: duckdb.DuckDBPyConnection, run_id: str) -> tuple[bool, tu
     return known, frame_layers(cur, run_id)
 
 
-def _frame_and_scale(
-    cur: duckdb.DuckDBPyConnection, run_id: str, layer: str, step: int
-) -> tuple[LcaFrame | None, float]:
-    return lca_frame(cur, run_id, layer, step), frame_scale(cur, run_id, layer)
-
-
-def heatmaps(cache: Cache, store: Store, run_id: str, view: LcaView) -> list[Any]:
-    """The frame(s) at the view's step: the chosen layer, or every layer side by side."""
+def frame_payloads(cache: Cache, store: Store, run_id: str, view: LcaView) -> list[dict[str, Any]]:
+    """The 8-bit frame(s) at the view's step: the chosen layer, or every layer side by side."""
     assert view.layer is not None and view.step is not None
     layers = (
         cached_read(cache, store, "lca_layers", _known_layers, run_id)[1]
         if view.all_layers
         else (view.layer,)
     )
-    pairs = [
-        cached_read(
-            cache, store, "lca_frame", _frame_and_scale, run_id, name, view.step, shared=True
+    payloads = []
+    for name in layers:
+        frame = cached_read(
+            cache, store, "lca_frame", lca_frame, run_id, name, view.step, shared=True
         )
-        for name in layers
-    ]
-    graphs = [
-        dcc.Graph(
-            figure=heatmap_figure(
-                frame, scale, compact_view=view.all_layers, uirevision=f"{run_id}:{frame.layer}"
-            ),
-            id={"type": "lca-heatmap", "layer": frame.layer},
-            config={"displaylogo": False},
-            className="heatmap",
-        )
-        for frame, scale in pairs
-        if frame is not None
-    ]
-    return [html.Div(graphs, className="heatmap-grid" if view.all_layers else "heatmap-one")]
-
-
-def next_index(index: int | None, count: int) -> int:
-    """The frame after `index`, wrapping around (the animation loops)."""
-    return 0 if count == 0 or index is None else (index + 1) % count
+        if frame is not None:
+            scale = cached_read(cache, store, "lca_scale", frame_scale, run_id, name)
+            payloads.append(quantise(frame, scale).payload(heatmap_title(name, frame.step)))
+    return payloads
 
 
 def slider_marks(steps: list[int]) -> dict[int, str]:

@@ -10,12 +10,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pytest
 from playwright.sync_api import Browser, Page, Response, expect
 
 from tests.support.dashboard_runs import train_lca_mlp
 from tests.support.segments import metrics_segment
 from tests.support.trainings import train_gan
+from trainlight.app.figures.heatmap_codec import decode_payload
 from trainlight.collectors.schema import StoreLayout, make_run_id, write_atomically
 
 if TYPE_CHECKING:  # fixtures come from conftest.py; only their types are imported
@@ -130,18 +132,57 @@ def test_heatmap_plays_and_copied_link_restores_the_view(
     fresh_context = chromium_browser.new_context(viewport={"width": 1400, "height": 900})
     try:
         fresh = fresh_context.new_page()
-        fresh.goto(copied, wait_until="domcontentloaded")
+        with fresh.expect_response(renders_frames) as render:
+            fresh.goto(copied, wait_until="domcontentloaded")
         expect(fresh.locator("#lca-step-label")).to_contain_text(f"step {step:,} ·")
         expect(fresh.locator("#lca-figure .gtitle")).to_contain_text(f"2 — step {step:,}")
         expect(fresh.locator("#lca-play")).to_contain_text("play")  # paused, as copied
+        assert_heatmap_shows_its_payload(fresh, render.value, step)
+        fresh.screenshot(path=str(screenshot_dir / "lca_page_hover.png"))
     finally:
         fresh_context.close()
 
     page.locator("#lca-all input").check()
     expect(page.locator("#lca-figure .js-plotly-plot")).to_have_count(3)
+    page.wait_for_function(  # every layer's graph got its frame
+        "() => Array.from(document.querySelectorAll('#lca-figure .js-plotly-plot'))"
+        ".every(g => g.data[0].z.length > 0)",
+        timeout=10_000,
+    )
     page.wait_for_timeout(500)
     page.screenshot(path=str(screenshot_dir / "lca_page_all.png"), full_page=True)
     watched_page.assert_no_errors()
+
+
+def renders_frames(response: Response) -> bool:
+    """The heatmap page's render callback: it sends the `lca-frames` store."""
+    request = response.request
+    return "/_dash-update-component" in response.url and "lca-frames.data" in (
+        request.post_data or ""
+    )
+
+
+def assert_heatmap_shows_its_payload(page: Page, render: Response, step: int) -> None:
+    """The plot's z is the 8-bit frame the render callback sent, decoded (as `decode_payload`
+    does); hover shows the dequantised value with the scale note."""
+    (payload,) = render.json()["response"]["lca-frames"]["data"]
+    assert (payload["layer"], payload["step"]) == ("2", step)
+    z = page.evaluate(
+        "() => Array.from(document.querySelector('#lca-figure .js-plotly-plot').data[0].z,"
+        " row => Array.from(row, v => Number.isNaN(v) ? null : v))"
+    )
+    shown = np.asarray(z, dtype=np.float64)  # None (a gap) becomes NaN
+    expected = decode_payload(payload).astype(np.float64)
+    expected[~np.isfinite(expected)] = np.nan
+    assert np.array_equal(shown, expected, equal_nan=True)
+    meta = page.evaluate("() => document.querySelector('#lca-figure .js-plotly-plot').data[0].meta")
+    assert meta == [payload["note"]] and payload["note"].endswith(", 8-bit")
+    expect(page.locator("#lca-figure .cbtitle")).to_contain_text("8-bit")
+    page.locator("#lca-figure .nsewdrag").first.hover()
+    hover = page.locator("#lca-figure .hoverlayer")
+    expect(hover).to_contain_text("row")
+    expect(hover).to_contain_text(payload["note"])
+    assert re.search(r": (≈ -?[\d.e-]+|.* \(beyond ±)", hover.text_content() or "")
 
 
 def test_unknown_run_is_a_clear_not_found(server: LiveServer, watched_page: WatchedPage) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import itertools
 import json
 import math
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 from plotly.io.json import to_json_plotly
 
-from trainlight.app.figures.lca import compare_lca_figure, heatmap_figure, lca_layers_figure
+from trainlight.app.figures.lca import compare_lca_figure, lca_layers_figure
 from trainlight.app.figures.scalars import overlay_figure, scalar_figure
 from trainlight.app.figures.signals import (
     dead_figure,
@@ -21,7 +20,6 @@ from trainlight.app.figures.signals import (
     undead_spikes,
 )
 from trainlight.app.figures.style import AMBER, GREEN, RED, Figure, compact, ema
-from trainlight.app.store.frames import LcaFrame
 from trainlight.app.store.series import CatchMarks, Series
 from trainlight.collectors.health.settings import HealthSettings
 
@@ -157,23 +155,6 @@ def test_lca_layers_figure_colours_by_sign() -> None:
     domains = [fig["layout"][f"xaxis{n}"]["domain"] for n in ("", "2", "3")]
     assert domains[0][0] == 0 and domains[2][1] == pytest.approx(1.0)
     assert all(a[1] < b[0] for a, b in itertools.pairwise(domains))
-
-
-def test_heatmap_is_symmetric_green_negative() -> None:
-    values = np.asarray([-1.0, 0.0, 1.0, 2.0, -3.0, math.nan], dtype=np.float32)
-    frame = LcaFrame("fc", 40, 2, 3, values)
-    fig = heatmap_figure(frame, 2.5, uirevision="u")
-    heat = fig["data"][0]
-    assert (heat["zmin"], heat["zmax"], heat["zmid"]) == (-2.5, 2.5, 0)
-    z = heat["z"]  # plotly.js's typed-array spec: exact float32, a third of JSON text
-    assert (z["dtype"], z["shape"]) == ("f4", "2, 3")
-    grid = np.frombuffer(base64.b64decode(z["bdata"]), dtype="<f4").reshape(2, 3)
-    assert grid[0].tolist() == [-1.0, 0.0, 1.0] and grid[1][:2].tolist() == [2.0, -3.0]
-    assert math.isnan(grid[1][2])  # NaN stays a gap, never a colour
-    colours = [c for _, c in heat["colorscale"]]
-    assert colours[0] == "#1b7837" and colours[-1] == "#b2182b"  # low = green, high = red
-    assert "step 40" in fig["layout"]["title"]["text"] and fig["layout"]["uirevision"] == "u"
-    assert heatmap_figure(frame, 0.0)["data"][0]["zmax"] > 0  # an all-zero layer still draws
 
 
 def test_compare_figures() -> None:
