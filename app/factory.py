@@ -33,7 +33,7 @@ def create_app(
     )
     install_token_guard(app.server, token)  # first: it must run before any page or route
     cache = create_cache(app.server)
-    grid.register(app, store, stale_after, cache, token)
+    grid.register(app, store, stale_after, cache)
     lca.register(app, store, cache)  # before run: "/run/<run_id>" also matches "/run/<id>/lca"
     run.register(app, store, cache)
     compare.register(app, store, cache)

@@ -3,6 +3,8 @@
  * They only draw what the server precomputed (app/figures/grid_rows.py): no logic, no data
  * shaping, so they stay cheap for 1,000 rows (AG Grid renders only the visible ones). Text is
  * always passed as React children or attributes, never as HTML: run names are user input.
+ * The exception is Age, which formats the time of the last update against the browser's clock
+ * every second, so the server never resends a row only because it grew older.
  */
 var dagcomfuncs = (window.dashAgGridComponentFunctions = window.dashAgGridComponentFunctions || {});
 
@@ -71,4 +73,35 @@ dagcomfuncs.Sparkline = function (props) {
     { className: "spark", width: 120, height: 24, viewBox: "0 0 120 24", role: "img" },
     [React.createElement("title", { key: "t" }, data.spark_title || "")].concat(children)
   );
+};
+
+var TL_AGE_UNITS = [["d", 86400], ["h", 3600], ["m", 60]];
+
+/* "12s ago", "3m ago", "2h ago", "4d ago" (app/formatting.py format_age, in the browser). */
+function tlAge(ms, now) {
+  if (ms === null || ms === undefined) {
+    return "never";
+  }
+  var seconds = Math.max(0, (now - ms) / 1000);
+  for (var i = 0; i < TL_AGE_UNITS.length; i++) {
+    if (seconds >= TL_AGE_UNITS[i][1]) {
+      return Math.floor(seconds / TL_AGE_UNITS[i][1]) + TL_AGE_UNITS[i][0] + " ago";
+    }
+  }
+  return Math.floor(seconds) + "s ago";
+}
+
+dagcomfuncs.Age = function (props) {
+  var clock = React.useState(Date.now());
+  var setNow = clock[1];
+  React.useEffect(function () {
+    var timer = setInterval(function () {
+      setNow(Date.now());
+    }, 1000);
+    return function () {
+      clearInterval(timer);
+    };
+  }, []);
+  var title = props.value === null || props.value === undefined ? "" : new Date(props.value).toISOString();
+  return React.createElement("span", { className: "age", title: title }, tlAge(props.value, clock[0]));
 };

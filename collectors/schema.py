@@ -78,7 +78,14 @@ __all__ = [
 HEADER_KEY = b"trainlight.header"
 
 # Tables a segment row can target, in the order ingest inserts them.
-SEGMENT_TABLES = ("metrics", "layer_metrics", "lca_frames")
+SEGMENT_TABLES = ("metrics", "layer_metrics", "lca_frames", "arrays")
+
+# `arrays` rows `act_var_hist` (one per watched layer and window): how many units have an
+# activation variance in each bin. Bin 0 counts variances below 10**VAR_HIST_LOG10[0] (dead and
+# near-constant units, exact zeros included); bin i (1..len-1) counts [10**e[i-1], 10**e[i]); the
+# last bin counts everything from 10**e[-1] up. Units with a NaN/Inf variance are not counted.
+VAR_HIST_KEY = "act_var_hist"
+VAR_HIST_LOG10 = tuple(-8.0 + 0.5 * i for i in range(25))  # 1e-8 … 1e4, half-decade bins
 
 SEGMENT_SCHEMA = pa.schema(
     [
@@ -168,6 +175,25 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
                coalesce(sum(m.value), 0)
         FROM metrics m JOIN spark_runs s ON m.run_id = s.run_id AND m.key = s.key
         GROUP BY m.run_id, bucket""",
+    ),
+    (
+        # The grid's LCA layer lights in model order, kept by ingest (app/store/batch_rows.py):
+        # each layer with an `lca` row gets `ord` by first appearance; its light is the
+        # `latest` row (run_id, 'lca', layer), so the grid never scans `layer_metrics`.
+        """CREATE TABLE lca_layers(
+            run_id VARCHAR, layer VARCHAR, ord BIGINT, PRIMARY KEY (run_id, layer))""",
+        # Backfill, once: first appearance = the smallest rowid (insertion order).
+        """INSERT INTO lca_layers
+        SELECT run_id, coalesce(layer, ''), min(rowid) FROM layer_metrics
+        WHERE key = 'lca' GROUP BY run_id, coalesce(layer, '')""",
+    ),
+    (
+        # Small matrices a step produces besides scalars, row-major float32 (NaN kept): a probe
+        # set's predicted probabilities (`predictions`: examples x classes), loss-surface slices
+        # (`landscape/slice`: 1 x points), per-layer unit-variance histograms (`act_var_hist`).
+        """CREATE TABLE arrays(
+            run_id VARCHAR, step BIGINT, key VARCHAR, layer VARCHAR,
+            n_rows INTEGER, n_cols INTEGER, "values" FLOAT[])""",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

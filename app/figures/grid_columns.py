@@ -1,6 +1,6 @@
 """The triage grid's column definitions (AG Grid `columnDefs`): plain data, no Dash.
 
-Cells that need markup (run link, badges, layer lights, sparkline) name renderers defined in
+Cells that need markup (run link, badges, layer lights, sparkline, age) name renderers defined in
 `assets/dashAgGridComponentFunctions.js`; those only draw what `grid_rows.row_record`
 precomputed. Sorting and filtering happen on the server (they are part of the URL), so columns
 are not sortable in the browser; the grid only sorts by the hidden `order` the server assigned.
@@ -96,5 +96,10 @@ def column_defs() -> list[dict[str, Any]]:
             "width": 90,
             "type": "rightAligned",
         },
-        {"headerName": "Updated", "field": "age", "width": 100},
+        {
+            "headerName": "Updated",
+            "field": "updated_ms",
+            "cellRenderer": "Age",  # "12s ago", ticking in the browser
+            "width": 100,
+        },
     ]

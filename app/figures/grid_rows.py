@@ -5,7 +5,9 @@ points, ~0.3 s for 1,000 runs) is built by `prepare_rows` once per data version,
 that changed, and cached; a refresh then only filters, sorts and adds the clock-dependent fields
 (`view_rows`, a few ms).
 Everything the browser needs to draw a row is precomputed here, so the grid's cell renderers are
-a few lines of JavaScript without logic.
+a few lines of JavaScript without logic. The one exception is the age of the last update: rows
+carry its time (`updated_ms`) and the browser formats "12s ago" against its own clock every
+second, so a row is not resent merely because it grew older.
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from trainlight.app.figures.grid_delta import ShownRow, digest
-from trainlight.app.formatting import format_age, format_value
+from trainlight.app.formatting import format_value
 from trainlight.app.store.grid import GridRow
 from trainlight.app.store.queries import display_status
 from trainlight.app.url_state import GridState
@@ -39,7 +41,7 @@ class Sparkline:
 class PreparedRow:
     """A run's row minus what depends on the clock, computed once per data version and shared
     through the cache (`record` is never mutated), so a refresh only filters, sorts and adds
-    the age, status and position."""
+    the status and position."""
 
     row: GridRow
     record: dict[str, Any]
@@ -126,11 +128,9 @@ def row_record(row: GridRow, now: datetime, stale_after: timedelta) -> dict[str,
 
 
 def clock_fields(row: GridRow, now: datetime, stale_after: timedelta) -> dict[str, Any]:
-    """The fields that change with time alone: `stale` status and the age of the last update."""
-    return {
-        "status": display_status(row.status, row.updated_at, now, stale_after),
-        "age": format_age(row.updated_at, now),
-    }
+    """The fields that change with time alone: the `stale` status (the age of the last update
+    is formatted in the browser, from `updated_ms`)."""
+    return {"status": display_status(row.status, row.updated_at, now, stale_after)}
 
 
 def static_record(row: GridRow) -> dict[str, Any]:
@@ -152,12 +152,20 @@ def static_record(row: GridRow) -> dict[str, Any]:
         "spark_title": _spark_title(row),
         "last_step": row.last_step,
         "step_text": "" if row.last_step is None else f"{row.last_step:,}",
+        "updated_ms": epoch_ms(row.updated_at),
     }
     for signal in SIGNALS:
         current = row.health.get(signal)
         record[f"h_{signal}"] = current.state if current else GREY
         record[f"r_{signal}"] = _reason(signal, current.state if current else GREY, current)
     return record
+
+
+def epoch_ms(moment: datetime | None) -> int | None:
+    """Unix milliseconds of a store timestamp (naive UTC), for the browser's clock; None: never."""
+    if moment is None:
+        return None
+    return round(moment.replace(tzinfo=UTC).timestamp() * 1000)
 
 
 def _reason(signal: str, state: str, current: Any) -> str:

@@ -173,9 +173,9 @@ def _selected_ids(selected: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(i for i in ids if is_valid_run_id(i)))
 
 
-def register(
-    app: dash.Dash, store: Store, stale_after: timedelta, cache: Cache, token: str | None
-) -> None:
+def register(app: dash.Dash, store: Store, stale_after: timedelta, cache: Cache) -> None:
+    """The page and its callbacks. Access is checked in front of every request
+    (app/access.py), so a callback that runs is authorised: stopping needs no token here."""
     dash.register_page("trainlight.grid", path=PATH, name="Runs", title="trainlight", layout=layout)
 
     @app.callback(
@@ -280,8 +280,6 @@ def register(
         prevent_initial_call=True,
     )
     def stop(_submitted: int | None, selected: Any) -> str:
-        if token:
-            return "This server requires a token to stop runs: use POST /api/v1/runs/<id>/stop."
         ids = _selected_ids(selected)
         stopped = [run_id for run_id in ids if request_stop(store, run_id, STOP_REASON)]
         missing = len(ids) - len(stopped)

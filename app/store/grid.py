@@ -3,8 +3,9 @@
 The grid must stay fast for 1,000+ runs, so nothing here loops over runs in SQL: runs, current
 health, LCA layer lights and loss sparklines are each one statement over the whole store, joined
 in Python by run id. Sparklines come from the per-run buckets ingest keeps up to date
-(`store.sparklines`: mean per step bucket, at most `SPARK_POINTS` per run), so a 1M-step run
-costs the same as a 100-step one and no query here scans `metrics`. NaN and ±Inf survive the
+(`store.sparklines`: mean per step bucket, at most `SPARK_POINTS` per run) and layer lights from
+the layer order ingest keeps (`lca_layers`) and `latest`, so a 1M-step run costs the same as a
+100-step one and no query here scans `metrics` or `layer_metrics`. NaN and ±Inf survive the
 aggregation (a bucket containing one is non-finite): they are alarms.
 
 `status` is the stored status; the grid derives `stale` at view time (`queries.display_status`)
@@ -72,11 +73,12 @@ _RUNS = """SELECT run_id, name, project, "group", tags, status, last_step, updat
 _HEALTH = """SELECT run_id, signal, arg_max(state, seq), arg_max(reason, seq)
              FROM health GROUP BY run_id, signal"""
 
-# Layers in the order they first appear (rowid: insertion order, which is model order within
-# a segment), each with its latest LCA value.
-_LCA_LIGHTS = """SELECT run_id, layer, arg_max(value, step) AS lca, min(rowid) AS first
-                 FROM layer_metrics WHERE key = 'lca'
-                 GROUP BY run_id, layer ORDER BY run_id, first"""
+# Each run's layers with LCA in model order (`lca_layers`, kept by ingest) with their latest
+# value (`latest`): no scan of `layer_metrics`, whose `lca` rows grow with every measured step.
+_LCA_LIGHTS = """SELECT o.run_id, o.layer, l.value
+                 FROM lca_layers o
+                 LEFT JOIN latest l ON l.run_id = o.run_id AND l.key = 'lca' AND l.layer = o.layer
+                 ORDER BY o.run_id, o.ord"""
 
 
 def grid_rows(cur: duckdb.DuckDBPyConnection, points: int = SPARK_POINTS) -> list[GridRow]:
@@ -99,7 +101,7 @@ def _health(cur: duckdb.DuckDBPyConnection) -> dict[str, dict[str, SignalState]]
 
 def _lca_lights(cur: duckdb.DuckDBPyConnection) -> dict[str, list[LayerLight]]:
     out: dict[str, list[LayerLight]] = {}
-    for run_id, layer, lca, _first in cur.execute(_LCA_LIGHTS).fetchall():
+    for run_id, layer, lca in cur.execute(_LCA_LIGHTS).fetchall():
         out.setdefault(run_id, []).append(LayerLight(layer, lca))
     return out
 

@@ -1,25 +1,26 @@
 """Health evaluation on ingest: the rules advance with every segment, inside its transaction.
 
-The rules' state is loaded from `health_state`, fed each new segment in sequence order, and saved
-back with the segment's rows, so a restart, a crash or a late `trainlight ingest` can never make
-the server skip or repeat a state change. Each change is appended to `health` with its step.
+The rules' state is loaded from `health_state`, fed each new segment of a run in sequence order,
+and saved back with the segments' rows, so a restart, a crash or a late `trainlight ingest` can
+never make the server skip or repeat a state change. Each change is appended to `health` with its
+step. Only the rules loop over runs and segments (they are Python); their state is loaded, and
+their changes, derived rows and new state written, with one statement each for the whole batch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 import duckdb
+import pyarrow as pa
 
+from trainlight.app.store.batch_rows import RunBatch
 from trainlight.app.store.database import utc_naive
+from trainlight.app.store.registered import registered
 from trainlight.collectors.health.evaluator import HealthSpec, RunHealth, spec_from_header
 from trainlight.collectors.health.verdict import RED, Transition
 from trainlight.collectors.schema import NO_LAYER, RunHeader
-
-if TYPE_CHECKING:
-    from trainlight.app.store.ingest import Segment
 
 
 @dataclass(frozen=True)
@@ -28,50 +29,135 @@ class HealthOutcome:
     prune_reason: str | None  # set when a prune_on signal turned red: the run must stop
 
 
-def evaluate_segments(
-    cur: duckdb.DuckDBPyConnection, run_id: str, segments: Sequence[Segment]
-) -> HealthOutcome:
-    rows = cur.execute("SELECT state FROM health_state WHERE run_id = ?", [run_id]).fetchall()
-    row = rows[0] if rows else None  # fetchall: DuckDB refuses new work on an unfinished result
-    first = _spec(segments[0].header)
-    health = RunHealth.from_json(first, row[0]) if row else RunHealth(first)
+@dataclass
+class _Changes:
+    """What the rules produced for a whole batch, gathered for set-based writes."""
+
+    transitions: list[tuple[str, Transition]] = field(default_factory=list)
+    derived: list[tuple[str, int, str, float]] = field(default_factory=list)  # run, step, key
+    states: list[tuple[str, str]] = field(default_factory=list)  # run, RunHealth JSON
+    prunes: list[tuple[str, str]] = field(default_factory=list)  # run, reason
+
+
+def evaluate_runs(
+    cur: duckdb.DuckDBPyConnection, runs: Sequence[RunBatch]
+) -> dict[str, HealthOutcome]:
+    """Advance every run's rules over its segments, in order; record what changed."""
+    saved = dict(
+        cur.execute(
+            "SELECT run_id, state FROM health_state WHERE run_id IN (SELECT unnest(?))",
+            [[run.run_id for run in runs]],
+        ).fetchall()
+    )
+    changes = _Changes()
+    outcomes = {run.run_id: _evaluate(run, saved.get(run.run_id), changes) for run in runs}
+    _write(cur, changes)
+    return outcomes
+
+
+def _evaluate(run: RunBatch, saved: str | None, changes: _Changes) -> HealthOutcome:
+    first = _spec(run.segments[0].header)
+    health = RunHealth.from_json(first, saved) if saved else RunHealth(first)
     transitions: list[Transition] = []
     prune_reason: str | None = None
-    now = utc_naive()
-    for segment in segments:
-        spec = _spec(segment.header)
+    spec, spec_of = first, run.segments[0].header
+    for segment in run.segments:
+        if not _same_spec(segment.header, spec_of):  # headers repeat it: parse it once a run
+            spec, spec_of = _spec(segment.header), segment.header
         result = health.feed(segment.table, spec)
         for change in result.transitions:
-            cur.execute(
-                """INSERT INTO health (run_id, signal, state, step, reason, updated_at, seq)
-                   VALUES (?, ?, ?, ?, ?, ?, nextval('health_seq'))""",
-                [run_id, change.signal, change.state, change.step, change.reason, now],
-            )
+            changes.transitions.append((run.run_id, change))
             if change.state == RED and change.signal in spec.prune_on and prune_reason is None:
                 prune_reason = f"auto-pruned: {change.signal} red: {change.reason}"
-        for step, key, value in result.derived:
-            cur.execute(
-                "INSERT INTO metrics VALUES (?, ?, ?, ?, ?)", [run_id, step, key, value, now]
-            )
-            cur.execute(
-                """INSERT INTO latest VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id, key, layer)
-                   DO UPDATE SET step = excluded.step, value = excluded.value""",
-                [run_id, key, NO_LAYER, step, value],
-            )
+        changes.derived += [(run.run_id, step, key, value) for step, key, value in result.derived]
         transitions += result.transitions
-    cur.execute(
-        """INSERT INTO health_state VALUES (?, ?)
-           ON CONFLICT (run_id) DO UPDATE SET state = excluded.state""",
-        [run_id, health.to_json()],
-    )
+    changes.states.append((run.run_id, health.to_json()))
     if prune_reason is not None:
-        cur.execute(
-            """UPDATE runs SET stop_requested = true, stop_reason = ?
-               WHERE run_id = ? AND NOT coalesce(stop_requested, false)""",
-            [prune_reason, run_id],
-        )
+        changes.prunes.append((run.run_id, prune_reason))
     return HealthOutcome(transitions, prune_reason)
+
+
+def _write(cur: duckdb.DuckDBPyConnection, changes: _Changes) -> None:
+    now = utc_naive()
+    if changes.transitions:
+        _insert_transitions(cur, changes.transitions, now)
+    if changes.derived:
+        _insert_derived(cur, changes.derived, now)
+    run_ids, states = zip(*changes.states, strict=True)
+    cur.execute(
+        """INSERT INTO health_state SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[])
+           ON CONFLICT (run_id) DO UPDATE SET state = excluded.state""",
+        [list(run_ids), list(states)],
+    )
+    if changes.prunes:
+        run_ids, reasons = zip(*changes.prunes, strict=True)
+        cur.execute(
+            """UPDATE runs SET stop_requested = true, stop_reason = p.reason
+               FROM (SELECT unnest(?::VARCHAR[]) AS run_id, unnest(?::VARCHAR[]) AS reason) p
+               WHERE runs.run_id = p.run_id AND NOT coalesce(runs.stop_requested, false)""",
+            [list(run_ids), list(reasons)],
+        )
+
+
+def _insert_transitions(
+    cur: duckdb.DuckDBPyConnection, transitions: list[tuple[str, Transition]], now: object
+) -> None:
+    """Append the changes in order; `seq` (from `health_seq`) increases along the list, so
+    "the latest row per (run_id, signal)" is the last change, even within a batch."""
+    seqs = sorted(
+        int(s)
+        for (s,) in cur.execute(
+            "SELECT nextval('health_seq') FROM range(?)", [len(transitions)]
+        ).fetchall()
+    )
+    table = pa.table(
+        {
+            "run_id": pa.array([run_id for run_id, _ in transitions], pa.string()),
+            "signal": pa.array([t.signal for _, t in transitions], pa.string()),
+            "state": pa.array([t.state for _, t in transitions], pa.string()),
+            "step": pa.array([t.step for _, t in transitions], pa.int64()),
+            "reason": pa.array([t.reason for _, t in transitions], pa.string()),
+            "updated_at": pa.array([now] * len(transitions), pa.timestamp("us")),
+            "seq": pa.array(seqs, pa.int64()),
+        }
+    )
+    with registered(cur, "batch_health", table):
+        cur.execute(
+            """INSERT INTO health (run_id, signal, state, step, reason, updated_at, seq)
+               SELECT * FROM batch_health"""
+        )
+
+
+def _insert_derived(
+    cur: duckdb.DuckDBPyConnection, derived: list[tuple[str, int, str, float]], now: object
+) -> None:
+    """Metric rows the rules produced (catch steps) into `metrics`, and the last of each key
+    into `latest` (written after the batch's own rows, as it always was)."""
+    run_ids, steps, keys, values = (list(c) for c in zip(*derived, strict=True))
+    cur.execute(
+        """INSERT INTO metrics SELECT unnest(?::VARCHAR[]), unnest(?::BIGINT[]),
+                  unnest(?::VARCHAR[]), unnest(?::DOUBLE[]), ?""",
+        [run_ids, steps, keys, values, now],
+    )
+    last = {(run_id, key): (step, value) for run_id, step, key, value in derived}
+    cur.execute(
+        """INSERT INTO latest SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), ?,
+                  unnest(?::BIGINT[]), unnest(?::DOUBLE[])
+           ON CONFLICT (run_id, key, layer) DO UPDATE
+           SET step = excluded.step, value = excluded.value""",
+        [
+            [run_id for run_id, _ in last],
+            [key for _, key in last],
+            NO_LAYER,
+            [step for step, _ in last.values()],
+            [value for _, value in last.values()],
+        ],
+    )
 
 
 def _spec(header: RunHeader) -> HealthSpec:
     return spec_from_header(header.roles, header.health, header.prune_on)
+
+
+def _same_spec(a: RunHeader, b: RunHeader) -> bool:
+    return a.roles == b.roles and a.health == b.health and a.prune_on == b.prune_on

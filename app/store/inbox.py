@@ -1,10 +1,13 @@
-"""The ingester: moves segment files from the store's inbox into DuckDB, run by run, in order.
+"""The ingester: moves segment files from the store's inbox into DuckDB, each run's in seq order.
 
 `trainlight serve` runs `Ingester.run` on a thread; `trainlight ingest` calls `ingest_pending` once.
-A file that cannot be ingested is moved to `rejected/` with a note, so it neither blocks the run's
-later segments nor disappears. The liveness sweep marks as crashed the runs whose process is gone
-without having closed the run (`kill -9`, the OOM killer...): only for processes in the server's
-own boot and pid namespace, where a pid means the same process (not across containers or nodes).
+A pass takes every pending segment of every run into one transaction (`ingest.ingest_batch`;
+more only past a row cap), because per-transaction costs, not rows, limit small segments from
+many runs. A file that cannot be ingested is moved to `rejected/` with a note, so it neither
+blocks the run's later segments, nor other runs, nor disappears. The liveness sweep marks as
+crashed the runs whose process is gone without having closed the run (`kill -9`, the OOM
+killer...): only for processes in the server's own boot and pid namespace, where a pid means the
+same process (not across containers or nodes).
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import groupby
 from pathlib import Path
 
 import duckdb
@@ -22,10 +25,12 @@ import pyarrow as pa
 
 from trainlight.app.store.control import publish_stop
 from trainlight.app.store.database import Store
-from trainlight.app.store.ingest import Segment, SegmentError, decode_segment, ingest_segments
+from trainlight.app.store.ingest import Segment, SegmentError, decode_segment, ingest_batch
 from trainlight.collectors.schema import list_segment_files, process_namespace, write_atomically
 
 log = logging.getLogger("trainlight.ingest")
+_Item = tuple[Segment, Path]  # a decoded segment and the inbox file it came from
+_UNLINK_THREADS = 4
 # Errors that mean "this data cannot be stored", as opposed to "storing failed right now".
 _DATA_ERRORS = (
     duckdb.ConversionException,
@@ -57,18 +62,18 @@ class Ingester:
         self.store = store
         # Runs whose pids live in this namespace (same boot, same pid namespace) can be checked.
         self.namespace = process_namespace() if namespace is None else namespace
-        # One transaction per batch of a run's segments, capped so memory and commit stay bounded.
+        # One transaction per batch of every run's pending segments, capped so memory and
+        # commit stay bounded.
         self.max_batch_rows = max_batch_rows
+        _load_arrow_scan_modules(store)
 
     def ingest_pending(self) -> IngestStats:
+        """Ingest every pending segment of every run, each run's in seq order, in as few
+        transactions as the row cap allows."""
         stats = IngestStats()
-        for run_id, files in _by_run(list_segment_files(self.store.layout.inbox)):
-            try:
-                for batch in self._batches(run_id, files, stats):
-                    self._ingest_batch_or_isolate(batch, stats)
-            except Exception:
-                # Keep the run's order: its remaining segments wait for the next pass.
-                log.exception("could not ingest segments of run %s; will retry", run_id)
+        held: set[str] = set()  # runs whose segments wait for the next pass after a failure
+        for batch in self._batches(list_segment_files(self.store.layout.inbox), stats, held):
+            self._ingest_or_hold(batch, stats, held)
         stats.crashed_runs = self.sweep_liveness()
         return stats
 
@@ -82,22 +87,25 @@ class Ingester:
             stop.wait(interval)
 
     def _batches(
-        self, run_id: str, files: list[tuple[int, Path]], stats: IngestStats
-    ) -> Iterator[list[tuple[Segment, Path]]]:
-        """Decoded segments of one run in seq order, grouped so no batch exceeds the row cap."""
-        batch: list[tuple[Segment, Path]] = []
+        self, files: list[tuple[str, int, Path]], stats: IngestStats, held: set[str]
+    ) -> Iterator[list[_Item]]:
+        """Decoded segments, run after run and each run's in seq order, grouped so no batch
+        exceeds the row cap; a run held after a failure drops out of the batches to come."""
+        batch: list[_Item] = []
         rows = 0
-        for seq, path in files:
+        for run_id, seq, path in files:
+            if run_id in held:
+                continue
             segment = self._decode(run_id, seq, path, stats)
             if segment is None:
                 continue
             if batch and rows + segment.table.num_rows > self.max_batch_rows:
-                yield batch
+                yield [item for item in batch if item[0].header.run_id not in held]
                 batch, rows = [], 0
             batch.append((segment, path))
             rows += segment.table.num_rows
         if batch:
-            yield batch
+            yield [item for item in batch if item[0].header.run_id not in held]
 
     def _decode(self, run_id: str, seq: int, path: Path, stats: IngestStats) -> Segment | None:
         try:
@@ -117,36 +125,68 @@ class Ingester:
             return None
         return segment
 
-    def _ingest_batch_or_isolate(
-        self, batch: list[tuple[Segment, Path]], stats: IngestStats
-    ) -> None:
+    def _ingest_or_hold(self, batch: list[_Item], stats: IngestStats, held: set[str]) -> None:
+        """Ingest a batch; if it fails for a reason other than its data, retry it run by run,
+        so that a problem of one run (a bug a segment triggers) holds back only that run's
+        segments, until the next pass, in order; the others go in."""
+        if not batch:
+            return
+        try:
+            self._ingest_or_isolate(batch, stats)
+            return
+        except Exception:
+            runs = _by_run(batch)
+            if len(runs) == 1:
+                log.exception("could not ingest segments of run %s; will retry", runs[0][0])
+                held.add(runs[0][0])
+                return
+        for run_id, items in runs:  # those already ingested or rejected are gone: skipped
+            try:
+                self._ingest_or_isolate([i for i in items if i[1].exists()], stats)
+            except Exception:
+                log.exception("could not ingest segments of run %s; will retry", run_id)
+                held.add(run_id)
+
+    def _ingest_or_isolate(self, batch: list[_Item], stats: IngestStats) -> None:
         """Ingest a batch; if it fails for its data, find and reject the segment at fault.
 
-        Only errors about the data are isolated, segment by segment, so one poisonous segment
-        cannot block its run; anything else (a full disk, a bug) is raised and retried later,
-        never blamed on the data.
+        Only errors about the data are isolated, by halving the batch (each half keeps every
+        run's segments in order), so one poisonous segment costs ~2·log2(n) transactions and
+        never blocks its run; anything else (a full disk, a bug) is raised, never blamed on
+        the data.
         """
+        if not batch:
+            return
         try:
             self._ingest_batch(batch, stats)
             return
         except _DATA_ERRORS as exc:
             if len(batch) == 1:
-                path = batch[0][1]
-                self._reject(path, f"could not be ingested: {exc!r}")
+                self._reject(batch[0][1], f"could not be ingested: {exc!r}")
                 stats.rejected += 1
                 return
-        for item in batch:
-            self._ingest_batch_or_isolate([item], stats)
+        half = len(batch) // 2
+        self._ingest_or_isolate(batch[:half], stats)
+        self._ingest_or_isolate(batch[half:], stats)
 
-    def _ingest_batch(self, batch: list[tuple[Segment, Path]], stats: IngestStats) -> None:
-        result = ingest_segments(self.store, [segment for segment, _ in batch])
-        if result.prune_reason is not None:
-            publish_stop(self.store, result.run_id, result.prune_reason)
-        for _, path in batch:
-            path.unlink(missing_ok=True)
-        stats.segments += len(result.seqs)
-        stats.rows += result.rows
-        stats.duplicates += result.duplicates
+    def _ingest_batch(self, batch: list[_Item], stats: IngestStats) -> None:
+        results = ingest_batch(self.store, [segment for segment, _ in batch])
+        for result in results:  # committed: a stop that fails to publish must not undo it
+            if result.prune_reason is not None:
+                self._publish(result.run_id, result.prune_reason)
+        _unlink([path for _, path in batch])
+        for result in results:
+            stats.segments += len(result.seqs)
+            stats.rows += result.rows
+            stats.duplicates += result.duplicates
+
+    def _publish(self, run_id: str, reason: str) -> None:
+        """Write the run's stop file; if that fails, the stop stays in `runs.stop_requested`
+        (what HTTP collectors read) and the failure is logged."""
+        try:
+            publish_stop(self.store, run_id, reason)
+        except OSError:
+            log.exception("could not publish the auto-prune stop of run %s", run_id)
 
     def _reject(self, path: Path, reason: str) -> None:
         rejected = self.store.layout.root / "rejected"
@@ -179,6 +219,28 @@ class Ingester:
         return crashed
 
 
+def _load_arrow_scan_modules(store: Store) -> None:
+    """Make DuckDB import what it imports the first time a Python object is registered (pandas
+    among others), now, before the server's threads start. Done by the ingest thread's first
+    batch, the import ran while request threads serialised JSON, and plotly's encoder, which
+    looks pandas up in `sys.modules`, found it half-imported: HTTP 500s under load."""
+    with store.read() as cur:
+        cur.register("import_probe", pa.table({"x": pa.array([0], pa.int8())}))
+        cur.unregister("import_probe")
+
+
+def _unlink(paths: list[Path]) -> None:
+    """Delete ingested files. A few threads: on this ext4 an unlink of a freshly fsynced file
+    often blocks ~1-4 ms on the journal, so 1,000 in a row took 1.4-2.3 s and in 4 threads
+    ~0.1 s."""
+    if len(paths) < _UNLINK_THREADS * 2:
+        for path in paths:
+            path.unlink(missing_ok=True)
+        return
+    with ThreadPoolExecutor(_UNLINK_THREADS, thread_name_prefix="trainlight-unlink") as pool:
+        list(pool.map(lambda path: path.unlink(missing_ok=True), paths))
+
+
 def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -194,6 +256,8 @@ def _process_alive(pid: int) -> bool:
         return True
 
 
-def _by_run(files: list[tuple[str, int, Path]]) -> Iterator[tuple[str, list[tuple[int, Path]]]]:
-    for run_id, group in groupby(files, key=lambda item: item[0]):
-        yield run_id, [(seq, path) for _, seq, path in group]
+def _by_run(batch: list[_Item]) -> list[tuple[str, list[_Item]]]:
+    runs: dict[str, list[_Item]] = {}
+    for item in batch:
+        runs.setdefault(item[0].header.run_id, []).append(item)
+    return list(runs.items())

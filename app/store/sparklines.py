@@ -23,16 +23,22 @@ stay visible.
 The main loss is `loss` if the run logged it, else the first non-reserved key the run logged
 (insertion order): the rule the grid has always used. Schema migration v4
 (`collectors/schema.py`) backfills both tables for stores written before they existed.
+
+An ingest batch holds many runs: their new buckets are added with one upsert (counts and sums
+add on conflict), and only runs whose main key changes or whose width grows rewrite theirs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import duckdb
 import numpy as np
+import pyarrow as pa
+
+from trainlight.app.store.registered import registered
 
 SPARK_POINTS = 60
 STORED_BUCKETS = 4 * SPARK_POINTS  # the migration's backfill has this number written in
@@ -84,77 +90,119 @@ def merge_buckets(
     return merged
 
 
-def update_sparkline(cur: duckdb.DuckDBPyConnection, run_id: str) -> None:
-    """Fold the batch registered as `segment` (inside ingest's transaction) into the run's
-    buckets; costs one pass over the batch and a few hundred rows of `spark_buckets`."""
-    found = cur.execute("SELECT key, width FROM spark_runs WHERE run_id = ?", [run_id]).fetchone()
-    key, width = (found[0], int(found[1])) if found else (None, 1)
-    main = _main_key(cur, key)
-    if main is None:
+# Per run of the batch with a candidate key: its main key after the batch (`loss` once seen,
+# else the key it had, else the first candidate in the batch by position), the stored key and
+# width, the main key's step span in the batch, and the stored buckets' span when they stay.
+_PLAN = f"""
+WITH seen AS (
+    SELECT CAST(run_id AS VARCHAR) AS run_id, bool_or(key = '{MAIN_LOSS_KEY}') AS has_loss,
+           arg_min(CAST(key AS VARCHAR), ord) AS first_key
+    FROM batch WHERE {_CANDIDATE} AND key IS NOT NULL GROUP BY 1
+), main AS (
+    SELECT s.run_id, r.key AS old_key, r.width AS old_width,
+           CASE WHEN r.key = '{MAIN_LOSS_KEY}' OR s.has_loss THEN '{MAIN_LOSS_KEY}'
+                ELSE coalesce(r.key, s.first_key) END AS key
+    FROM seen s LEFT JOIN spark_runs r USING (run_id)
+), span AS (
+    SELECT m.run_id, min(b.step) AS lo, max(b.step) AS hi
+    FROM batch b JOIN main m ON CAST(b.run_id AS VARCHAR) = m.run_id
+                            AND CAST(b.key AS VARCHAR) = m.key
+    WHERE b."table" = 'metrics' GROUP BY 1
+), stored AS (
+    SELECT run_id, min(bucket) AS lo, max(bucket) AS hi FROM spark_buckets
+    WHERE run_id IN (SELECT run_id FROM main WHERE key = old_key) GROUP BY 1
+)
+SELECT m.run_id, m.key, m.old_key, m.old_width, span.lo, span.hi, stored.lo, stored.hi
+FROM main m JOIN span USING (run_id) LEFT JOIN stored USING (run_id)
+"""
+
+# Adds the batch's main-key rows to their (already regrouped) buckets: counts and sums add.
+_ADD = """
+INSERT INTO spark_buckets
+SELECT p.run_id, CAST(floor(b.step / p.width) AS BIGINT) AS bucket, count(b.value),
+       coalesce(sum(b.value), 0)
+FROM batch b JOIN spark_plan p ON CAST(b.run_id AS VARCHAR) = p.run_id
+                              AND CAST(b.key AS VARCHAR) = p.key
+WHERE b."table" = 'metrics'
+GROUP BY ALL
+ON CONFLICT (run_id, bucket) DO UPDATE
+SET n = spark_buckets.n + excluded.n, total = spark_buckets.total + excluded.total
+"""
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a batch does to one run's sparkline."""
+
+    run_id: str
+    key: str
+    width: int  # after the batch
+    reset: bool  # the main key changed: the stored buckets are dropped
+    factor: int  # the stored buckets merge `factor` into one (1: unchanged)
+
+
+def update_sparklines(cur: duckdb.DuckDBPyConnection) -> None:
+    """Fold the batch registered as `batch` (inside ingest's transaction) into every run's
+    buckets: three statements for the whole batch, plus two for the runs whose key changed or
+    whose width grew (each run's width doubles a few dozen times in its life at most)."""
+    plans = [_plan(row) for row in cur.execute(_PLAN).fetchall()]
+    if not plans:
         return
-    if main != key:  # first sight of a main key, or `loss` replacing a fallback key
-        cur.execute("DELETE FROM spark_buckets WHERE run_id = ?", [run_id])
-        width = 1
-    span = cur.execute(
-        f"SELECT min(step), max(step) FROM segment WHERE {_CANDIDATE} AND key = ?", [main]
-    ).fetchone()
-    if span is None or span[0] is None:
-        return
-    old = _stored(cur, run_id)
-    lo, hi = int(span[0]), int(span[1])
-    if old:
-        lo, hi = min(lo, min(old) * width), max(hi, max(old) * width)
+    dropped = [p.run_id for p in plans if p.reset or p.factor > 1]
+    regrouped = _regrouped(cur, [p for p in plans if p.factor > 1])
+    if dropped:
+        cur.execute("DELETE FROM spark_buckets WHERE run_id IN (SELECT unnest(?))", [dropped])
+    if regrouped:
+        cur.execute(
+            """INSERT INTO spark_buckets
+               SELECT unnest(?::VARCHAR[]), unnest(?::BIGINT[]), unnest(?::BIGINT[]),
+                      unnest(?::DOUBLE[])""",
+            [list(column) for column in zip(*regrouped, strict=True)],
+        )
+    widths = pa.table(
+        {
+            "run_id": pa.array([p.run_id for p in plans], pa.string()),
+            "key": pa.array([p.key for p in plans], pa.string()),
+            "width": pa.array([p.width for p in plans], pa.int64()),
+        }
+    )
+    with registered(cur, "spark_plan", widths):
+        cur.execute(_ADD)
+        cur.execute(
+            """INSERT INTO spark_runs SELECT run_id, key, width FROM spark_plan
+               ON CONFLICT (run_id) DO UPDATE SET key = excluded.key, width = excluded.width"""
+        )
+
+
+def _plan(row: tuple[Any, ...]) -> _Plan:
+    run_id, key, old_key, old_width, lo, hi, stored_lo, stored_hi = row
+    reset = key != old_key
+    width = 1 if reset or old_width is None else int(old_width)
+    lo, hi = int(lo), int(hi)
+    if not reset and stored_lo is not None:
+        lo, hi = min(lo, int(stored_lo) * width), max(hi, int(stored_hi) * width)
     wider = fit_width(width, lo, hi)
-    new = cur.execute(
-        f"""SELECT CAST(floor(step / ?) AS BIGINT) AS bucket, count(value),
-                   coalesce(sum(value), 0)
-            FROM segment WHERE {_CANDIDATE} AND key = ? GROUP BY bucket""",
-        [wider, main],
-    ).fetchall()
-    merged = merge_buckets(old, wider // width, ((b, Bucket(n, t)) for b, n, t in new))
-    _store(cur, run_id, main, wider, merged)
+    return _Plan(str(run_id), str(key), wider, reset, 1 if reset else wider // width)
 
 
-def _main_key(cur: duckdb.DuckDBPyConnection, current: str | None) -> str | None:
-    """The run's main key after this batch: `loss` once seen, else the first key ever seen."""
-    if current == MAIN_LOSS_KEY:
-        return current
-    (has_loss,) = cur.execute(
-        f"SELECT count(*) > 0 FROM segment WHERE {_CANDIDATE} AND key = ?", [MAIN_LOSS_KEY]
-    ).fetchone() or (False,)
-    if has_loss:
-        return MAIN_LOSS_KEY
-    if current is not None:
-        return current
-    # No ORDER BY: DuckDB preserves insertion order, the order `metrics` got its rowids in.
-    first = cur.execute(
-        f"SELECT CAST(key AS VARCHAR) FROM segment WHERE {_CANDIDATE} AND key IS NOT NULL LIMIT 1"
-    ).fetchone()
-    return None if first is None else str(first[0])
-
-
-def _stored(cur: duckdb.DuckDBPyConnection, run_id: str) -> dict[int, Bucket]:
-    rows = cur.execute(
-        "SELECT bucket, n, total FROM spark_buckets WHERE run_id = ?", [run_id]
-    ).fetchall()
-    return {int(b): Bucket(int(n), float(t)) for b, n, t in rows}
-
-
-def _store(
-    cur: duckdb.DuckDBPyConnection, run_id: str, key: str, width: int, buckets: dict[int, Bucket]
-) -> None:
-    cur.execute("DELETE FROM spark_buckets WHERE run_id = ?", [run_id])
-    order = sorted(buckets)
-    cur.execute(
-        """INSERT INTO spark_buckets
-           SELECT ?, unnest(?::BIGINT[]), unnest(?::BIGINT[]), unnest(?::DOUBLE[])""",
-        [run_id, order, [buckets[b].n for b in order], [buckets[b].total for b in order]],
-    )
-    cur.execute(
-        """INSERT INTO spark_runs VALUES (?, ?, ?)
-           ON CONFLICT (run_id) DO UPDATE SET key = excluded.key, width = excluded.width""",
-        [run_id, key, width],
-    )
+def _regrouped(
+    cur: duckdb.DuckDBPyConnection, plans: Sequence[_Plan]
+) -> list[tuple[str, int, int, float]]:
+    """The stored buckets of runs whose width grows, merged to the new width."""
+    if not plans:
+        return []
+    factors = {p.run_id: p.factor for p in plans}
+    stored: dict[str, dict[int, Bucket]] = {run_id: {} for run_id in factors}
+    for run_id, bucket, n, total in cur.execute(
+        "SELECT run_id, bucket, n, total FROM spark_buckets WHERE run_id IN (SELECT unnest(?))",
+        [list(factors)],
+    ).fetchall():
+        stored[run_id][int(bucket)] = Bucket(int(n), float(total))
+    out = []
+    for run_id, buckets in stored.items():
+        for bucket, merged in merge_buckets(buckets, factors[run_id], ()).items():
+            out.append((run_id, bucket, merged.n, merged.total))
+    return out
 
 
 # Stored buckets regrouped into `points` slots the way the old query grouped steps: slot =

@@ -8,7 +8,9 @@ dead (dead_relu red). The server ingests them like any other store.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +18,7 @@ import pytest
 from playwright.sync_api import Dialog, Locator, Page, Response, expect
 
 from tests.support.segments import metrics_segment
+from tests.support.server import start_server, stop_server
 from tests.support.trainings import train_diverging, train_mlp
 from trainlight.collectors.schema import StoreLayout, write_atomically
 
@@ -99,6 +102,28 @@ def test_badges_show_each_runs_health_worst_first(
     expect(page.locator("#grid-count")).to_have_text("3 runs")
 
     page.screenshot(path=str(screenshot_dir / "grid.png"), full_page=True)
+    watched_page.assert_no_errors()
+
+
+def test_update_age_is_formatted_and_ticks_in_the_browser(
+    server: LiveServer, trained: tuple[Path, dict[str, str]], watched_page: WatchedPage
+) -> None:
+    runs = trained[1]
+    page = watched_page.page
+    page.set_viewport_size({"width": 1600, "height": 900})  # every column in view
+    page.goto(server.base_url, wait_until="domcontentloaded")
+    age = grid_row(page, runs["sane"]).locator('[col-id="updated_ms"] .age')
+    expect(age).to_have_text(re.compile(r"^\d+[smhd] ago$"))
+    updated = datetime.fromisoformat((age.get_attribute("title") or "").replace("Z", "+00:00"))
+    assert timedelta(0) <= datetime.now(UTC) - updated < timedelta(hours=1)
+    shown = age.inner_text()
+    if shown.endswith("s ago"):  # seconds tick on the browser's clock, with no server call
+        expect(age).not_to_have_text(shown, timeout=5_000)
+    ages = page.evaluate(
+        "[tlAge(null, 0), tlAge(5000, 0), tlAge(0, 59999), tlAge(0, 90000), tlAge(0, 7.2e6),"
+        " tlAge(0, 1.8e8)]"
+    )
+    assert ages == ["never", "0s ago", "59s ago", "1m ago", "2h ago", "2d ago"]
     watched_page.assert_no_errors()
 
 
@@ -251,6 +276,10 @@ def test_live_refresh_sends_only_changed_rows_in_place(
     updated = {r["run_id"] for t in moves for r in t["update"]}
     assert added == ["alpha"] and "gamma" in updated
     assert all("rowData" not in s.get("grid", {}) for s in sent[1:])  # never all rows again
+    quiet = len(sent)
+    for _ in range(7):  # 3+ refreshes while rows only grow older (the age ticks in the browser)
+        page.wait_for_timeout(500)
+    assert len(sent) == quiet, f"rows resent though only their age changed: {sent[quiet:]}"
     page.screenshot(path=str(screenshot_dir / "grid-live.png"), full_page=True)
     watched_page.assert_no_errors()
 
@@ -266,3 +295,31 @@ def _grid_response(response: Response, sink: list[dict[str, Any]]) -> None:
     outputs = body.get("response", {})
     if "grid" in outputs:
         sink.append(outputs)
+
+
+def test_stop_selected_works_on_a_server_with_a_token(
+    tmp_path: Path, watched_page: WatchedPage
+) -> None:
+    """With a token, the page opened once with `?token=` holds the cookie that authorises its
+    callbacks: Stop selected stops, it does not send the user to the API."""
+    store = tmp_path / "token-store"
+    layout = StoreLayout.resolve(store)
+    layout.run_inbox("guarded").mkdir(parents=True, exist_ok=True)
+    rows = [(s, "loss", 1.0) for s in range(5)]
+    payload = metrics_segment("guarded", 0, rows, name="guarded", pid=os.getpid())
+    write_atomically(layout.segment_path("guarded", 0), payload)
+    live = start_server(store, tmp_path / "token-serve.log", extra_args=("--token", "s3cret"))
+    try:
+        live.http.headers["Authorization"] = "Bearer s3cret"
+        live.wait_for(lambda: len(live.runs()) == 1, INGEST_TIMEOUT_S, what="the run ingested")
+        page = watched_page.page
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.goto(live.url("?sel=guarded&token=s3cret"), wait_until="domcontentloaded")
+        assert "token=" not in page.url  # the cookie took its place
+        expect(grid_row(page, "guarded").locator("input.ag-checkbox-input")).to_be_checked()
+        page.locator("#grid-stop").click()
+        expect(page.locator("#grid-message")).to_have_text("Stop requested for 1 run(s).")
+        assert (live.run("guarded") or {}).get("stop_requested") is True
+        watched_page.assert_no_errors()
+    finally:
+        stop_server(live)
