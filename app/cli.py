@@ -1,4 +1,4 @@
-"""The `trainlight` command: serve, ingest, runs, demo.
+"""The `trainlight` command: serve, ingest, runs, demo, landscape.
 
 Commands parse arguments and call into the store and server modules; they hold no logic of their
 own. Importing this module imports neither torch nor dash, so `trainlight runs` starts quickly.
@@ -7,10 +7,12 @@ own. Importing this module imports neither torch nor dash, so `trainlight runs` 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trainlight.collectors.schema import DEFAULT_STORE_DIR, STORE_DIR_ENV, StoreLayout
@@ -42,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="print the runs of a store")
     runs.add_argument("--dir", default=None, help=store_help)
     _add_demo_parser(sub, store_help)
+    _add_landscape_parser(sub, store_help)
     return parser
 
 
@@ -71,6 +74,35 @@ def _add_demo_parser(
     demo.add_argument("--port", type=int, default=8050, help="dashboard port on 127.0.0.1")
 
 
+def _add_landscape_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], store_help: str
+) -> None:
+    landscape = sub.add_parser(
+        "landscape",
+        help="compute a run's 2-D loss surface from a saved checkpoint (needs torch)",
+        description="Evaluate probe_loss on a points x points grid through the checkpoint's "
+        "weights along two filter-normalised directions (seeds 0 and 1; seed 0 is the run's "
+        "slice direction) and store it for the run page (<store>/surfaces/RUN_ID.json).",
+    )
+    landscape.add_argument("run_id", metavar="RUN_ID", help="the run the surface belongs to")
+    landscape.add_argument(
+        "--model", required=True, help="pkg.module:factory; factory() returns the nn.Module"
+    )
+    landscape.add_argument("--checkpoint", required=True, help="a state_dict saved with torch.save")
+    landscape.add_argument(
+        "--probe",
+        required=True,
+        help="pkg.module:probe_loss; probe_loss(model) returns a scalar loss on a fixed batch",
+    )
+    landscape.add_argument(
+        "--points", type=_positive_int, default=21, help="grid points per axis (odd, >= 5)"
+    )
+    landscape.add_argument(
+        "--span", type=float, default=1.0, help="the grid covers [-span, span]^2 (default 1)"
+    )
+    landscape.add_argument("--dir", default=None, help=store_help)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -88,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "demo":
         return _demo(args)
+    if args.command == "landscape":
+        return _landscape(args)
     from trainlight.app.store.database import Store, StoreLockedError
 
     try:
@@ -113,6 +147,31 @@ def _demo(args: argparse.Namespace) -> int:
     from trainlight.demo.command import DemoOptions, run_demo
 
     return run_demo(DemoOptions(args.dir, args.quick, args.serve, args.jobs, port=args.port))
+
+
+def _landscape(args: argparse.Namespace) -> int:
+    """Imported here, by name: the app never imports torch, only this command needs it."""
+    try:
+        surface = importlib.import_module("trainlight.collectors.landscape_surface")
+    except ImportError as exc:
+        print(f"trainlight landscape needs torch and rich: {exc}", file=sys.stderr)
+        return 2
+    job = surface.SurfaceJob(
+        run_id=args.run_id,
+        model=args.model,
+        checkpoint=Path(args.checkpoint),
+        probe=args.probe,
+        points=args.points,
+        span=args.span,
+        directory=args.dir,
+    )
+    try:
+        path = surface.run(job)
+    except (ValueError, RuntimeError, ImportError, OSError) as exc:
+        print(f"trainlight landscape: {exc}", file=sys.stderr)
+        return 2
+    print(f"stored the loss surface of {args.run_id} in {path}")
+    return 0
 
 
 def _ingest(store: Store) -> int:

@@ -129,8 +129,8 @@ class Flusher:
 
     def drain(self) -> None:
         for source in self.sources:
-            part = source.collect()
-            self.rows += len(part["step"]) if part else 0
+            parts = source.collect() or []
+            self.rows += sum(len(part["step"]) for part in parts)
 
     def __enter__(self) -> Flusher:
         self._thread.start()

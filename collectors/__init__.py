@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from trainlight.collectors.monitor import Monitor
+    from trainlight.collectors.smelu import SmeLU
 
-__all__ = ["Monitor"]
+__all__ = ["Monitor", "SmeLU"]
 
 
 def __getattr__(name: str) -> Any:
@@ -19,4 +20,8 @@ def __getattr__(name: str) -> Any:
         from trainlight.collectors.monitor import Monitor
 
         return Monitor
+    if name == "SmeLU":
+        from trainlight.collectors.smelu import SmeLU
+
+        return SmeLU
     raise AttributeError(f"module 'trainlight.collectors' has no attribute {name!r}")

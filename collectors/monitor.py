@@ -31,7 +31,9 @@ from trainlight.collectors.run_description import describe_run
 from trainlight.collectors.scalars import host_scalar
 from trainlight.collectors.schema import StoreLayout, make_run_id
 from trainlight.collectors.signals.activations import ActivationWatcher
+from trainlight.collectors.signals.landscape_probe import LandscapeProbe
 from trainlight.collectors.signals.lca import LossChangeAllocator
+from trainlight.collectors.signals.predictions import PredictionRecorder
 from trainlight.collectors.signals.runaway import RunawayTracker
 from trainlight.collectors.sinks import InboxSink, NullSink, Sink
 from trainlight.collectors.tensor_slots import TensorSlots
@@ -97,6 +99,8 @@ class Monitor:
         self._last_step = -1
         self._watchers: list[ActivationWatcher] = []
         self._runaway: RunawayTracker | None = None
+        self._predictions: PredictionRecorder | None = None
+        self._landscapes: list[LandscapeProbe] = []
         self._writer = SegmentWriter(
             replace(header, run_id=self.run_id),
             self._buffer,
@@ -154,6 +158,9 @@ class Monitor:
                 values[key] = None
                 self.problems.report(f"skipped:{key}", f"skipped values logged as {key!r}: {exc}")
         self._last_step = step
+        if self._landscapes:
+            for probe in self._landscapes:
+                probe.maybe(step)
         if tensor_keys:
             # One lock keeps slots and records in the same order if several threads log.
             with self._device_log_lock:
@@ -220,6 +227,45 @@ class Monitor:
     def outputs(self, step: int, generated: torch.Tensor) -> None:
         """Per-sample means of a generated batch, for `runaway`. No device sync."""
         self._runaway_tracker().observe(int(step), generated)
+
+    def predictions(self, step: int, probs: torch.Tensor, every: int = 50) -> None:
+        """A fixed probe set's predicted probabilities ([examples] or [examples, classes], at most
+        4,096 examples, the same examples in the same order on every replica), kept every
+        `every` steps (fixed by the first call) for the reproducibility view. No device sync."""
+        if not self._leader:
+            return
+        if self._predictions is None:
+            self._predictions = PredictionRecorder(self.problems, every=every)
+            self.add_source(self._predictions)
+        self._predictions.observe(step, probs)
+
+    def landscape(
+        self,
+        model: torch.nn.Module,
+        probe_loss: Callable[[torch.nn.Module], torch.Tensor],
+        every: int = 100,
+        points: int = 21,
+        span: float = 1.0,
+        seed: int = 0,
+    ) -> LandscapeProbe:
+        """A 1-D loss slice along a fixed filter-normalised direction every `every` steps.
+
+        Taken inside `log()` when its step is a multiple of `every`: `points` forward passes of
+        `probe_loss(model)` (a scalar on a fixed batch), parameters and training state untouched.
+        """
+        probe = LandscapeProbe(
+            unwrap(model),
+            probe_loss,
+            self.problems,
+            every=every,
+            points=points,
+            span=span,
+            seed=seed,
+        )
+        if self._leader:
+            self._landscapes.append(probe)
+            self.add_source(probe)
+        return probe
 
     def _runaway_tracker(self) -> RunawayTracker:
         if self._runaway is None:

@@ -49,6 +49,7 @@ __all__ = [
     "HEADER_KEY",
     "MIGRATIONS",
     "NO_LAYER",
+    "RESERVED_PREFIXES",
     "RUN_STATUSES",
     "SCHEMA_VERSION",
     "SEGMENT_FORMAT",
@@ -79,6 +80,9 @@ HEADER_KEY = b"trainlight.header"
 
 # Tables a segment row can target, in the order ingest inserts them.
 SEGMENT_TABLES = ("metrics", "layer_metrics", "lca_frames", "arrays")
+
+# Metric key prefixes trainlight itself writes: not user curves, never a run's "main loss".
+RESERVED_PREFIXES = ("runaway/", "catch/", "lca/", "landscape/", "trainlight/")
 
 # `arrays` rows `act_var_hist` (one per watched layer and window): how many units have an
 # activation variance in each bin. Bin 0 counts variances below 10**VAR_HIST_LOG10[0] (dead and

@@ -8,6 +8,7 @@ tells a quiet run from a dead one. Any exception is reported once and counted; n
 
 from __future__ import annotations
 
+import functools
 import io
 import threading
 import time
@@ -60,6 +61,15 @@ def _parquet(table: pa.Table) -> bytes:
     return out.getvalue()
 
 
+@functools.cache
+def _warm_up_arrow() -> None:
+    """Pay pyarrow's lazy one-time setup (it imports pandas on the first `pa.array`, ~0.4-1 s)
+    in `Monitor(...)`, before training starts: paid by the first flush instead, it delayed the
+    first segment so long that a `kill -9` in the first second lost more than one flush interval.
+    """
+    pa.array([0.0])
+
+
 class SegmentWriter:
     """Owns the run's sequence numbers and the flush thread."""
 
@@ -104,6 +114,7 @@ class SegmentWriter:
         self._lock = threading.Lock()  # one flush at a time (thread vs. close)
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="trainlight-flush", daemon=True)
+        _warm_up_arrow()
 
     def start(self) -> None:
         # The first flush (announcing the run) happens on the thread too: a slow disk or an

@@ -6,7 +6,9 @@ training does: a GAN whose adversary catches (catch green) and one whose adversa
 with a sane learning rate (dead_relu green) and one 20x too high (its ReLUs die); a LeakyReLU MLP
 at a learning rate that overflows to NaN (nonfinite red, auto-pruned); a CNN still learning, its
 LCA measured on training digits (lca green), and one memorising 64 digits, measured on digits it
-never sees (held-out loss rising: lca red); two replicas differing only in seed.
+never sees (held-out loss rising: lca red); two replicas differing only in seed, and two more
+with SmeLU instead of ReLU, all four recording their held-out predictions (prediction
+difference between replicas).
 
 `quick` sizes the batch to finish in under three minutes on two CPU cores; the full demo trains
 longer. The recipes' numbers were chosen by running them: see tests/demo for what is checked.
@@ -24,6 +26,8 @@ GAN_HEALTH: dict[str, int | float] = {**SHORT_GAN_HEALTH, "plateau_rho": 0.03}
 # training digits) stops falling steadily and some layer hurts now and then (amber). The full
 # demo trains the GANs and MLPs longer, not the CNNs.
 CNN_STEPS = 300
+PREDICTIONS_EVERY = 50  # replicas record their held-out predictions this often
+LANDSCAPE_EVERY = 100
 
 
 def _gan(
@@ -91,8 +95,10 @@ def _gan_runs(steps: int) -> tuple[RunSpec, ...]:
 
 def _digits_runs(quick: bool) -> tuple[RunSpec, ...]:
     cnn, mlp = CNN_STEPS, (600 if quick else 2000)
-    healthy = DigitsRecipe()
+    healthy = DigitsRecipe(predictions_every=PREDICTIONS_EVERY)
+    smooth = DigitsRecipe(activation="smelu", predictions_every=PREDICTIONS_EVERY)
     replica_story = "replica: the healthy MLP's config with another seed"
+    smelu_story = "replica with SmeLU instead of ReLU: smoother units, closer replicas?"
     return (
         _digits(
             "cnn lca",
@@ -109,7 +115,13 @@ def _digits_runs(quick: bool) -> tuple[RunSpec, ...]:
             "digits: every step makes their loss worse",
             "digits-cnn",
         ),
-        _digits("mlp", healthy, mlp, "a healthy MLP", "digits-mlp"),
+        _digits(
+            "mlp",
+            DigitsRecipe(landscape_every=LANDSCAPE_EVERY),
+            mlp,
+            "a healthy MLP; a loss-surface slice through its weights every 100 steps",
+            "digits-mlp",
+        ),
         _digits(
             "mlp lr=1",
             DigitsRecipe(lr=1.0),
@@ -127,4 +139,6 @@ def _digits_runs(quick: bool) -> tuple[RunSpec, ...]:
         ),
         _digits("mlp replica seed=1", healthy, mlp, replica_story, "replicas", seed=1),
         _digits("mlp replica seed=2", healthy, mlp, replica_story, "replicas", seed=2),
+        _digits("mlp smelu seed=1", smooth, mlp, smelu_story, "replicas-smelu", seed=1),
+        _digits("mlp smelu seed=2", smooth, mlp, smelu_story, "replicas-smelu", seed=2),
     )

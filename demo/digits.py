@@ -8,6 +8,7 @@ batch order. Instrumented only through the public Monitor API: `watch` for dead 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -15,13 +16,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from trainlight.collectors import Monitor
+from trainlight.collectors import Monitor, SmeLU
 from trainlight.demo.recipes import DigitsRecipe
 
 HELD_OUT = 297  # digits never trained on: 1,500 remain for training
 PROBE_SIZE = 256
 SPLIT_SEED = 0
 EVAL_EVERY = 25  # steps between held-out evaluations
+SMELU_BETA = 0.5  # half-width of SmeLU's quadratic zone (pre-activations here are O(1))
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ def build_model(recipe: DigitsRecipe) -> nn.Sequential:
     """The recipe's network; layer names are the Sequential indices ('2', '4', ...)."""
 
     def act() -> nn.Module:
+        if recipe.activation == "smelu":
+            return SmeLU(beta=SMELU_BETA)
         return nn.ReLU() if recipe.activation == "relu" else nn.LeakyReLU(0.01)
 
     if recipe.model == "mlp":
@@ -66,6 +70,27 @@ def build_model(recipe: DigitsRecipe) -> nn.Sequential:
         nn.Flatten(),
         nn.Linear(16 * 4 * 4, 10),
     )
+
+
+def mlp() -> nn.Sequential:
+    """The default recipe's network (MLP, ReLU), for `trainlight landscape --model
+    trainlight.demo.digits:mlp` with a state_dict saved from such a run."""
+    return build_model(DigitsRecipe())
+
+
+def probe_loss(model: nn.Module) -> torch.Tensor:
+    """Cross-entropy on a fixed batch of held-out digits (`--probe
+    trainlight.demo.digits:probe_loss`)."""
+    images, labels = _held_out_probe()
+    return nn.functional.cross_entropy(model(images), labels)
+
+
+@functools.cache
+def _held_out_probe() -> tuple[torch.Tensor, torch.Tensor]:
+    """Loaded once per process: probe_loss runs once per point of a surface."""
+    data = load_digits_split()
+    probe = data.held_out[:PROBE_SIZE]
+    return data.images[probe], data.labels[probe]
 
 
 def train_digits(mon: Monitor, recipe: DigitsRecipe, steps: int, seed: int) -> None:
@@ -86,6 +111,12 @@ def train_digits(mon: Monitor, recipe: DigitsRecipe, steps: int, seed: int) -> N
             lambda m: nn.functional.cross_entropy(m(probe_x), probe_y),
             every=recipe.lca_every,
         )
+    if recipe.landscape_every:
+        mon.landscape(
+            model,
+            lambda m: nn.functional.cross_entropy(m(probe_x), probe_y),
+            every=recipe.landscape_every,
+        )
     batches = shuffled_batches(train, recipe.batch, rng)
     for step in range(steps):
         idx = next(batches)
@@ -101,6 +132,10 @@ def train_digits(mon: Monitor, recipe: DigitsRecipe, steps: int, seed: int) -> N
         mon.log(step, loss=loss, acc=acc)
         if step % EVAL_EVERY == 0 or step == steps - 1:
             mon.log(step, **held_out_scores(model, data))
+        if recipe.predictions_every and step % recipe.predictions_every == 0:
+            mon.predictions(
+                step, held_out_probabilities(model, data), every=recipe.predictions_every
+            )
         if mon.should_stop():
             break
 
@@ -112,6 +147,13 @@ def shuffled_batches(
     while True:
         order = indices[torch.randperm(len(indices), generator=rng)]
         yield from order.split(batch)
+
+
+def held_out_probabilities(model: nn.Module, data: Digits) -> torch.Tensor:
+    """Predicted class probabilities of the held-out digits, always in the same order (the probe
+    set replicas are compared on)."""
+    with torch.no_grad():
+        return torch.softmax(model(data.images[data.held_out]), dim=1)
 
 
 def held_out_scores(model: nn.Module, data: Digits) -> dict[str, torch.Tensor]:

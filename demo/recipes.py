@@ -48,6 +48,9 @@ class DigitsRecipe:
     `lca_every` > 0 measures Loss Change Allocation on a fixed probe batch, drawn from the
     training digits or, with `probe="held_out"`, from digits it never trains on (correctly
     labelled). `label_shift` k trains on labels (y + k) mod 10: an off-by-one labelling bug.
+    `activation="smelu"` uses trainlight's Smooth ReLU. `predictions_every` > 0 records the
+    held-out digits' predicted probabilities every that many steps (replica comparison);
+    `landscape_every` > 0 takes a loss-surface slice through the weights that often.
     """
 
     model: str = "mlp"
@@ -59,12 +62,16 @@ class DigitsRecipe:
     lca_every: int = 0
     probe: str = "train"
     label_shift: int = 0
+    predictions_every: int = 0
+    landscape_every: int = 0
 
     def __post_init__(self) -> None:
         if self.model not in ("mlp", "cnn"):
             raise ValueError(f"model must be 'mlp' or 'cnn', got {self.model!r}")
-        if self.activation not in ("relu", "leaky_relu"):
-            raise ValueError(f"activation must be 'relu' or 'leaky_relu', got {self.activation!r}")
+        if self.activation not in ("relu", "leaky_relu", "smelu"):
+            raise ValueError(
+                f"activation must be 'relu', 'leaky_relu' or 'smelu', got {self.activation!r}"
+            )
         if self.probe not in ("train", "held_out"):
             raise ValueError(f"probe must be 'train' or 'held_out', got {self.probe!r}")
 

@@ -21,6 +21,7 @@ from dash import ALL, Input, Output, State, ctx, dcc, html
 from flask_caching import Cache
 
 from trainlight.app.cache import cached_read
+from trainlight.app.components.beyond import beyond_sections
 from trainlight.app.components.page import (
     controls_bar,
     register_view,
@@ -29,14 +30,17 @@ from trainlight.app.components.page import (
 )
 from trainlight.app.components.run_body import GRAPH_TYPE, STEP_AXIS
 from trainlight.app.components.run_refresh import run_update
+from trainlight.app.store.beyond import load_beyond
 from trainlight.app.store.database import Store, utc_naive
 from trainlight.app.store.run_data import RunPageData, load_run_page
 from trainlight.app.store.series import StepRange
+from trainlight.app.store.surfaces import cached_surface
 from trainlight.app.viewstate import parse_run_view, range_from_relayout, run_query
 
 PATH = "/run/<run_id>"
 REFRESH_MS = 10_000
 GRAPHS = {"type": GRAPH_TYPE, "name": ALL, "axis": ALL}
+NOTHING_BEYOND = "none"  # `run-beyond-version` while the run has no replicas/landscape/sizing
 
 
 def layout(run_id: str = "", **query: Any) -> html.Div:
@@ -61,6 +65,8 @@ def layout(run_id: str = "", **query: Any) -> html.Div:
             html.Div(id="run-header", children="Loading…"),
             controls_bar("run", controls),
             html.Div(id="run-body"),
+            dcc.Store(id="run-beyond-version"),
+            html.Div(id="run-beyond"),
         ],
     )
 
@@ -119,6 +125,27 @@ def register(app: dash.Dash, store: Store, cache: Cache) -> None:
         slots = [slot["id"]["name"] for slot in ctx.outputs_list[2]]
         update = run_update(data, view, run_id, sent, slots)
         return update.header, update.body, update.figures, run_query(view), version, update.sent
+
+    @app.callback(
+        Output("run-beyond", "children"),
+        Output("run-beyond-version", "data"),
+        Input("run-refresh", "n_intervals"),
+        State("run-id", "data"),
+        State("run-beyond-version", "data"),
+    )
+    def render_beyond(_n: int | None, run_id: str, seen: str | None) -> tuple[Any, str]:
+        """Replicas, landscape and layer sizing: redrawn only when the store's data or the
+        run's surface file changed (the surface is not under the data version). A run with
+        none of them answers nothing on refresh, so its live refreshes stay the curves' patch."""
+        surface = cached_surface(cache, store.layout, run_id)
+        version = f"{store.data_version}:{surface.stamp if surface else ''}"
+        if seen == version:
+            raise dash.exceptions.PreventUpdate
+        data = cached_read(cache, store, "run_beyond", load_beyond, run_id, shared=True)
+        sections = beyond_sections(data, surface, run_id)
+        if not sections and seen == NOTHING_BEYOND:
+            raise dash.exceptions.PreventUpdate
+        return sections, version if sections else NOTHING_BEYOND
 
     @app.callback(
         Output("run-from", "value"),

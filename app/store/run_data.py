@@ -17,7 +17,6 @@ import numpy.typing as npt
 
 from trainlight.app.store.queries import RunDetail, get_run
 from trainlight.app.store.series import (
-    RESERVED_PREFIXES,
     CatchMarks,
     HealthChange,
     Judging,
@@ -31,7 +30,7 @@ from trainlight.app.store.series import (
     metric_series,
     run_judging,
 )
-from trainlight.collectors.schema import NO_LAYER
+from trainlight.collectors.schema import NO_LAYER, RESERVED_PREFIXES
 from trainlight.collectors.signals.ks import GENERATED_QUANTILES_KEY, REFERENCE_QUANTILES_KEY
 
 MAX_SCALAR_PLOTS = 12

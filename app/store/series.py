@@ -18,10 +18,9 @@ import numpy as np
 
 from trainlight.app.store.buckets import Series, StepRange, bucketed, span_clauses, to_series
 from trainlight.collectors.health.settings import HealthSettings
-from trainlight.collectors.schema import NO_LAYER
+from trainlight.collectors.schema import NO_LAYER, RESERVED_PREFIXES
 
 DEFAULT_BUCKETS = 1000
-RESERVED_PREFIXES = ("runaway/", "catch/", "lca/")
 WHOLE_RUN = StepRange()
 
 

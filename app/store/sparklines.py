@@ -39,13 +39,12 @@ import numpy as np
 import pyarrow as pa
 
 from trainlight.app.store.registered import registered
+from trainlight.collectors.schema import RESERVED_PREFIXES
 
 SPARK_POINTS = 60
 STORED_BUCKETS = 4 * SPARK_POINTS  # the migration's backfill has this number written in
 MAIN_LOSS_KEY = "loss"
-# Keys trainlight itself writes into `metrics`: never the "main loss" of a run.
-RESERVED_PREFIXES = ("runaway/", "catch/", "lca/")
-
+# Keys trainlight itself writes into `metrics` (RESERVED_PREFIXES) are never a run's "main loss".
 _CANDIDATE = "\"table\" = 'metrics' AND NOT ({})".format(
     " OR ".join(f"starts_with(CAST(key AS VARCHAR), '{p}')" for p in RESERVED_PREFIXES)
 )

@@ -38,6 +38,8 @@ class HealthSettings:
     # -- lca (needs mon.lca)
     lca_window: int = 10  # measured steps per window
     lca_red_windows: int = 3  # consecutive windows with a positive total LCA that turn red
+    # -- repro (needs mon.predictions on replicas: runs of one group)
+    repro_budget: float = 0.1  # relative prediction difference a replica pair may reach
 
     def __post_init__(self) -> None:
         for name in (
@@ -58,7 +60,13 @@ class HealthSettings:
             value = getattr(self, name)
             if not 0 < value <= 1:
                 raise ValueError(f"health setting {name} must be in (0, 1], got {value!r}")
-        for name in ("undead_k", "catch_kappa", "catch_gamma", "runaway_min_effect"):
+        for name in (
+            "undead_k",
+            "catch_kappa",
+            "catch_gamma",
+            "runaway_min_effect",
+            "repro_budget",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"health setting {name} must be > 0, got {getattr(self, name)!r}")
         if self.dead_amber > self.dead_red:

@@ -2,7 +2,8 @@
 
 `ActivationWatcher` is what `Monitor.watch(model, every=N)` installs (DESIGN.md §3-§5). Forward
 hooks write per-unit statistics of each observed training batch into small buffers on the module's
-device; a layer that has seen `window` samples stacks its `KEYS` values into one device tensor and
+device; a layer that has seen `window` samples stacks its `KEYS` values and the histogram of its
+units' variances (`arrays` rows `act_var_hist`, for layer sizing) into one device tensor and
 queues it; the flush thread copies all queued windows to the host at once. Hooks never read a
 device value, so watching never synchronises a GPU.
 
@@ -36,9 +37,16 @@ from torch.utils.hooks import RemovableHandle
 
 from trainlight.collectors.distributed import RankGroup
 from trainlight.collectors.problems import Problems
+from trainlight.collectors.schema import VAR_HIST_KEY
 from trainlight.collectors.signals.forward_gate import Gate
 from trainlight.collectors.signals.shared_windows import SharedWindows
-from trainlight.collectors.signals.unit_stats import KEYS, LayerSettings, Scratch, UnitStats
+from trainlight.collectors.signals.unit_stats import (
+    KEYS,
+    VAR_HIST_BINS,
+    LayerSettings,
+    Scratch,
+    UnitStats,
+)
 
 WATCHED_TYPES = (nn.ReLU, nn.LeakyReLU, nn.ReLU6, nn.GELU, nn.SiLU)
 WATCHED_NAMES = ("SmeLU",)  # by class name, so trainlight.collectors.SmeLU is picked up
@@ -183,7 +191,7 @@ class ActivationWatcher:
         self.gate = Gate(every, problems, self.shared.sync if self.shared else None)
         if group:
             window = -(-window // group.world_size)
-        self._queue: deque[tuple[int, str, torch.Tensor]] = deque()  # step, layer, KEYS values
+        self._queue: deque[tuple[int, str, torch.Tensor]] = deque()  # step, layer, KEYS + bins
         self._lock = threading.Lock()
         self._handles: list[RemovableHandle] = []
         base = LayerSettings("", window, 0.0, unit_dim, low_var_eps, False)
@@ -234,23 +242,38 @@ class ActivationWatcher:
                 f"watch(): over {self.max_queued} windows wait for the flush; dropping the oldest",
             )
 
-    def collect(self) -> dict[str, list[Any]] | None:
-        """`layer_metrics` rows of every window closed since the last call (flush thread)."""
+    def collect(self) -> list[dict[str, list[Any]]] | None:
+        """Rows of every window closed since the last call (flush thread): `layer_metrics`
+        (`KEYS`) and one `arrays` row `act_var_hist` per window."""
         with self._lock:
             windows, self._queue = self._queue, deque()
         if not windows:
             return None
-        columns: dict[str, list[Any]] = {"step": [], "layer": [], "key": [], "value": []}
+        scalars: dict[str, list[Any]] = {"step": [], "layer": [], "key": [], "value": []}
+        hists: dict[str, list[Any]] = {"step": [], "layer": [], "values": []}
         for (step, layer, _), values in zip(
             windows, _to_host([w[2] for w in windows], self.problems), strict=True
         ):
             if values is None:
                 continue
-            columns["step"] += [step] * len(KEYS)
-            columns["layer"] += [layer] * len(KEYS)
-            columns["key"] += KEYS
-            columns["value"] += values
-        return {"table": ["layer_metrics"] * len(columns["step"]), **columns}
+            scalars["step"] += [step] * len(KEYS)
+            scalars["layer"] += [layer] * len(KEYS)
+            scalars["key"] += KEYS
+            scalars["value"] += values[: len(KEYS)]
+            hists["step"].append(step)
+            hists["layer"].append(layer)
+            hists["values"].append(values[len(KEYS) :])
+        n = len(hists["step"])
+        return [
+            {"table": ["layer_metrics"] * len(scalars["step"]), **scalars},
+            {
+                "table": ["arrays"] * n,
+                "key": [VAR_HIST_KEY] * n,
+                "n_rows": [1] * n,
+                "n_cols": [VAR_HIST_BINS] * n,
+                **hists,
+            },
+        ]
 
     def remove(self, collective: bool = True) -> None:
         """Remove every hook (idempotent); windows already closed are still collected.

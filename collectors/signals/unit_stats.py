@@ -2,7 +2,9 @@
 
 The arithmetic behind `ActivationWatcher` (see activations.py for the definitions and the
 measurements that shaped it): per batch three ops fill row buffers; rows are folded into the
-window with Chan's merge; a closed window becomes one small device tensor of `KEYS` values.
+window with Chan's merge; a closed window becomes one small device tensor of `KEYS` values
+followed by the `VAR_HIST_BINS` counts of its units' variances (collectors/schema.py
+`VAR_HIST_LOG10`), computed on the device with the rest so the flush thread copies both at once.
 In a distributed job a closed window's raw state (`WindowState`) is first merged with the other
 ranks' windows of the same call site (Chan's merge again), so a unit is dead only if it fired on
 no rank's data.
@@ -14,7 +16,10 @@ from dataclasses import dataclass
 
 import torch
 
+from trainlight.collectors.schema import VAR_HIST_LOG10
+
 KEYS = ("dead_frac", "undead", "act_var_mean", "low_var_frac", "nonfinite")  # DESIGN.md §3
+VAR_HIST_BINS = len(VAR_HIST_LOG10) + 1  # below the first edge, between edges, from the last up
 ROW_BUFFER_VALUES = 1 << 16  # per-batch row buffers: at most 256 KB (float32) each per call site
 
 
@@ -85,6 +90,7 @@ class UnitStats:
         self.mean, self.m2 = torch.zeros(2, units, dtype=self.dtype, device=dev).unbind(0)
         self.prev_dead: torch.Tensor | None = None
         self.values = self.samples = 0  # Python ints from shapes: never a device read
+        self.var_edges = var_edges(dev)  # made once: no host-to-device copy per window
 
     def update(self, x: torch.Tensor) -> None:
         """Record one batch (call without grad)."""
@@ -123,7 +129,7 @@ class UnitStats:
         self.pending = 0
 
     def close(self) -> torch.Tensor:
-        """The window's `KEYS` values as one device tensor; the next window starts empty."""
+        """The window's `finish` values as one device tensor; the next window starts empty."""
         return self.finish(self.take())
 
     def take(self) -> WindowState:
@@ -137,8 +143,9 @@ class UnitStats:
         return state
 
     def finish(self, state: WindowState) -> torch.Tensor:
-        """`KEYS` values of a window state (this site's own, or merged over ranks)."""
-        dtype = torch.float32 if state.fired.device.type == "mps" else torch.float64
+        """`KEYS` values, then the `VAR_HIST_BINS` variance counts, of a window state (this
+        site's own, or merged over ranks)."""
+        dtype = self.var_edges.dtype
         dead, var = ~state.fired, state.m2 / state.values
         undead = dead.new_zeros((), dtype=torch.int64)
         if self.prev_dead is not None and self.prev_dead.device == dead.device:
@@ -151,7 +158,28 @@ class UnitStats:
             state.nonfinite.sum().to(dtype),
         ]
         self.prev_dead = dead
-        return torch.stack(values)
+        return torch.cat([torch.stack(values), variance_histogram(var, self.var_edges)])
+
+
+def var_edges(device: torch.device) -> torch.Tensor:
+    """The histogram's bin edges 10**e on `device` (float64; float32 where MPS lacks it)."""
+    dtype = torch.float32 if device.type == "mps" else torch.float64
+    return torch.tensor([10.0**e for e in VAR_HIST_LOG10], dtype=dtype, device=device)
+
+
+def variance_histogram(var: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """Units per bin (schema.py `VAR_HIST_LOG10`), in `edges`' dtype, without a device read.
+
+    `right=True` puts v in bin i when edges[i-1] <= v < edges[i]: 0 below the first edge, the
+    last bin from the last edge up. NaN/Inf go to one extra slot that is dropped (scatter_add
+    instead of bincount or a boolean mask, whose output sizes would need a device read).
+    """
+    v = var.to(edges.dtype)
+    index = torch.bucketize(v, edges, right=True)
+    index = torch.where(torch.isfinite(v), index, VAR_HIST_BINS)
+    counts = edges.new_zeros(VAR_HIST_BINS + 1)
+    counts.scatter_add_(0, index, torch.ones_like(v))
+    return counts[:VAR_HIST_BINS]
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from tests.support.server import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-DEMO_RUNS = 10
+DEMO_RUNS = 12
 
 
 @pytest.fixture(scope="module")

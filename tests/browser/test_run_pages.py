@@ -240,6 +240,7 @@ def test_live_refresh_patches_curves_in_place(
         return (
             "_dash-update-component" in response.url
             and "run-refresh" in posted
+            and "run-header" in posted  # the page's main render, not the extras' callback
             and (response.status == 200)
         )
 

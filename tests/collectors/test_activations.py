@@ -7,6 +7,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,25 +15,25 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from trainlight.app.store.database import Store
+from trainlight.app.store.inbox import Ingester
+from trainlight.collectors import Monitor
 from trainlight.collectors.problems import Problems
-from trainlight.collectors.schema import RunHeader
+from trainlight.collectors.schema import VAR_HIST_KEY, VAR_HIST_LOG10, RunHeader, StoreLayout
 from trainlight.collectors.signals import unit_stats
 from trainlight.collectors.signals.activations import KEYS, ActivationWatcher
+from trainlight.collectors.signals.unit_stats import (
+    LayerSettings,
+    Scratch,
+    UnitStats,
+    WindowState,
+    merge_states,
+)
+from trainlight.collectors.smelu import SmeLU
 from trainlight.collectors.writer import build_segment
 
-Stats = dict[str, float]
-
-
-class SmeLU(nn.Module):
-    """Smooth ReLU (DESIGN.md §5); watched because of its class name."""
-
-    def __init__(self, beta: float = 1.0) -> None:
-        super().__init__()
-        self.beta = beta
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        quad = (x + self.beta) ** 2 / (4 * self.beta)
-        return torch.where(x <= -self.beta, 0.0, torch.where(x >= self.beta, x, quad))
+Stats = dict[str, Any]  # KEYS -> float, and "hist" -> the act_var_hist counts
+Parts = list[dict[str, list[Any]]] | None
 
 
 class Recorder:
@@ -49,6 +50,16 @@ class Recorder:
                 self.batches[name].append(output.detach().clone())  # no device sync here
 
         return record
+
+
+def naive_hist(variances: list[float]) -> list[float]:
+    """Units per bin by comparing with every edge: bin = how many edges are <= the variance."""
+    edges = [10.0**e for e in VAR_HIST_LOG10]
+    counts = [0.0] * (len(edges) + 1)
+    for v in variances:
+        if math.isfinite(v):
+            counts[sum(v >= e for e in edges)] += 1
+    return counts
 
 
 def naive_windows(
@@ -84,28 +95,57 @@ def naive_windows(
                 "act_var_mean": sum(variances) / units,
                 "low_var_frac": sum(v < 1e-8 for v in variances) / units,
                 "nonfinite": float(nonfinite),
+                "hist": naive_hist(variances),
             }
         )
         pending, prev_dead = [], dead
     return out
 
 
-def by_layer(columns: dict[str, list[Any]] | None) -> dict[str, list[Stats]]:
-    """Rows regrouped as {layer: [window stats, in order]}; checks the column contract."""
-    assert columns is not None
+def scalars_of(parts: Parts) -> dict[str, list[Any]]:
+    """The `layer_metrics` column set of one `collect()`."""
+    assert parts is not None and len(parts) == 2
+    return parts[0]
+
+
+def by_layer(parts: Parts) -> dict[str, list[Stats]]:
+    """Rows regrouped as {layer: [window stats and histogram, in order]}; checks the columns."""
+    columns = scalars_of(parts)
     assert set(columns) == {"table", "step", "layer", "key", "value"}
     assert set(columns["table"]) == {"layer_metrics"}
+    hists = histograms_of(parts)
     out: dict[str, list[Stats]] = {}
     for i in range(0, len(columns["step"]), len(KEYS)):
         assert tuple(columns["key"][i : i + len(KEYS)]) == KEYS
         values = columns["value"][i : i + len(KEYS)]
-        out.setdefault(columns["layer"][i], []).append(dict(zip(KEYS, values, strict=True)))
+        stats = dict(zip(KEYS, values, strict=True))
+        window = i // len(KEYS)  # one histogram row per window, in the same order
+        assert (hists["step"][window], hists["layer"][window]) == (
+            columns["step"][i],
+            columns["layer"][i],
+        )
+        stats["hist"] = hists["values"][window]
+        out.setdefault(columns["layer"][i], []).append(stats)
     return out
+
+
+def histograms_of(parts: Parts) -> dict[str, list[Any]]:
+    """The `arrays` column set of one `collect()`, checked against the act_var_hist contract."""
+    assert parts is not None and len(parts) == 2
+    columns = parts[1]
+    assert set(columns) == {"table", "step", "key", "layer", "n_rows", "n_cols", "values"}
+    n = len(columns["step"])
+    assert columns["table"] == ["arrays"] * n and columns["key"] == [VAR_HIST_KEY] * n
+    assert columns["n_rows"] == [1] * n and columns["n_cols"] == [len(VAR_HIST_LOG10) + 1] * n
+    assert all(len(v) == len(VAR_HIST_LOG10) + 1 for v in columns["values"])
+    return columns
 
 
 def assert_same(got: list[Stats], want: list[Stats]) -> None:
     assert len(got) == len(want) >= 2
     for g, w in zip(got, want, strict=True):
+        assert g["hist"] == w["hist"]  # unit counts: exact
+        g, w = {k: g[k] for k in KEYS}, {k: w[k] for k in KEYS}
         assert g == pytest.approx(w, rel=1e-4, abs=1e-9, nan_ok=True)
 
 
@@ -261,8 +301,7 @@ def test_every_n_observes_exactly_every_nth_training_pass(every: int) -> None:
         model(torch.randn(2, 3))  # each observed pass closes a window: its step is this pass
         with torch.no_grad():
             model(torch.randn(2, 3))
-    columns = watcher.collect()
-    assert columns is not None
+    columns = scalars_of(watcher.collect())
     steps = sorted(
         {s for s, layer in zip(columns["step"], columns["layer"], strict=True) if layer == "1"}
     )
@@ -370,7 +409,7 @@ def test_training_a_watched_model_computes_the_same_gradients() -> None:
 def test_collect_races_the_training_loop_and_loses_nothing() -> None:
     model, step = mlp(), [0]
     watcher = ActivationWatcher(model, step_of=lambda: step[0], problems=Problems(), window=4)
-    parts: list[dict[str, list[Any]]] = []
+    parts: list[list[dict[str, list[Any]]]] = []
     done = threading.Event()
 
     def flush() -> None:
@@ -385,11 +424,15 @@ def test_collect_races_the_training_loop_and_loses_nothing() -> None:
         model(torch.randn(4, 3))
     done.set()
     thread.join()
-    parts.append(watcher.collect() or {"step": [], "layer": []})
-    steps = [
-        s for p in parts for s, layer in zip(p["step"], p["layer"], strict=True) if layer == "3"
-    ]
-    assert steps == [s for s in range(300) for _ in KEYS]
+    parts.append(watcher.collect() or [{"step": [], "layer": []}] * 2)
+    for kind, per_window in ((0, len(KEYS)), (1, 1)):  # layer_metrics rows, then histograms
+        steps = [
+            s
+            for p in parts
+            for s, layer in zip(p[kind]["step"], p[kind]["layer"], strict=True)
+            if layer == "3"
+        ]
+        assert steps == [s for s in range(300) for _ in range(per_window)]
 
 
 def test_a_full_queue_drops_the_oldest_windows_and_says_so() -> None:
@@ -399,8 +442,7 @@ def test_a_full_queue_drops_the_oldest_windows_and_says_so() -> None:
     watcher.max_queued = 3
     for step[0] in range(5):
         model(torch.randn(2, 3))  # 2 layers x 5 windows = 10 windows
-    columns = watcher.collect()
-    assert columns is not None
+    columns = scalars_of(watcher.collect())
     assert sorted(set(zip(columns["step"], columns["layer"], strict=True))) == [
         (3, "3"),
         (4, "1"),
@@ -413,13 +455,16 @@ def test_rows_fit_the_segment_schema() -> None:
     model = mlp()
     watcher, _ = watch(model, window=2, prefix="gen.")
     model(torch.randn(2, 3))
-    part = watcher.collect()
-    assert part is not None
-    table = build_segment([part], RunHeader(run_id="watch-0000abcd", seq=0, name="w"))
+    parts = watcher.collect()
+    assert parts is not None
+    table = build_segment(parts, RunHeader(run_id="watch-0000abcd", seq=0, name="w"))
     rows = table.to_pylist()
-    assert len(rows) == 2 * len(KEYS)
-    assert {r["table"] for r in rows} == {"layer_metrics"}
+    assert len(rows) == 2 * len(KEYS) + 2
+    assert [r["table"] for r in rows] == ["layer_metrics"] * 2 * len(KEYS) + ["arrays"] * 2
     assert {r["layer"] for r in rows} == {"gen.1", "gen.3"}
+    hists = [r for r in rows if r["table"] == "arrays"]
+    assert all(r["key"] == VAR_HIST_KEY and (r["n_rows"], r["n_cols"]) == (1, 26) for r in hists)
+    assert [sum(r["values"]) for r in hists] == [6.0, 5.0]  # every unit counted once
 
 
 def test_bad_arguments_are_refused_with_the_value() -> None:
@@ -453,3 +498,88 @@ def test_cuda_hooks_never_synchronise_and_match_the_reference() -> None:
     for layer in ("1", "3"):
         assert_same(got[layer], naive_windows(recorder.batches[layer], window=8))
     assert problems.snapshot() == {}
+
+
+def test_histogram_bins_follow_the_schema_edges_and_skip_nonfinite() -> None:
+    edges = [10.0**e for e in VAR_HIST_LOG10]
+    cases = [
+        0.0,
+        1e-12,
+        edges[0],
+        edges[0] * 0.999,
+        edges[16],
+        edges[16] * 0.999,
+        0.5,
+    ]  # 0.5: bin 16
+    cases += [edges[-1], edges[-1] * 10, math.nan, math.inf, -math.inf]
+    var = torch.tensor(cases, dtype=torch.float64)
+    got = unit_stats.variance_histogram(var, unit_stats.var_edges(torch.device("cpu")))
+    assert got.tolist() == naive_hist(cases)
+    assert got[0] == 3 and got[1] == 1 and got[16:18].tolist() == [2, 1] and got[-1] == 2
+    assert got.sum() == len(cases) - 3  # NaN and ±Inf variances are not counted
+
+
+def test_histograms_spread_over_bins_match_the_reference_over_two_windows() -> None:
+    torch.manual_seed(5)
+    linear = nn.Linear(12, 12)
+    model = nn.Sequential(linear, nn.ReLU())
+    with torch.no_grad():  # unit u = relu(x_u * 10**(-5 + 7u/11)): variances from ~1e-10 to 1e4
+        linear.weight.copy_(torch.diag(torch.logspace(-5, 2, 12)))
+        linear.bias.zero_()
+    recorder = Recorder({"1": model[1]})
+    watcher, problems = watch(model, window=16)
+    train_passes(model, (torch.randn(8, 12) for _ in range(4)))
+    got = by_layer(watcher.collect())["1"]
+    want = naive_windows(recorder.batches["1"], window=16)
+    assert_same(got, want)
+    assert all(sum(c > 0 for c in g["hist"]) >= 5 for g in got)  # spread over many bins
+    assert problems.snapshot() == {}
+
+
+def test_histogram_of_windows_merged_over_ranks_comes_from_the_merged_variances() -> None:
+    settings = LayerSettings("layer", 10_000, 0.0, 1, 1e-8, False)
+    generator = torch.Generator().manual_seed(6)
+    rank0 = [torch.randn(8, 7, generator=generator) * 1e-3 for _ in range(2)]
+    rank1 = [torch.randn(8, 7, generator=generator) * 30 + 5 for _ in range(2)]
+    rank1[0][:, 6] = rank0[0][:, 6] = 0.25  # unit 6 is stuck on both ranks: variance 0
+
+    def window(batches: list[torch.Tensor]) -> WindowState:
+        stats = UnitStats(settings, 7, batches[0], Scratch())
+        for batch in batches:
+            stats.update(batch)
+        return stats.take()
+
+    site = UnitStats(settings, 7, rank0[0], Scratch())
+    merged = site.finish(merge_states([window(rank0), window(rank1)]))[len(KEYS) :]
+    alone = site.finish(window(rank0))[len(KEYS) :]
+    data = torch.cat(rank0 + rank1).double()
+    variances = [float(((c - c.mean()) ** 2).mean()) for c in data.unbind(1)]
+    assert merged.tolist() == naive_hist(variances)
+    assert merged.tolist() != alone.tolist()  # rank 0 alone sees much smaller variances
+
+
+def test_histogram_rows_reach_the_store(tmp_path: Path) -> None:
+    model = mlp()
+    recorder = Recorder({"1": model[1], "3": model[3]})
+    with Monitor(run="hist", store=str(tmp_path), flush_interval=0.2) as mon:
+        mon.watch(model, every=1, window=8)
+        for step in range(8):
+            mon.log(step, loss=0.0)
+            model(torch.randn(4, 3) * (step + 1)).sum().backward()
+    store = Store(StoreLayout.resolve(tmp_path))
+    try:
+        Ingester(store).ingest_pending()
+        with store.read() as cur:
+            rows = cur.execute(
+                """SELECT layer, step, n_rows, n_cols, "values" FROM arrays
+                WHERE key = ? ORDER BY layer, step""",
+                [VAR_HIST_KEY],
+            ).fetchall()
+    finally:
+        store.close()
+    for layer in ("1", "3"):
+        stored = [r for r in rows if r[0] == layer]
+        want = naive_windows(recorder.batches[layer], window=8)
+        assert [r[1] for r in stored] == [1, 3, 5, 7] and len(want) == 4
+        assert all(r[2:4] == (1, 26) for r in stored)
+        assert [list(r[4]) for r in stored] == [w["hist"] for w in want]

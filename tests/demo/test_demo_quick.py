@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 
 from tests.support.demo_store import QuickDemo
+from trainlight.collectors.health.prediction_difference import pair_difference
 from trainlight.collectors.health.verdict import SIGNALS
 from trainlight.demo.catalogue import demo_runs
 
@@ -113,3 +115,40 @@ def test_replicas_share_the_config_except_the_seed(demo: DemoResult) -> None:
     configs = [json.loads(str(run["config"])) for run in replicas]
     assert len(configs) == 2 and configs[0]["seed"] != configs[1]["seed"]
     assert {**configs[0], "seed": 0} == {**configs[1], "seed": 0}
+
+
+def replica_differences(database: Path, group: str) -> list[tuple[int, float, float]]:
+    """(step, PD, top-1 disagreement) between the two replicas of `group` at matched steps."""
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        rows = con.execute(
+            """SELECT a.step, a.run_id, a.n_rows, a.n_cols, a."values"
+               FROM arrays a JOIN runs r USING (run_id)
+               WHERE r."group" = ? AND a.key = 'predictions' ORDER BY a.step, a.run_id""",
+            [group],
+        ).fetchall()
+    finally:
+        con.close()
+    by_step: dict[int, list[np.ndarray]] = {}
+    for step, _, n_rows, n_cols, values in rows:
+        by_step.setdefault(step, []).append(np.asarray(values, np.float32).reshape(n_rows, n_cols))
+    out = []
+    for step, pair in sorted(by_step.items()):
+        if len(pair) == 2:
+            found = pair_difference(pair[0], pair[1])
+            out.append((step, found.pd, found.disagreement))
+    return out
+
+
+def test_replicas_predict_differently_relu_and_smelu_pairs_measured(
+    quick_demo: QuickDemo,
+) -> None:
+    database = quick_demo.store / "trainlight.duckdb"
+    relu = replica_differences(database, "replicas")
+    smelu = replica_differences(database, "replicas-smelu")
+    assert len(relu) >= 10 and len(smelu) >= 10  # every 50 steps of 600
+    assert relu[-1][1] > 0 and smelu[-1][1] > 0  # different seeds: different predictions
+    print(
+        f"\nfinal PD relu {relu[-1][1]:.4f} (top-1 {relu[-1][2]:.3f}), "
+        f"smelu {smelu[-1][1]:.4f} (top-1 {smelu[-1][2]:.3f})"
+    )
