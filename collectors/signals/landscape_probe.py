@@ -15,10 +15,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import numpy as np
 from torch import nn
 
 from trainlight.collectors.problems import Problems
+from trainlight.collectors.signals.array_rows import array_rows
 from trainlight.collectors.signals.landscape import LossSlice, LossSlicer
 from trainlight.collectors.signals.lca_probe import ProbeLoss
 
@@ -72,14 +72,6 @@ class LandscapeProbe:
         if not pending:
             return None
         metrics: dict[str, list[Any]] = {"table": [], "step": [], "key": [], "value": []}
-        arrays: dict[str, list[Any]] = {
-            "table": [],
-            "step": [],
-            "key": [],
-            "n_rows": [],
-            "n_cols": [],
-            "values": [],
-        }
         for step, result in pending:
             scalars = {
                 SHARPNESS_KEY: result.sharpness,
@@ -93,14 +85,5 @@ class LandscapeProbe:
                     ("table", "step", "key", "value"), ("metrics", step, key, value), strict=True
                 ):
                     metrics[column].append(item)
-            row = (
-                "arrays",
-                step,
-                SLICE_KEY,
-                1,
-                len(result.losses),
-                np.asarray(result.losses, np.float32),
-            )
-            for column, item in zip(arrays, row, strict=True):
-                arrays[column].append(item)
+        arrays = array_rows([(step, SLICE_KEY, result.losses) for step, result in pending])
         return [metrics, arrays]

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from trainlight.collectors.problems import Problems
+from trainlight.collectors.signals.array_rows import array_rows
 
 PREDICTIONS_KEY = "predictions"  # `arrays` rows: n_rows examples × n_cols classes
 MAX_EXAMPLES = 4096
@@ -58,23 +59,13 @@ class PredictionRecorder:
             pending, self._pending = self._pending, []
         if not pending:
             return None
-        columns: dict[str, list[Any]] = {
-            "table": [],
-            "step": [],
-            "key": [],
-            "n_rows": [],
-            "n_cols": [],
-            "values": [],
-        }
-        for step, tensor in pending:
-            host = tensor.cpu()
-            columns["table"].append("arrays")
-            columns["step"].append(step)
-            columns["key"].append(PREDICTIONS_KEY)
-            columns["n_rows"].append(host.shape[0])
-            columns["n_cols"].append(host.shape[1] if host.dim() == 2 else 1)
-            columns["values"].append(host.reshape(-1).numpy())
-        return columns
+        # A [examples] record is one probability per example: examples x 1.
+        return array_rows(
+            [
+                (step, PREDICTIONS_KEY, host if host.ndim == 2 else host[:, None])
+                for step, host in ((step, tensor.cpu().numpy()) for step, tensor in pending)
+            ]
+        )
 
     def _checked(self, probs: Any) -> torch.Tensor | None:
         if not isinstance(probs, torch.Tensor):
