@@ -23,8 +23,10 @@ dagcomfuncs.RunLink = function (props) {
 dagcomfuncs.RunStatus = function (props) {
   var data = props.data || {};
   var children = [props.value];
-  if (data.stop_requested) {
-    children.push(React.createElement("span", { key: "s", className: "stop-flag", title: "stop requested" }, " \u23F9"));
+  // A stop was asked for and the run has not ended yet: say so in words (an icon glyph would
+  // depend on the viewer's fonts; a run that did stop already says "stopped").
+  if (data.stop_requested && props.value !== "stopped") {
+    children.push(React.createElement("span", { key: "s", className: "stop-flag", title: "stop requested" }, " \u00B7 stopping"));
   }
   return React.createElement("span", { className: "status status-" + props.value }, children);
 };

@@ -7,7 +7,8 @@ verdict reads without colour vision.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from dash import dcc, html
 from dash.development.base_component import Component
@@ -60,6 +61,7 @@ def run_header(detail: RunDetail, lca_href: str | None) -> html.Div:
         ("group", summary.group),
         ("tags", ", ".join(summary.tags)),
         ("last step", "" if summary.last_step is None else f"{summary.last_step:,}"),
+        ("steps saved", saved_steps(summary.status, summary.last_step, detail.config)),
         ("host", f"{detail.host} (pid {detail.pid})" if detail.host else ""),
         ("run id", summary.run_id),
     ]
@@ -93,6 +95,16 @@ def run_header(detail: RunDetail, lca_href: str | None) -> html.Div:
         ],
         className="run-header",
     )
+
+
+def saved_steps(status: str, last_step: int | None, config: Mapping[str, Any]) -> str:
+    """For a stopped run whose config names its planned length (`total_steps`): the steps it
+    did not run, i.e. the compute a stop saved; '' otherwise."""
+    planned = config.get("total_steps")
+    if status != "stopped" or last_step is None or not isinstance(planned, int):
+        return ""
+    saved = planned - (last_step + 1)
+    return f"{saved:,} of {planned:,}" if saved > 0 else ""
 
 
 def signal_panel(

@@ -66,6 +66,7 @@ def test_demo_run_page_explains_a_red_verdict(
     expect(verdict).to_have_text(re.compile("red"))
     expect(page.locator("#panel-catch .reason")).to_contain_text("no catch")
     expect(page.locator("#panel-catch .js-plotly-plot")).to_have_count(2)
+    expect(page.locator(".run-header .facts")).to_contain_text("steps saved")
     page.wait_for_timeout(800)
     page.screenshot(path=str(screenshot_dir / "demo_run_page.png"))
     watched_page.assert_no_errors()

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from plotly.io.json import to_json_plotly
 
+from trainlight.app.components.panels import saved_steps
 from trainlight.app.figures.lca import compare_lca_figure, lca_layers_figure
 from trainlight.app.figures.scalars import overlay_figure, scalar_figure
 from trainlight.app.figures.signals import (
@@ -162,3 +163,11 @@ def test_compare_figures() -> None:
     assert names(fig) == ["a", "b"] and fig["layout"]["showlegend"] is True
     bars = compare_lca_figure([("a", {"0": -1.0}), ("b", {"0": 1.0})])
     assert names(bars) == ["a", "b"]
+
+
+def test_steps_saved_are_shown_for_stopped_runs_with_a_planned_length() -> None:
+    assert saved_steps("stopped", 511, {"total_steps": 900}) == "388 of 900"
+    assert saved_steps("finished", 899, {"total_steps": 900}) == ""
+    assert saved_steps("stopped", 511, {}) == ""
+    assert saved_steps("stopped", 899, {"total_steps": 900}) == ""
+    assert saved_steps("stopped", None, {"total_steps": 900}) == ""
