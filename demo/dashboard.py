@@ -68,27 +68,36 @@ def start_dashboard(store_dir: Path, host: str, port: int, log_path: Path) -> Da
             env=env,
             start_new_session=True,
         )
-    lines: queue.Queue[str | None] = queue.Queue()
-    threading.Thread(target=_pump, args=(process, lines), daemon=True).start()
+    lines = follow_stdout(process)
     dashboard = Dashboard(process, "", log_path)
     try:
-        dashboard.url = _serving_url(process, lines)
+        dashboard.url = serving_url(process, lines, START_TIMEOUT_S)
     except BaseException:
         dashboard.stop()
         raise
     return dashboard
 
 
-def _pump(process: subprocess.Popen[str], lines: queue.Queue[str | None]) -> None:
-    """Read the server's stdout to its end, so that it never blocks on a full pipe."""
-    assert process.stdout is not None
-    for line in process.stdout:
-        lines.put(line)
-    lines.put(None)
+def follow_stdout(process: subprocess.Popen[str]) -> queue.Queue[str | None]:
+    """A thread reads the server's stdout to its end (so it never blocks on a full pipe) into
+    the returned queue; None marks the end."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, name="serve-stdout", daemon=True).start()
+    return lines
 
 
-def _serving_url(process: subprocess.Popen[str], lines: queue.Queue[str | None]) -> str:
-    deadline = time.monotonic() + START_TIMEOUT_S
+def serving_url(
+    process: subprocess.Popen[str], lines: queue.Queue[str | None], timeout_s: float
+) -> str:
+    """The address `trainlight serve` prints once it listens (a bounded wait)."""
+    deadline = time.monotonic() + timeout_s
     while (left := deadline - time.monotonic()) > 0:
         try:
             line = lines.get(timeout=left)
@@ -98,7 +107,7 @@ def _serving_url(process: subprocess.Popen[str], lines: queue.Queue[str | None])
             raise DashboardError(f"the dashboard exited with code {process.wait(5)}")
         if line.startswith(_SERVING):
             return line[len(_SERVING) :].split()[0]
-    raise DashboardError(f"the dashboard did not start listening within {START_TIMEOUT_S:.0f}s")
+    raise DashboardError(f"the dashboard did not start listening within {timeout_s:.0f}s")
 
 
 def fetch_health(url: str, timeout: float = 2.0) -> dict[str, dict[str, str]]:

@@ -8,11 +8,9 @@ wait is bounded in time and in count.
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,9 +20,10 @@ from typing import Any
 
 import requests
 
+from trainlight.demo.dashboard import follow_stdout, serving_url
+
 SERVER_START_TIMEOUT_S = 30.0
 SERVER_STOP_TIMEOUT_S = 10.0
-_SERVING_PREFIX = "trainlight serving http://127.0.0.1:"
 
 
 @dataclass
@@ -95,42 +94,16 @@ def start_server(
             stderr=log_file,
             text=True,
         )
-    lines: queue.Queue[str | None] = queue.Queue()
-    threading.Thread(target=_drain, args=(process, lines), daemon=True).start()
+    lines = follow_stdout(process)
     http = requests.Session()
     http.trust_env = False  # never route 127.0.0.1 through a proxy from the environment
     server = LiveServer(process, "", store_dir, log_path, http)
     try:
-        server.base_url = _wait_for_url(process, lines)
+        server.base_url = serving_url(process, lines, SERVER_START_TIMEOUT_S)
     except BaseException:
         stop_server(server)
         raise
     return server
-
-
-def _drain(process: subprocess.Popen[str], lines: queue.Queue[str | None]) -> None:
-    """Read the server's stdout to the end so it can never block on a full pipe."""
-    assert process.stdout is not None
-    for line in process.stdout:
-        lines.put(line)
-    lines.put(None)
-
-
-def _wait_for_url(process: subprocess.Popen[str], lines: queue.Queue[str | None]) -> str:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    seen: list[str] = []
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            line = lines.get(timeout=left)
-        except queue.Empty:
-            break
-        if line is None:
-            raise RuntimeError(f"server exited ({process.wait(5)}) before serving: {seen!r}")
-        seen.append(line)
-        if line.startswith(_SERVING_PREFIX):
-            port = int(line[len(_SERVING_PREFIX) :].split("/", 1)[0])
-            return f"http://127.0.0.1:{port}/"
-    raise TimeoutError(f"no serving line within {SERVER_START_TIMEOUT_S}s; stdout: {seen!r}")
 
 
 def stop_server(server: LiveServer) -> int:
