@@ -143,13 +143,19 @@ class LossSlicer:
         return {name: params[name].detach() for name in self._names}
 
     def slice(self) -> LossSlice:
-        """Losses at every α for the weights as they are now; the model is left untouched."""
+        """Losses at every α along the run's direction filter-normalised to the weights as
+        they are now; the model is left untouched."""
+        with torch.no_grad():
+            self.direction = normalise_direction(self._raw, self._weights())
+        return self.slice_along(self.direction)
+
+    def slice_along(self, direction: Mapping[str, torch.Tensor]) -> LossSlice:
+        """Losses at θ + α·direction for the current weights θ (any direction, as given)."""
         params = dict(self._model.named_parameters())
         devices = sorted({p.device.index or 0 for p in params.values() if p.device.type == "cuda"})
         losses = []
         with torch.no_grad(), probe_mode(self._model), torch.random.fork_rng(devices=devices):
             base = self._weights()
-            self.direction = direction = normalise_direction(self._raw, base)
             for alpha in self.alphas:
                 moved = {n: base[n] + alpha * direction[n] for n in self._names}
                 losses.append(self._loss(moved))
