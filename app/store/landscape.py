@@ -1,9 +1,10 @@
 """A run's loss-surface slices over training, as the run page animates them.
 
 Each `landscape/slice` row is the probe loss at α = -span … span (odd `points`, evenly spaced)
-along the run's fixed direction; `landscape/span` and `landscape/points` (logged once) rebuild
-the α axis, exactly as the collector's `alphas_for` spaced it. Sharpness (curvature at α = 0)
-comes as its own metric. A long run is thinned to `MAX_FRAMES` slices, the latest always kept.
+along the run's direction, filter-normalised to the weights of that step; `landscape/span` and
+`landscape/points` (logged once) rebuild the α axis, exactly as the collector's `alphas_for`
+spaced it. Sharpness (curvature at α = 0) comes as its own metric. A long run is thinned to
+`MAX_FRAMES` slices, the latest always kept.
 `landscape/seed` (logged once too) names the run's direction, so `trainlight landscape` can
 rebuild it at a checkpoint (`recorded_settings`).
 """
