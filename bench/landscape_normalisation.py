@@ -17,7 +17,8 @@ behaviour) and "every slice" (LossSlicer now). Printed per model:
 2. max |CLI − recorded| over the 21 points: the β = 0 row of `trainlight landscape`'s surface
    (`loss_surface` of the model loaded from a checkpoint saved at the last step, seed 0) against
    each way's slice at that step;
-3. sharpness (curvature at α = 0) over the steps, both ways.
+3. the time spent in slices, every slice / once (what renormalising costs);
+4. sharpness (curvature at α = 0) over the steps, both ways.
 
     PYTHONPATH=. python bench/landscape_normalisation.py   # ~20 s on an idle 2-core CPU
 
@@ -53,6 +54,7 @@ class Outcome:
     ratios: dict[str, list[float]] = field(default_factory=dict)
     cli_gap: dict[str, float] = field(default_factory=dict)
     sharpness: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=lambda: {"once": 0.0, "every": 0.0})
 
 
 def filter_ratios(direction: dict[str, torch.Tensor], model: nn.Module) -> list[float]:
@@ -92,7 +94,10 @@ def run_model(kind: str, steps: int, workdir: Path) -> Outcome:
         opt.step()
         if step % EVERY and step != steps:
             continue
-        for way, result in (("once", slicer.slice_along(once)), ("every", slicer.slice())):
+        for way, take in (("once", lambda: slicer.slice_along(once)), ("every", slicer.slice)):
+            started = time.perf_counter()
+            result = take()
+            out.seconds[way] += time.perf_counter() - started
             out.sharpness[way].append((step, result.sharpness))
             last[way] = result.losses
     out.ratios = {
@@ -123,6 +128,8 @@ def report(kind: str, out: Outcome) -> None:
         )
     print(f"{kind}: max |CLI α row − recorded slice| at the last step")
     print(f"  old {out.cli_gap['once']:.4g}   new {out.cli_gap['every']:.4g}")
+    ratio = out.seconds["every"] / out.seconds["once"]
+    print(f"{kind}: time in slices, new / old {ratio:.2f} (renormalising at each slice)")
     print(f"{kind}: sharpness (curvature at α = 0) by step, old -> new")
     for (step, old), (_, new) in zip(out.sharpness["once"], out.sharpness["every"], strict=True):
         print(f"  step {step:4d}: {old:9.4f} -> {new:9.4f}")

@@ -118,7 +118,9 @@ class LossSlicer:
     """Slices of `probe_loss(model)` through the current weights along the run's direction.
 
     `direction` is the one the latest slice used (before the first: normalised to the weights
-    at construction); the raw draw behind it never changes.
+    at construction); the raw draw behind it never changes. Both are held (two copies of the
+    trainable parameters, the draw in float32); renormalising costs one norm per filter per
+    slice, on top of its `points` forward passes.
     """
 
     def __init__(
