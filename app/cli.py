@@ -19,6 +19,7 @@ from trainlight.collectors.schema import DEFAULT_STORE_DIR, STORE_DIR_ENV, Store
 
 if TYPE_CHECKING:
     from trainlight.app.store.database import Store
+    from trainlight.app.store.landscape import SliceSettings
 
 TOKEN_ENV = "TRAINLIGHT_TOKEN"
 
@@ -81,8 +82,12 @@ def _add_landscape_parser(
         "landscape",
         help="compute a run's 2-D loss surface from a saved checkpoint (needs torch)",
         description="Evaluate probe_loss on a points x points grid through the checkpoint's "
-        "weights along two filter-normalised directions (seeds 0 and 1; seed 0 is the run's "
-        "slice direction) and store it for the run page (<store>/surfaces/RUN_ID.json).",
+        "weights along the run's random direction (α; its recorded seed) and a second one (β; "
+        "seed + 1), each filter-normalised to the checkpoint's weights as the run's slices are "
+        "to the weights of their step, so the β = 0 row is the slice the run recorded at the "
+        "checkpoint's step. Seed, span and points are read from the run's ingested "
+        "landscape/* metrics unless given. Stored for the run page "
+        "(<store>/surfaces/RUN_ID.json).",
     )
     landscape.add_argument("run_id", metavar="RUN_ID", help="the run the surface belongs to")
     landscape.add_argument(
@@ -94,13 +99,27 @@ def _add_landscape_parser(
         required=True,
         help="pkg.module:probe_loss; probe_loss(model) returns a scalar loss on a fixed batch",
     )
+    recorded = "(default: the run's, from the store)"
     landscape.add_argument(
-        "--points", type=_positive_int, default=21, help="grid points per axis (odd, >= 5)"
+        "--points",
+        type=_positive_int,
+        default=None,
+        help=f"grid points per axis, odd >= 5 {recorded}",
     )
     landscape.add_argument(
-        "--span", type=float, default=1.0, help="the grid covers [-span, span]^2 (default 1)"
+        "--span", type=float, default=None, help=f"the grid covers [-span, span]^2 {recorded}"
+    )
+    landscape.add_argument(
+        "--seed", type=_natural_int, default=None, help=f"the α direction's seed {recorded}"
     )
     landscape.add_argument("--dir", default=None, help=store_help)
+
+
+def _natural_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -156,22 +175,59 @@ def _landscape(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"trainlight landscape needs torch and rich: {exc}", file=sys.stderr)
         return 2
-    job = surface.SurfaceJob(
-        run_id=args.run_id,
-        model=args.model,
-        checkpoint=Path(args.checkpoint),
-        probe=args.probe,
-        points=args.points,
-        span=args.span,
-        directory=args.dir,
-    )
     try:
+        seed, span, points = _slice_settings(args)
+        job = surface.SurfaceJob(
+            run_id=args.run_id,
+            model=args.model,
+            checkpoint=Path(args.checkpoint),
+            probe=args.probe,
+            points=points,
+            span=span,
+            directory=args.dir,
+            seed=seed,
+        )
         path = surface.run(job)
     except (ValueError, RuntimeError, ImportError, OSError) as exc:
         print(f"trainlight landscape: {exc}", file=sys.stderr)
         return 2
-    print(f"stored the loss surface of {args.run_id} in {path}")
+    described = f"seed {seed}, span {span}, {points} points"
+    print(f"stored the loss surface of {args.run_id} ({described}) in {path}")
     return 0
+
+
+def _slice_settings(args: argparse.Namespace) -> tuple[int, float, int]:
+    """--seed/--span/--points where given, else what the run's slices recorded; ValueError
+    naming the options to pass when neither has them (e.g. while a server holds the store)."""
+    from trainlight.app.store.landscape import SliceSettings
+
+    layout = StoreLayout.resolve(args.dir)
+    layout.surface_path(args.run_id)  # checks the run id before opening anything
+    settings = SliceSettings(args.seed, args.span, args.points)
+    if settings.missing() and layout.database.exists():
+        settings = settings.over(_recorded_settings(layout, args.run_id))
+    if settings.seed is None or settings.span is None or settings.points is None:
+        raise ValueError(
+            f"{layout.root} holds no landscape/{{seed,span,points}} of run {args.run_id} (logged "
+            "by mon.landscape, read once ingested: `trainlight ingest`); pass "
+            + ", ".join(settings.missing())
+        )
+    return settings.seed, settings.span, settings.points
+
+
+def _recorded_settings(layout: StoreLayout, run_id: str) -> SliceSettings:
+    from trainlight.app.store.database import Store, StoreLockedError
+    from trainlight.app.store.landscape import recorded_settings
+
+    try:
+        store = Store(layout)
+    except StoreLockedError as exc:
+        raise ValueError(f"{exc} Or pass --seed, --span and --points.") from exc
+    try:
+        with store.read() as cur:
+            return recorded_settings(cur, run_id)
+    finally:
+        store.close()
 
 
 def _ingest(store: Store) -> int:

@@ -1,11 +1,13 @@
 """`trainlight landscape`: a 2-D loss surface through a saved checkpoint, computed offline.
 
-The run page's 1-D slices (signals/landscape.py) follow one filter-normalised direction during
-training; this plots L(θ + α·d₀ + β·d₁) on a grid from a checkpoint, after the fact, where a
-points² grid of forward passes costs nothing to the training. d₀ and d₁ are the same
-`filter_normalised_direction`s as the slices' (seeds 0 and 1), so the surface's α axis is exactly
-the slice the run recorded with seed 0. The parameters are never written: every point is a
-`functional_call` of the user's `probe_loss(model)` under eval mode, no autograd and a forked RNG.
+The run page's 1-D slices (signals/landscape.py) follow the run's seeded random direction,
+filter-normalised to the weights of each slicing step; this plots L(θ + α·d₀ + β·d₁) on a grid
+from a checkpoint, after the fact, where a points² grid of forward passes costs nothing to the
+training. d₀ is the run's direction (its recorded seed) and d₁ the one of seed + 1, both drawn and
+filter-normalised to the checkpoint's weights by the very functions the slices use, so the
+surface's α axis (β = 0) is the slice the run recorded at the checkpoint's step. The parameters
+are never written: every point is a `functional_call` of the user's `probe_loss(model)` under
+eval mode, no autograd and a forked RNG.
 
 The surface is one JSON file per run in the store (`StoreLayout.surface_path`), written
 atomically, which the dashboard reads; NaN and ±Inf losses are stored as null (JSON has no NaN).
@@ -29,10 +31,12 @@ from torch import nn
 from torch.func import functional_call
 
 from trainlight.collectors.schema import StoreLayout, write_atomically
-from trainlight.collectors.signals.landscape import alphas_for, filter_normalised_direction
+from trainlight.collectors.signals.landscape import (
+    alphas_for,
+    check_seed,
+    filter_normalised_direction,
+)
 from trainlight.collectors.signals.lca_probe import ProbeLoss, _Bound, probe_mode
-
-SEEDS = (0, 1)  # d₀: the run's slice direction (LossSlicer's default seed); d₁: a second one
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class SurfaceJob:
     points: int = 21
     span: float = 1.0
     directory: str | None = None  # the store (None: $TRAINLIGHT_DIR or the default)
+    seed: int = 0  # the run's slice direction; β moves along seed + 1
 
 
 @dataclass(frozen=True)
@@ -75,16 +80,20 @@ def loss_surface(
     probe_loss: ProbeLoss,
     points: int = 21,
     span: float = 1.0,
+    *,
+    seed: int = 0,
     advance: Callable[[], None] = lambda: None,
 ) -> Surface:
-    """Losses at θ + α·d₀ + β·d₁ over [-span, span]²; `advance()` after each point.
+    """Losses at θ + α·d₀ + β·d₁ over [-span, span]², d₀ and d₁ the filter-normalised
+    directions of `seed` and `seed + 1`; `advance()` after each point.
 
     One host copy per row of the grid; the model is left untouched.
     """
     alphas = alphas_for(points, span)
     names = [name for name, p in model.named_parameters() if p.requires_grad]
     params = dict(model.named_parameters())
-    d0, d1 = (filter_normalised_direction([(n, params[n]) for n in names], s) for s in SEEDS)
+    weights = [(n, params[n].detach()) for n in names]
+    d0, d1 = (filter_normalised_direction(weights, s) for s in (seed, seed + 1))
     bound = _Bound(model, probe_loss)
     devices = sorted({p.device.index or 0 for p in params.values() if p.device.type == "cuda"})
     rows = []
@@ -117,6 +126,7 @@ def surface_json(surface: Surface, job: SurfaceJob, created_at: dt.datetime) -> 
         "checkpoint": str(job.checkpoint),
         "points": job.points,
         "span": job.span,
+        "seed": job.seed,
         "alphas": list(surface.alphas),
         "betas": list(surface.betas),
         "losses": [[finite(v) for v in row] for row in surface.losses],
@@ -139,11 +149,17 @@ def run(job: SurfaceJob) -> Path:
     """Compute the job's surface with a progress bar and store it; returns the file written."""
     path = StoreLayout.resolve(job.directory).surface_path(job.run_id)  # checks the run id
     alphas_for(job.points, job.span)  # bad grid arguments fail before any loading
+    check_seed(job.seed)
     model, probe_loss = load_model(job), load_object(job.probe)
     with Progress(console=Console(stderr=True)) as progress:
         task = progress.add_task(f"loss surface of {job.run_id}", total=job.points**2)
         surface = loss_surface(
-            model, probe_loss, job.points, job.span, lambda: progress.advance(task)
+            model,
+            probe_loss,
+            job.points,
+            job.span,
+            seed=job.seed,
+            advance=lambda: progress.advance(task),
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, surface_json(surface, job, dt.datetime.now(dt.UTC)))

@@ -248,10 +248,12 @@ class Monitor:
         span: float = 1.0,
         seed: int = 0,
     ) -> LandscapeProbe:
-        """A 1-D loss slice along a fixed filter-normalised direction every `every` steps.
+        """A 1-D loss slice every `every` steps along the run's random direction (drawn once
+        from `seed`), filter-normalised to the weights of that step.
 
         Taken inside `log()` when its step is a multiple of `every`: `points` forward passes of
         `probe_loss(model)` (a scalar on a fixed batch), parameters and training state untouched.
+        The seed, span and points are recorded, so `trainlight landscape` rebuilds the direction.
         """
         probe = LandscapeProbe(
             unwrap(model),

@@ -28,9 +28,9 @@ REPRO_HELP = (
     "band over examples, and the share of examples whose top class differs."
 )
 LANDSCAPE_HELP = (
-    "The probe loss along one fixed filter-normalised random direction through the current "
-    "weights, at each recorded step (press play or drag the slider). Sharpness is its "
-    "curvature at the current weights."
+    "The probe loss along the run's random direction, filter-normalised to the weights of "
+    "each recorded step, through those weights (press play or drag the slider). Sharpness is "
+    "its curvature at the weights."
 )
 SURFACE_HELP = "Computed offline by `trainlight landscape` from a checkpoint"
 SIZING_HELP = (

@@ -36,7 +36,7 @@ def slice_animation(slices: LandscapeSlices, uirevision: str) -> Figure:
         }
         for i, step in enumerate(slices.steps)
     ]
-    layout = base_layout("Loss along a fixed direction, over training", uirevision, height=380)
+    layout = base_layout("Loss along the run's direction, over training", uirevision, height=380)
     layout["xaxis"] = axis("α (filter-normalised direction)")
     layout["yaxis"] = axis("probe loss", range=_loss_range(slices.losses))
     layout["hovermode"] = "closest"

@@ -24,6 +24,7 @@ SLICE_KEY = "landscape/slice"
 SHARPNESS_KEY = "landscape/sharpness"
 SPAN_KEY = "landscape/span"
 POINTS_KEY = "landscape/points"
+SEED_KEY = "landscape/seed"
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,12 @@
 """A run's loss-surface slices over training, as the run page animates them.
 
 Each `landscape/slice` row is the probe loss at α = -span … span (odd `points`, evenly spaced)
-along the run's fixed direction; `landscape/span` and `landscape/points` (logged once) rebuild
-the α axis, exactly as the collector's `alphas_for` spaced it. Sharpness (curvature at α = 0)
-comes as its own metric. A long run is thinned to `MAX_FRAMES` slices, the latest always kept.
+along the run's direction, filter-normalised to the weights of that step; `landscape/span` and
+`landscape/points` (logged once) rebuild the α axis, exactly as the collector's `alphas_for`
+spaced it. Sharpness (curvature at α = 0) comes as its own metric. A long run is thinned to
+`MAX_FRAMES` slices, the latest always kept.
+`landscape/seed` (logged once too) names the run's direction, so `trainlight landscape` can
+rebuild it at a checkpoint (`recorded_settings`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy.typing as npt
 
 from trainlight.app.store.arrays import (
     POINTS_KEY,
+    SEED_KEY,
     SHARPNESS_KEY,
     SLICE_KEY,
     SPAN_KEY,
@@ -35,6 +39,45 @@ class LandscapeSlices:
     losses: npt.NDArray[np.float64]
     sharpness_steps: tuple[int, ...]
     sharpness: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class SliceSettings:
+    """What a run's slices were taken with; None where the run recorded no such value."""
+
+    seed: int | None
+    span: float | None
+    points: int | None
+
+    def over(self, other: SliceSettings) -> SliceSettings:
+        """These values where set, `other`'s elsewhere."""
+        return SliceSettings(
+            self.seed if self.seed is not None else other.seed,
+            self.span if self.span is not None else other.span,
+            self.points if self.points is not None else other.points,
+        )
+
+    def missing(self) -> list[str]:
+        """The command-line options of the values not set."""
+        values = {"--seed": self.seed, "--span": self.span, "--points": self.points}
+        return [option for option, value in values.items() if value is None]
+
+
+def recorded_settings(cur: duckdb.DuckDBPyConnection, run_id: str) -> SliceSettings:
+    """The seed, span and points the run's `mon.landscape` logged (once, at its first slice)."""
+    found = dict(
+        cur.execute(
+            "SELECT key, any_value(value) FROM metrics WHERE run_id = ? AND key IN (?, ?, ?) "
+            "AND isfinite(value) GROUP BY key",
+            [run_id, SEED_KEY, SPAN_KEY, POINTS_KEY],
+        ).fetchall()
+    )
+    seed, span, points = (found.get(key) for key in (SEED_KEY, SPAN_KEY, POINTS_KEY))
+    return SliceSettings(
+        seed=None if seed is None else int(seed),
+        span=None if span is None else float(span),
+        points=None if points is None else int(points),
+    )
 
 
 def slice_alphas(points: int, span: float) -> tuple[float, ...]:

@@ -1,13 +1,15 @@
 """`mon.landscape(model, probe_loss, every=K)`: a loss-surface slice every K steps, as rows.
 
-The slice itself (filter-normalised direction, probe passes that leave training untouched) is
-landscape.py; this is the schedule and the rows. A slice is taken on the training thread when
+The slice itself (the run's seeded direction filter-normalised to the weights of each slicing
+step, probe passes that leave training untouched) is landscape.py; this is the schedule and the
+rows. A slice is taken on the training thread when
 `log()` reaches a step that is a multiple of `every` (it costs `points` forward passes of the
 probe batch, the price the user chose with `every`) and handed to the flush thread as rows:
 
 - `arrays` `landscape/slice`: one row, n_cols = points, the probe losses at α = -span … span;
 - `metrics` `landscape/sharpness` (curvature at α = 0), `landscape/center` (loss at α = 0) and,
-  once, `landscape/span` and `landscape/points`, so a reader can rebuild the α axis.
+  once, `landscape/span`, `landscape/points` and `landscape/seed`, so a reader can rebuild the α
+  axis and `trainlight landscape` the direction.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ SHARPNESS_KEY = "landscape/sharpness"
 CENTER_KEY = "landscape/center"
 SPAN_KEY = "landscape/span"
 POINTS_KEY = "landscape/points"
+SEED_KEY = "landscape/seed"
 
 
 class LandscapeProbe:
@@ -46,6 +49,7 @@ class LandscapeProbe:
             raise ValueError(f"landscape every must be >= 1, got {every!r}")
         self.every = every
         self.span = float(span)
+        self.seed = seed
         self.problems = problems
         self._slicer = LossSlicer(model, probe_loss, points=points, span=span, seed=seed)
         self._last_step: int | None = None
@@ -78,7 +82,11 @@ class LandscapeProbe:
                 CENTER_KEY: result.losses[len(result.losses) // 2],
             }
             if not self._described:
-                scalars |= {SPAN_KEY: self.span, POINTS_KEY: float(len(result.alphas))}
+                scalars |= {
+                    SPAN_KEY: self.span,
+                    POINTS_KEY: float(len(result.alphas)),
+                    SEED_KEY: float(self.seed),
+                }
                 self._described = True
             for key, value in scalars.items():
                 for column, item in zip(

@@ -1,4 +1,6 @@
-"""Loss slices against naive references: filter norms by loops, losses from moved weight copies."""
+"""Loss slices against naive references: filter norms by loops, losses from moved weight copies,
+and the direction against the authors' own normalisation (tests/support/net_plotter_reference.py)
+at every slice of a real training whose weights grow."""
 
 from __future__ import annotations
 
@@ -9,6 +11,10 @@ import pytest
 import torch
 from torch import nn
 
+from tests.support.net_plotter_reference import (
+    get_random_weights,
+    normalize_directions_for_weights,
+)
 from trainlight.collectors.problems import Problems
 from trainlight.collectors.signals.landscape import (
     LossSlicer,
@@ -17,6 +23,7 @@ from trainlight.collectors.signals.landscape import (
     sharpness,
 )
 from trainlight.collectors.signals.landscape_probe import (
+    SEED_KEY,
     SHARPNESS_KEY,
     SLICE_KEY,
     SPAN_KEY,
@@ -124,7 +131,9 @@ def test_alphas_are_symmetric_with_zero_in_the_middle() -> None:
 def test_the_probe_slices_on_its_steps_only_and_describes_the_axis_once() -> None:
     model = nn.Linear(3, 1)
     x = torch.randn(8, 3)
-    probe = LandscapeProbe(model, lambda m: m(x).square().mean(), Problems(), every=4, points=5)
+    probe = LandscapeProbe(
+        model, lambda m: m(x).square().mean(), Problems(), every=4, points=5, seed=12
+    )
     for step in range(9):
         probe.maybe(step)
     probe.maybe(8)  # the same step again: no second slice
@@ -135,6 +144,8 @@ def test_the_probe_slices_on_its_steps_only_and_describes_the_axis_once() -> Non
     assert arrays["n_cols"] == [5] * 3 and all(len(v) == 5 for v in arrays["values"])
     keys = list(zip(metrics["step"], metrics["key"], strict=True))
     assert (0, SPAN_KEY) in keys and sum(k == SPAN_KEY for _, k in keys) == 1
+    seeds = [v for k, v in zip(metrics["key"], metrics["value"], strict=True) if k == SEED_KEY]
+    assert seeds == [12.0]
     assert sum(k == SHARPNESS_KEY for _, k in keys) == 3
     assert probe.collect() is None
 
@@ -148,3 +159,72 @@ def test_a_failing_probe_is_counted_not_raised() -> None:
     probe.maybe(0)
     assert probe.collect() is None
     assert problems.count("landscape_failed") == 1
+
+
+def reference_direction(raw: list[torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """The authors' normalisation of a copy of `raw` to the model's current weights."""
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    weights = [p.detach().clone() for p in model.parameters() if p.requires_grad]
+    direction = [d.clone() for d in raw]
+    normalize_directions_for_weights(direction, weights, norm="filter", ignore="biasbn")
+    return dict(zip(names, direction, strict=True))
+
+
+def filter_norms(tensor: torch.Tensor) -> list[float]:
+    """Naive per-filter norms: one output filter at a time, in float64."""
+    return [float(tensor[i].double().norm()) for i in range(tensor.shape[0])]
+
+
+def test_the_seeds_direction_is_the_authors_filter_normalisation_of_the_seeds_draw() -> None:
+    model = small_cnn()
+    params = list(model.named_parameters())
+    ours = filter_normalised_direction(params, seed=9)
+    raw = get_random_weights([p for _, p in params], torch.Generator().manual_seed(9))
+    theirs = reference_direction(raw, model)
+    for name, d in ours.items():
+        torch.testing.assert_close(d, theirs[name], rtol=1e-6, atol=1e-9)
+
+
+def test_at_every_slice_the_direction_has_the_current_weights_filter_norms() -> None:
+    """A real training whose filters grow: each slice renormalises the run's one random draw
+    to the weights of that step (the authors' rule), and its losses move along that direction."""
+    model = small_cnn()
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(96, 1, 6, 6, generator=generator)
+    y = (x[:, 0, 2:4, 2:4].sum((1, 2)) > 0).long() + (x[:, 0, 0, 0] > 1).long()
+    loss_fn = nn.CrossEntropyLoss()
+    slicer = LossSlicer(model, lambda m: loss_fn(m(x[:32]), y[:32]), points=5, span=0.5, seed=7)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    raw = get_random_weights(trainable, torch.Generator().manual_seed(7))
+    first = {n: filter_norms(p.detach()) for n, p in model.named_parameters() if p.dim() > 1}
+    opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    for step in range(61):
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+        if step % 20:
+            continue
+        result = slicer.slice()
+        expected = reference_direction(raw, model)
+        for name, weight in model.named_parameters():
+            torch.testing.assert_close(slicer.direction[name], expected[name], rtol=1e-5, atol=0)
+            if weight.dim() > 1:
+                got, want = filter_norms(slicer.direction[name]), filter_norms(weight.detach())
+                assert got == pytest.approx(want, rel=1e-5), (step, name)
+        naive = copy.deepcopy(model).eval()
+        with torch.no_grad():
+            for name, p in naive.named_parameters():
+                p.add_(result.alphas[0] * expected[name])
+            assert result.losses[0] == pytest.approx(loss_fn(naive(x[:32]), y[:32]).item(), 1e-5)
+    grown = max(
+        max(abs(a / b - 1) for a, b in zip(filter_norms(p.detach()), first[n], strict=True))
+        for n, p in model.named_parameters()
+        if p.dim() > 1
+    )
+    assert grown > 0.25  # the weights did move: a direction normalised once would be off
+
+
+@pytest.mark.parametrize("seed", [-1, 2**53 - 1, True, 1.0])
+def test_a_seed_that_would_not_survive_the_store_is_refused(seed: object) -> None:
+    with pytest.raises(ValueError, match="landscape seed"):
+        LossSlicer(nn.Linear(2, 1), lambda m: m(torch.ones(1, 2)).sum(), seed=seed)  # type: ignore[arg-type]

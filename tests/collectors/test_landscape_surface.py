@@ -1,6 +1,8 @@
 """`trainlight landscape`: the 2-D surface against the probe loss at the checkpoint, against
-LossSlicer's 1-D slice along the same seed-0 direction, its stored JSON, and the command itself
-end to end in a subprocess on a tiny model from a module written for the test."""
+LossSlicer's 1-D slice along the same seed's direction, its stored JSON, and the command itself
+end to end in a subprocess on a tiny model from a module written for the test: its α row at a
+checkpoint equals the slice a real training recorded at that step, with the run's seed, span and
+points read from the store."""
 
 from __future__ import annotations
 
@@ -74,14 +76,16 @@ def test_the_centre_is_the_probe_loss_and_the_alpha_axis_is_the_slice(model_modu
     probe = load_object(f"{model_module}:probe_loss")
     before = {n: p.detach().clone() for n, p in model.state_dict().items()}
     calls = []
-    surface = loss_surface(model, probe, points=7, span=0.8, advance=lambda: calls.append(1))
+    surface = loss_surface(
+        model, probe, points=7, span=0.8, seed=5, advance=lambda: calls.append(1)
+    )
     assert len(calls) == 49 and surface.alphas == surface.betas == alphas_for(7, 0.8)
     assert len(surface.losses) == 7 and all(len(row) == 7 for row in surface.losses)
     model.eval()  # the probe runs in eval mode: dropout off
     with torch.no_grad():
         centre = float(probe(model))
     assert surface.losses[3][3] == pytest.approx(centre, rel=1e-12)
-    reference = LossSlicer(model.train(), probe, points=7, span=0.8, seed=0).slice()
+    reference = LossSlicer(model.train(), probe, points=7, span=0.8, seed=5).slice()
     assert surface.losses[3] == pytest.approx(reference.losses, rel=1e-12)  # β = 0 row
     assert surface.losses[0] != pytest.approx(reference.losses)  # other rows move along d₁
     assert all(torch.equal(before[n], p) for n, p in model.state_dict().items())
@@ -92,7 +96,7 @@ def test_the_json_holds_the_grid_with_nonfinite_losses_as_null() -> None:
     surface = Surface(
         (-1.0, 0.0, 1.0), (-1.0, 0.0, 1.0), ((1.0, math.nan, 2.0),) * 2 + ((3.0,) * 3,)
     )
-    job = SurfaceJob("run-1", "m:f", Path("/ckpt/model.pt"), "m:p", points=3, span=1.0)
+    job = SurfaceJob("run-1", "m:f", Path("/ckpt/model.pt"), "m:p", points=3, span=1.0, seed=4)
     created = dt.datetime(2024, 5, 1, 12, 30, tzinfo=dt.UTC)
     document = json.loads(surface_json(surface, job, created))
     assert document == {
@@ -100,6 +104,7 @@ def test_the_json_holds_the_grid_with_nonfinite_losses_as_null() -> None:
         "checkpoint": "/ckpt/model.pt",
         "points": 3,
         "span": 1.0,
+        "seed": 4,
         "alphas": [-1.0, 0.0, 1.0],
         "betas": [-1.0, 0.0, 1.0],
         "losses": [[1.0, None, 2.0], [1.0, None, 2.0], [3.0, 3.0, 3.0]],
@@ -127,7 +132,7 @@ def test_the_command_stores_the_surface_from_a_checkpoint(
     command = [sys.executable, "-m", "trainlight.app.cli", "landscape", "run-abc"]
     command += ["--model", f"{model_module}:factory", "--checkpoint", str(checkpoint)]
     command += ["--probe", f"{model_module}:probe_loss", "--points", "5", "--span", "0.5"]
-    command += ["--dir", str(store)]
+    command += ["--seed", "2", "--dir", str(store)]
     started = dt.datetime.now(dt.UTC)
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
@@ -135,11 +140,12 @@ def test_the_command_stores_the_surface_from_a_checkpoint(
     assert path == store.absolute() / "surfaces" / "run-abc.json"
     assert str(path) in done.stdout
     document = json.loads(path.read_text())
-    assert (document["run_id"], document["points"], document["span"]) == ("run-abc", 5, 0.5)
+    described = (document["run_id"], document["points"], document["span"], document["seed"])
+    assert described == ("run-abc", 5, 0.5, 2)
     assert document["checkpoint"] == str(checkpoint)
     assert document["alphas"] == document["betas"] == list(alphas_for(5, 0.5))
     probe = load_object(f"{model_module}:probe_loss")
-    want = loss_surface(model, probe, points=5, span=0.5).losses
+    want = loss_surface(model, probe, points=5, span=0.5, seed=2).losses
     assert document["losses"] == [pytest.approx(list(row), rel=1e-12) for row in want]
     assert dt.datetime.fromisoformat(document["created_at"]) >= started.replace(microsecond=0)
     assert not [p for p in path.parent.iterdir() if p != path]  # no temporary left behind
@@ -151,10 +157,12 @@ def test_the_command_refuses_bad_arguments_with_the_value(
     base = [sys.executable, "-m", "trainlight.app.cli", "landscape"]
     base += ["--model", f"{model_module}:factory", "--probe", f"{model_module}:probe_loss"]
     base += ["--checkpoint", str(tmp_path / "missing.pt"), "--dir", str(tmp_path)]
+    given = ["--seed", "0", "--span", "1", "--points", "5"]
     for extra, message in (
-        (["run-x", "--points", "4"], "odd and >= 5, got 4"),
-        (["Bad Id!"], "invalid run id"),
-        (["run-x"], "missing.pt"),
+        (["run-x", "--seed", "0", "--span", "1", "--points", "4"], "odd and >= 5, got 4"),
+        (["Bad Id!", *given], "invalid run id"),
+        (["run-x", *given], "missing.pt"),
+        (["run-x", "--seed", "3"], "pass --span, --points"),
     ):
         done = subprocess.run(base + extra, capture_output=True, text=True, timeout=120)
         assert done.returncode == 2 and message in done.stderr, done.stderr
