@@ -23,7 +23,7 @@ from trainlight.app.store.layer_sizing import BINS, variance_histograms
 from trainlight.app.store.replicas import latest_differences, replica_differences, thin
 from trainlight.app.store.repro import evaluate_repro
 from trainlight.app.store.surfaces import cached_surface
-from trainlight.collectors.health.prediction_difference import pair_difference
+from trainlight.collectors.health.prediction_difference import pair_difference, relative_pd
 from trainlight.collectors.health.rules.repro import DEFAULT_BUDGET
 from trainlight.collectors.schema import RunHeader, StoreLayout, write_atomically
 from trainlight.collectors.writer import encode_segment
@@ -102,6 +102,19 @@ def test_labels_recorded_by_either_run_are_used(store: Store) -> None:
         from_b = latest_differences(cur, "b")["a"].difference
     assert from_a == from_b == pair_difference(a, b, labels)
     assert from_a.on_labels and from_a != pair_difference(a, b)
+
+
+def test_movement_is_the_larger_own_change_since_the_previous_matched_step(store: Store) -> None:
+    a = {0: probs(1, noise=0.5), 7: probs(2, noise=0.5), 10: probs(3, noise=0.5)}
+    b = {0: probs(4, noise=0.5), 10: probs(5, noise=0.5)}  # no step 7: 0 is the previous
+    deliver(store, "a", 0, [(s, "predictions", "", m) for s, m in a.items()], group="g")
+    deliver(store, "b", 0, [(s, "predictions", "", m) for s, m in b.items()], group="g")
+    Ingester(store).ingest_pending()
+    with store.read() as cur:
+        reading = latest_differences(cur, "a")["b"]
+    assert (reading.previous, reading.step) == (0, 10)
+    own = [relative_pd(a[0], a[10]), relative_pd(b[0], b[10])]
+    assert reading.movement == pytest.approx(max(own)) and min(own) > 0
 
 
 def two_steps(matrix: np.ndarray) -> list[Row]:
