@@ -74,7 +74,8 @@ class ReproRule:
         diff = worst[1].difference
         reason = (
             f"relative PD at most {diff.relative.value:.3g} (with {worst[0]}: top-1 disagreement "
-            f"{diff.disagreement.value:.3g}), {len(latest)} replicas, budget {self.budget:g}"
+            f"{diff.disagreement.value:.3g}), {len(latest)} replica{'s' * (len(latest) > 1)}, "
+            f"budget {self.budget:g}"
         )
         return Verdict(GREEN, reason, step)
 
