@@ -228,16 +228,24 @@ class Monitor:
         """Per-sample means of a generated batch, for `runaway`. No device sync."""
         self._runaway_tracker().observe(int(step), generated)
 
-    def predictions(self, step: int, probs: torch.Tensor, every: int = 50) -> None:
+    def predictions(
+        self,
+        step: int,
+        probs: torch.Tensor,
+        every: int = 50,
+        labels: torch.Tensor | None = None,
+    ) -> None:
         """A fixed probe set's predicted probabilities ([examples] or [examples, classes], at most
         4,096 examples, the same examples in the same order on every replica), kept every
-        `every` steps (fixed by the first call) for the reproducibility view. No device sync."""
+        `every` steps (fixed by the first call) for the reproducibility view. `labels`: the
+        examples' true classes ([examples] integers), kept once: the relative prediction
+        difference is taken on their probability (without them, on the top class). No sync."""
         if not self._leader:
             return
         if self._predictions is None:
             self._predictions = PredictionRecorder(self.problems, every=every)
             self.add_source(self._predictions)
-        self._predictions.observe(step, probs)
+        self._predictions.observe(step, probs, labels)
 
     def landscape(
         self,

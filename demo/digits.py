@@ -1,9 +1,10 @@
 """The classifier family: small MLPs and CNNs on scikit-learn's bundled handwritten digits.
 
 `load_digits` ships with scikit-learn (1,797 8x8 images, no download). The split is fixed, so
-replicas that differ only in seed see the same digits; the seed sets the initial weights and the
-batch order. Instrumented only through the public Monitor API: `watch` for dead ReLUs and NaN,
-`lca` for Loss Change Allocation on a fixed probe batch, `log` for the curves.
+replicas that differ only in seed see the same digits; the seed sets the batch order and, unless
+the recipe fixes `init_seed`, the initial weights. Instrumented only through the public Monitor
+API: `watch` for dead ReLUs and NaN, `lca` for Loss Change Allocation on a fixed probe batch,
+`log` for the curves.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ HELD_OUT = 297  # digits never trained on: 1,500 remain for training
 PROBE_SIZE = 256
 SPLIT_SEED = 0
 EVAL_EVERY = 25  # steps between held-out evaluations
-SMELU_BETA = 0.5  # half-width of SmeLU's quadratic zone (pre-activations here are O(1))
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def build_model(recipe: DigitsRecipe) -> nn.Sequential:
 
     def act() -> nn.Module:
         if recipe.activation == "smelu":
-            return SmeLU(beta=SMELU_BETA)
+            return SmeLU(beta=recipe.smelu_beta)
         return nn.ReLU() if recipe.activation == "relu" else nn.LeakyReLU(0.01)
 
     if recipe.model == "mlp":
@@ -93,16 +93,53 @@ def _held_out_probe() -> tuple[torch.Tensor, torch.Tensor]:
     return data.images[probe], data.labels[probe]
 
 
+@dataclass(frozen=True)
+class Training:
+    """One training's state: the model, its optimiser and schedule, and its batch stream."""
+
+    model: nn.Sequential
+    opt: torch.optim.SGD
+    schedule: torch.optim.lr_scheduler.ExponentialLR
+    batches: Iterator[torch.Tensor]
+
+
+def start_training(recipe: DigitsRecipe, seed: int, data: Digits) -> Training:
+    """The initial weights come from `recipe.init_seed` (or `seed`), the batch order from `seed`."""
+    torch.manual_seed(seed if recipe.init_seed is None else recipe.init_seed)
+    model = build_model(recipe)
+    opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum)
+    schedule = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=recipe.lr_decay)
+    train = data.train[: recipe.train_size] if recipe.train_size else data.train
+    batches = shuffled_batches(train, recipe.batch, torch.Generator().manual_seed(seed))
+    return Training(model, opt, schedule, batches)
+
+
+def train_step(
+    training: Training,
+    recipe: DigitsRecipe,
+    data: Digits,
+    measure: AbstractContextManager[object] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One SGD step on the next batch (the optimiser step inside `measure`): (loss, accuracy)."""
+    idx = next(training.batches)
+    logits = training.model(data.images[idx])
+    labels = (data.labels[idx] + recipe.label_shift) % 10
+    loss = nn.functional.cross_entropy(logits, labels)
+    training.opt.zero_grad()
+    loss.backward()
+    with measure or nullcontext():
+        training.opt.step()
+    training.schedule.step()
+    return loss, (logits.argmax(1) == labels).float().mean()
+
+
 def train_digits(mon: Monitor, recipe: DigitsRecipe, steps: int, seed: int) -> None:
     """Train for `steps` steps (fewer if `mon` asks to stop), reporting to `mon`."""
     data = load_digits_split()
-    train = data.train[: recipe.train_size] if recipe.train_size else data.train
     probe = data.held_out if recipe.probe == "held_out" else data.train
     probe_x, probe_y = data.images[probe[:PROBE_SIZE]], data.labels[probe[:PROBE_SIZE]]
-    rng = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = build_model(recipe)
-    opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum)
+    training = start_training(recipe, seed, data)
+    model = training.model
     mon.watch(model, every=1, window=2048)
     lca = None
     if recipe.lca_every:
@@ -117,25 +154,15 @@ def train_digits(mon: Monitor, recipe: DigitsRecipe, steps: int, seed: int) -> N
             lambda m: nn.functional.cross_entropy(m(probe_x), probe_y),
             every=recipe.landscape_every,
         )
-    batches = shuffled_batches(train, recipe.batch, rng)
     for step in range(steps):
-        idx = next(batches)
-        logits = model(data.images[idx])
-        labels = (data.labels[idx] + recipe.label_shift) % 10
-        loss = nn.functional.cross_entropy(logits, labels)
-        opt.zero_grad()
-        loss.backward()
-        measure: AbstractContextManager[object] = lca.measure(step) if lca else nullcontext()
-        with measure:
-            opt.step()
-        acc = (logits.argmax(1) == labels).float().mean()
+        loss, acc = train_step(training, recipe, data, lca.measure(step) if lca else None)
         mon.log(step, loss=loss, acc=acc)
         if step % EVAL_EVERY == 0 or step == steps - 1:
             mon.log(step, **held_out_scores(model, data))
         if recipe.predictions_every and step % recipe.predictions_every == 0:
-            mon.predictions(
-                step, held_out_probabilities(model, data), every=recipe.predictions_every
-            )
+            probs = held_out_probabilities(model, data)
+            labels = data.labels[data.held_out]
+            mon.predictions(step, probs, every=recipe.predictions_every, labels=labels)
         if mon.should_stop():
             break
 

@@ -51,6 +51,10 @@ class DigitsRecipe:
     `activation="smelu"` uses trainlight's Smooth ReLU. `predictions_every` > 0 records the
     held-out digits' predicted probabilities every that many steps (replica comparison);
     `landscape_every` > 0 takes a loss-surface slice through the weights that often.
+    `init_seed` (None: the run's seed) seeds the initial weights alone, the run's seed then only
+    orders the batches: replicas as the reproducibility literature defines them share their
+    initialisation and differ in data order. `lr_decay` multiplies the learning rate after every
+    step (1: constant). `smelu_beta` is SmeLU's half-width (pre-activations here are O(1)).
     """
 
     model: str = "mlp"
@@ -64,6 +68,9 @@ class DigitsRecipe:
     label_shift: int = 0
     predictions_every: int = 0
     landscape_every: int = 0
+    init_seed: int | None = None
+    lr_decay: float = 1.0
+    smelu_beta: float = 0.5
 
     def __post_init__(self) -> None:
         if self.model not in ("mlp", "cnn"):
@@ -74,6 +81,10 @@ class DigitsRecipe:
             )
         if self.probe not in ("train", "held_out"):
             raise ValueError(f"probe must be 'train' or 'held_out', got {self.probe!r}")
+        if not 0 < self.lr_decay <= 1:
+            raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay!r}")
+        if not self.smelu_beta > 0:
+            raise ValueError(f"smelu_beta must be > 0, got {self.smelu_beta!r}")
 
 
 RECIPES: dict[str, type[GanRecipe] | type[DigitsRecipe]] = {

@@ -24,8 +24,10 @@ from trainlight.collectors.health.rules.repro import ReproRule
 
 REPRO_HELP = (
     "Replicas (other runs of this group, same probe examples) compared at the steps both "
-    "recorded: relative prediction difference mean |p₁−p₂| / ((p₁+p₂)/2) with a 95% bootstrap "
-    "band over examples, and the share of examples whose top class differs."
+    "recorded, each figure with a 5–95% bootstrap band over examples: absolute prediction "
+    "difference (mean of ½ Σ|p₁−p₂| over classes), relative prediction difference "
+    "|p₁−p₂| / ((p₁+p₂)/2) on the true label's probability (the top class's without labels; "
+    "judged against the budget), and the share of examples whose top class differs."
 )
 LANDSCAPE_HELP = (
     "The probe loss along the run's random direction, filter-normalised to the weights of "
@@ -55,8 +57,9 @@ def beyond_sections(
 
 
 def repro_panel(data: BeyondData, run_id: str) -> html.Section:
-    latest = {s.mate.name: s.differences[-1] for s in data.replicas}
-    verdict = ReproRule(data.repro_budget).evaluate(latest, max(s.steps[-1] for s in data.replicas))
+    latest = {s.mate.name: s.latest for s in data.replicas if s.latest is not None}
+    step = max((r.step for r in latest.values()), default=None)
+    verdict = ReproRule(data.repro_budget).evaluate(latest, step)
     figure = pd_figure(data.replicas, data.repro_budget, f"repro-{run_id}")
     return _panel(
         "Reproducibility (replicas)",

@@ -1,5 +1,7 @@
-"""Reproducibility between replicas: PD over time per mate, with its bootstrap band, and the
-top-1 disagreement rate below it. The budget (the `repro` badge's threshold) is a dotted line."""
+"""Reproducibility between replicas: the three prediction-difference figures over time, per mate,
+each inside its bootstrap band, stacked: absolute PD, relative PD (on the true label or top
+class; the budget, the `repro` badge's threshold, is a dotted line there) and top-1 disagreement.
+"""
 
 from __future__ import annotations
 
@@ -18,25 +20,35 @@ from trainlight.app.figures.style import (
     transparent,
 )
 from trainlight.app.store.replicas import ReplicaSeries
+from trainlight.collectors.health.prediction_difference import Band, PairDifference
+
+# (field of PairDifference, axis id, title, vertical domain), top to bottom
+PANELS = (
+    ("absolute", "y", "absolute PD", [0.70, 1.0]),
+    ("relative", "y2", "relative PD", [0.36, 0.64]),
+    ("disagreement", "y3", "top-1 disagreement", [0.0, 0.28]),
+)
 
 
 def pd_figure(series: Sequence[ReplicaSeries], budget: float, uirevision: str) -> Figure:
-    """Top: relative PD per mate (line) inside its band (filled); bottom: top-1 disagreement."""
+    """Three stacked panels sharing the step axis; per mate one colour, a line in a band each."""
     traces: list[Trace] = []
     for i, one in enumerate(series):
-        traces.extend(_mate_traces(one, colour(i)))
-    layout = base_layout("Prediction difference between replicas", uirevision, height=420)
-    layout["yaxis"] = axis("relative PD", domain=[0.42, 1.0], rangemode="tozero")
-    layout["yaxis2"] = axis("top-1 disagreement", domain=[0.0, 0.3], rangemode="tozero")
-    layout["xaxis"] = axis("step", anchor="y2")
-    layout["shapes"] = [hline(budget, GREY, xref="x domain", yref="y")]
+        for field, yaxis, _, _ in PANELS:
+            traces.extend(_band_traces(one, field, yaxis, colour(i)))
+    layout = base_layout("Prediction difference between replicas", uirevision, height=560)
+    for _, yaxis, title, domain in PANELS:
+        name = "yaxis" if yaxis == "y" else f"yaxis{yaxis[1:]}"
+        layout[name] = axis(title, domain=domain, rangemode="tozero")
+    layout["xaxis"] = axis("step", anchor="y3")
+    layout["shapes"] = [hline(budget, GREY, xref="x domain", yref="y2")]
     layout["annotations"] = [
         {
             "text": f"budget {budget:g}",
             "x": 1,
             "y": budget,
             "xref": "x domain",
-            "yref": "y",
+            "yref": "y2",
             "xanchor": "right",
             "yanchor": "bottom",
             "showarrow": False,
@@ -46,52 +58,38 @@ def pd_figure(series: Sequence[ReplicaSeries], budget: float, uirevision: str) -
     return figure(traces, layout)
 
 
-def _mate_traces(one: ReplicaSeries, hue: str) -> list[Trace]:
+def _band_traces(one: ReplicaSeries, field: str, yaxis: str, hue: str) -> list[Trace]:
+    """The band (its top invisible, its bottom filled up to it), then the figure's line."""
+    bands = [_field(d, field) for d in one.differences]
     steps = compact(one.steps)
-    name = one.mate.name
-    group = one.mate.run_id
+    common = {"type": "scatter", "x": steps, "yaxis": yaxis, "legendgroup": one.mate.run_id}
+    edge = {**common, "mode": "lines", "line": {"width": 0, "color": hue}, "showlegend": False}
     return [
-        {  # the band: its top first (invisible), then its bottom filled up to it
-            "type": "scatter",
-            "x": steps,
-            "y": compact([d.pd_high for d in one.differences]),
-            "mode": "lines",
-            "line": {"width": 0, "color": hue},
-            "legendgroup": group,
-            "showlegend": False,
-            "hoverinfo": "skip",
-        },
+        {**edge, "y": compact([b.high for b in bands]), "hoverinfo": "skip"},
         {
-            "type": "scatter",
-            "x": steps,
-            "y": compact([d.pd_low for d in one.differences]),
-            "mode": "lines",
-            "line": {"width": 0, "color": hue},
+            **edge,
+            "y": compact([b.low for b in bands]),
             "fill": "tonexty",
             "fillcolor": transparent(hue, 0.2),
-            "legendgroup": group,
-            "name": f"{name} 95% band",
-            "showlegend": False,
+            "name": f"{one.mate.name} 90% band",
             "hoverinfo": "skip",
         },
         {
-            "type": "scatter",
-            "x": steps,
-            "y": compact([d.pd for d in one.differences]),
+            **common,
+            "y": compact([b.value for b in bands]),
             "mode": "lines+markers",
             "line": {"color": hue, "width": 2},
-            "marker": {"size": 5},
-            "legendgroup": group,
-            "name": f"PD vs {name}",
-        },
-        {
-            "type": "scatter",
-            "x": steps,
-            "y": compact([d.disagreement for d in one.differences]),
-            "yaxis": "y2",
-            "mode": "lines",
-            "line": {"color": hue, "width": 1.5, "dash": "dot"},
-            "legendgroup": group,
-            "name": f"disagreement vs {name}",
+            "marker": {"size": 4},
+            "name": f"vs {one.mate.name}",
+            "showlegend": field == "relative",
         },
     ]
+
+
+def _field(difference: PairDifference, field: str) -> Band:
+    by_field = {
+        "absolute": difference.absolute,
+        "relative": difference.relative,
+        "disagreement": difference.disagreement,
+    }
+    return by_field[field]

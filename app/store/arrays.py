@@ -20,6 +20,7 @@ Matrix = npt.NDArray[np.float32]
 # The keys the collectors write (collectors/signals/predictions.py, landscape_probe.py; the
 # dashboard must not import those torch modules) and the histogram key of collectors/schema.py.
 PREDICTIONS_KEY = "predictions"
+LABELS_KEY = "predictions/labels"
 SLICE_KEY = "landscape/slice"
 SHARPNESS_KEY = "landscape/sharpness"
 SPAN_KEY = "landscape/span"

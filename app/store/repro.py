@@ -1,9 +1,10 @@
 """The `repro` verdicts of runs whose replica group received new predictions.
 
 The rule (collectors/health/rules/repro.py) is pure; this reads what it needs: each run's latest
-PD with every mate, and the budget the run was judged with (its health settings, as saved by
-ingest). New predictions of one run change its mates' verdicts too, so the runs judged are the
-given ones and every mate of theirs. The caller (ingest) records the state changes.
+reading with every mate (PD, and how much the predictions still move), and the budget the run
+was judged with (its health settings, as saved by ingest). New predictions of one run change its
+mates' verdicts too, so the runs judged are the given ones and every mate of theirs. The caller
+(ingest) records the state changes.
 """
 
 from __future__ import annotations
@@ -30,6 +31,6 @@ def evaluate_repro(
     for run_id in sorted(judged):
         latest = latest_differences(cur, run_id)
         rule = ReproRule(run_judging(cur, run_id).settings.repro_budget)
-        step = max((s for s, _ in latest.values()), default=None)
-        out.append((run_id, rule.evaluate({m: d for m, (_, d) in latest.items()}, step)))
+        step = max((r.step for r in latest.values()), default=None)
+        out.append((run_id, rule.evaluate(latest, step)))
     return out

@@ -39,7 +39,7 @@ class HealthSettings:
     lca_window: int = 10  # measured steps per window
     lca_red_windows: int = 3  # consecutive windows with a positive total LCA that turn red
     # -- repro (needs mon.predictions on replicas: runs of one group)
-    repro_budget: float = 0.1  # relative prediction difference a replica pair may reach
+    repro_budget: float = 0.1  # relative PD a replica pair may reach (derived: rules/repro.py)
 
     def __post_init__(self) -> None:
         for name in (

@@ -1,11 +1,14 @@
-"""`mon.predictions(step, probs)`: a fixed probe set's predicted probabilities, every K steps.
+"""`mon.predictions(step, probs, labels=)`: a fixed probe set's predicted probabilities, every K
+steps, and optionally its true labels.
 
 Replicas of one configuration (same `group`, different seeds) can reach the same loss and still
-disagree on many examples. The dashboard measures that (relative prediction difference and top-1
-disagreement, collectors/health/prediction_difference.py) by comparing what each replica predicted
-for the same probe examples at the same step, so the collector only has to record them: the
-probabilities as float32, at most `max_examples` rows (the first ones: the probe set must be
-the same, in the same order, on every replica), every `every` steps.
+disagree on many examples. The dashboard measures that (absolute and relative prediction
+difference, top-1 disagreement: collectors/health/prediction_difference.py) by comparing what each
+replica predicted for the same probe examples at the same step, so the collector only has to
+record them: the probabilities as float32, at most `max_examples` rows (the first ones: the probe
+set must be the same, in the same order, on every replica), every `every` steps. The labels,
+which the source's relative PD is taken on, are recorded once (the probe set is fixed), at the
+first recording step that has them, as an [examples, 1] matrix under `predictions/labels`.
 
 Like `log()`, `observe` never syncs the device: it keeps a detached float32 copy, and the flush
 thread copies it to the host. A record is [examples] (binary) or [examples, classes].
@@ -22,6 +25,7 @@ from trainlight.collectors.problems import Problems
 from trainlight.collectors.signals.array_rows import array_rows
 
 PREDICTIONS_KEY = "predictions"  # `arrays` rows: n_rows examples × n_cols classes
+LABELS_KEY = "predictions/labels"  # one `arrays` row: n_rows examples × 1 class index
 MAX_EXAMPLES = 4096
 
 
@@ -38,20 +42,33 @@ class PredictionRecorder:
         self.every = every
         self.max_examples = max_examples
         self.problems = problems
-        self._pending: list[tuple[int, torch.Tensor]] = []
+        self._pending: list[tuple[int, str, torch.Tensor]] = []
+        self._labels_kept = False
         self._lock = threading.Lock()
 
-    def observe(self, step: int, probs: Any) -> None:
-        """Record `probs` for `step` when it is a recording step. No sync, never raises."""
+    def observe(self, step: int, probs: Any, labels: Any = None) -> None:
+        """Record `probs` (and, once, `labels`) for `step` when it is a recording step. No sync,
+        never raises."""
         try:
             if int(step) % self.every:
                 return
             kept = self._checked(probs)
-            if kept is not None:
-                with self._lock:
-                    self._pending.append((int(step), kept))
+            with self._lock:
+                self._pending.append((int(step), PREDICTIONS_KEY, kept))
         except Exception as exc:
             self.problems.report("predictions_skipped", f"predictions() skipped: {exc!r}")
+            return
+        if labels is not None and not self._labels_kept:
+            self._observe_labels(int(step), labels, kept)
+
+    def _observe_labels(self, step: int, labels: Any, probs: torch.Tensor) -> None:
+        try:
+            kept = self._checked_labels(labels, probs)
+            with self._lock:
+                self._pending.append((step, LABELS_KEY, kept))
+            self._labels_kept = True
+        except Exception as exc:
+            self.problems.report("labels_skipped", f"predictions() labels skipped: {exc!r}")
 
     def collect(self) -> dict[str, list[Any]] | None:
         """`arrays` rows for the records kept since the last call, or None."""
@@ -59,15 +76,25 @@ class PredictionRecorder:
             pending, self._pending = self._pending, []
         if not pending:
             return None
-        # A [examples] record is one probability per example: examples x 1.
+        # A [examples] record (probabilities of one class, or labels) is examples x 1.
         return array_rows(
             [
-                (step, PREDICTIONS_KEY, host if host.ndim == 2 else host[:, None])
-                for step, host in ((step, tensor.cpu().numpy()) for step, tensor in pending)
+                (step, key, host if host.ndim == 2 else host[:, None])
+                for step, key, host in ((s, k, t.cpu().numpy()) for s, k, t in pending)
             ]
         )
 
-    def _checked(self, probs: Any) -> torch.Tensor | None:
+    def _checked_labels(self, labels: Any, probs: torch.Tensor) -> torch.Tensor:
+        if not isinstance(labels, torch.Tensor) or labels.dim() != 1:
+            raise TypeError("labels must be a 1-D Tensor of class indices, one per example")
+        if labels.dtype.is_floating_point or labels.dtype.is_complex:
+            raise TypeError(f"labels must be integer class indices, got {labels.dtype}")
+        labels = labels[: self.max_examples]
+        if labels.shape[0] != probs.shape[0]:
+            raise ValueError(f"{labels.shape[0]} labels for {probs.shape[0]} examples")
+        return labels.detach().to(torch.float32, copy=True)
+
+    def _checked(self, probs: Any) -> torch.Tensor:
         if not isinstance(probs, torch.Tensor):
             raise TypeError(f"probs must be a Tensor of probabilities, got {type(probs).__name__}")
         if probs.dim() not in (1, 2) or probs.shape[0] == 0:

@@ -7,7 +7,11 @@ import pytest
 import torch
 
 from trainlight.collectors.problems import Problems
-from trainlight.collectors.signals.predictions import PREDICTIONS_KEY, PredictionRecorder
+from trainlight.collectors.signals.predictions import (
+    LABELS_KEY,
+    PREDICTIONS_KEY,
+    PredictionRecorder,
+)
 
 
 def test_every_kth_step_is_kept_as_one_arrays_row_with_exact_values() -> None:
@@ -61,3 +65,29 @@ def test_bad_settings_are_refused_with_the_value() -> None:
         PredictionRecorder(Problems(), every=0)
     with pytest.raises(ValueError, match="max_examples"):
         PredictionRecorder(Problems(), max_examples=5000)
+
+
+def test_labels_are_kept_once_as_one_column_beside_the_first_record() -> None:
+    recorder = PredictionRecorder(Problems(), every=5, max_examples=4)
+    labels = torch.tensor([2, 0, 1, 1, 2, 0])
+    for step in range(11):
+        recorder.observe(step, torch.rand(6, 3), labels=labels)
+    rows = recorder.collect()
+    assert rows is not None
+    kept = [(s, k) for s, k in zip(rows["step"], rows["key"], strict=True)]
+    probs_at = [(step, PREDICTIONS_KEY) for step in (5, 10)]
+    assert kept == [(0, PREDICTIONS_KEY), (0, LABELS_KEY), *probs_at]
+    assert rows["n_rows"][1] == 4 and rows["n_cols"][1] == 1  # truncated like the probabilities
+    assert rows["values"][1].tolist() == [2.0, 0.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    "bad", [torch.tensor([0.0, 1.0, 1.0]), torch.tensor([0, 1]), [0, 1, 2], torch.zeros(3, 1)]
+)
+def test_bad_labels_are_skipped_and_counted_the_probabilities_kept(bad: object) -> None:
+    problems = Problems()
+    recorder = PredictionRecorder(problems, every=1)
+    recorder.observe(0, torch.rand(3, 2), labels=bad)
+    rows = recorder.collect()
+    assert rows is not None and rows["key"] == [PREDICTIONS_KEY]
+    assert problems.count("labels_skipped") == 1

@@ -49,6 +49,10 @@ def test_bad_specs_are_refused_with_the_reason() -> None:
         RunSpec("r", "gan", GanRecipe(), steps=0, seed=0, story="")
     with pytest.raises(ValueError, match="model must be 'mlp' or 'cnn'"):
         DigitsRecipe(model="resnet")
+    with pytest.raises(ValueError, match=r"lr_decay must be in \(0, 1\], got 1.5"):
+        DigitsRecipe(lr_decay=1.5)
+    with pytest.raises(ValueError, match="smelu_beta must be > 0, got 0"):
+        DigitsRecipe(smelu_beta=0)
     good = json.loads(RunSpec("r", "gan", GanRecipe(), steps=5, seed=0, story="").to_json())
     with pytest.raises(ValueError, match="unknown run family 'vae'"):
         RunSpec.from_json(json.dumps({**good, "family": "vae"}))

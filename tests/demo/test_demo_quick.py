@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from tests.support.demo_store import QuickDemo
-from trainlight.collectors.health.prediction_difference import pair_difference
+from trainlight.app.store.repro import evaluate_repro
+from trainlight.collectors.health.prediction_difference import PairDifference, pair_difference
 from trainlight.collectors.health.verdict import SIGNALS
 from trainlight.demo.catalogue import demo_runs
 
@@ -110,45 +111,60 @@ def test_doomed_runs_were_auto_pruned_with_the_reason_and_the_steps_saved(
     assert "auto-pruning saved" in demo.output
 
 
-def test_replicas_share_the_config_except_the_seed(demo: DemoResult) -> None:
-    replicas = [run for run in demo.runs.values() if run["group"] == "replicas"]
-    configs = [json.loads(str(run["config"])) for run in replicas]
-    assert len(configs) == 2 and configs[0]["seed"] != configs[1]["seed"]
-    assert {**configs[0], "seed": 0} == {**configs[1], "seed": 0}
+def test_replicas_share_the_config_and_init_except_the_data_order_seed(demo: DemoResult) -> None:
+    for group in ("replicas", "replicas-smelu"):
+        replicas = [run for run in demo.runs.values() if run["group"] == group]
+        configs = [json.loads(str(run["config"])) for run in replicas]
+        assert len(configs) == 2 and configs[0]["seed"] != configs[1]["seed"]
+        assert configs[0]["init_seed"] == configs[1]["init_seed"] == 0
+        assert {**configs[0], "seed": 0} == {**configs[1], "seed": 0}
 
 
-def replica_differences(database: Path, group: str) -> list[tuple[int, float, float]]:
-    """(step, PD, top-1 disagreement) between the two replicas of `group` at matched steps."""
+def replica_differences(database: Path, group: str) -> list[tuple[int, PairDifference]]:
+    """(step, PD figures on the labels) between the two replicas of `group` at matched steps."""
     con = duckdb.connect(str(database), read_only=True)
     try:
         rows = con.execute(
-            """SELECT a.step, a.run_id, a.n_rows, a.n_cols, a."values"
+            """SELECT a.step, a.key, a.run_id, a.n_rows, a.n_cols, a."values"
                FROM arrays a JOIN runs r USING (run_id)
-               WHERE r."group" = ? AND a.key = 'predictions' ORDER BY a.step, a.run_id""",
+               WHERE r."group" = ? AND a.key LIKE 'predictions%' ORDER BY a.step, a.run_id""",
             [group],
         ).fetchall()
     finally:
         con.close()
     by_step: dict[int, list[np.ndarray]] = {}
-    for step, _, n_rows, n_cols, values in rows:
-        by_step.setdefault(step, []).append(np.asarray(values, np.float32).reshape(n_rows, n_cols))
-    out = []
-    for step, pair in sorted(by_step.items()):
-        if len(pair) == 2:
-            found = pair_difference(pair[0], pair[1])
-            out.append((step, found.pd, found.disagreement))
-    return out
+    labels = None
+    for step, key, _, n_rows, n_cols, values in rows:
+        matrix = np.asarray(values, np.float32).reshape(n_rows, n_cols)
+        if key == "predictions/labels":
+            labels = matrix[:, 0].astype(np.intp)
+        else:
+            by_step.setdefault(step, []).append(matrix)
+    assert labels is not None  # the demo records the held-out digits' labels
+    return [
+        (step, pair_difference(pair[0], pair[1], labels))
+        for step, pair in sorted(by_step.items())
+        if len(pair) == 2
+    ]
 
 
-def test_replicas_predict_differently_relu_and_smelu_pairs_measured(
-    quick_demo: QuickDemo,
-) -> None:
+def test_replicas_predict_alike_relu_green_and_smelu_measured(quick_demo: QuickDemo) -> None:
     database = quick_demo.store / "trainlight.duckdb"
     relu = replica_differences(database, "replicas")
     smelu = replica_differences(database, "replicas-smelu")
     assert len(relu) >= 10 and len(smelu) >= 10  # every 50 steps of 600
-    assert relu[-1][1] > 0 and smelu[-1][1] > 0  # different seeds: different predictions
-    print(
-        f"\nfinal PD relu {relu[-1][1]:.4f} (top-1 {relu[-1][2]:.3f}), "
-        f"smelu {smelu[-1][1]:.4f} (top-1 {smelu[-1][2]:.3f})"
-    )
+    # shared initialisation: one step apart from it at step 0, then the data orders tell
+    assert relu[0][1].relative.value < relu[-1][1].relative.value
+    assert relu[-1][1].relative.value > 0 and smelu[-1][1].relative.value > 0
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        ids = con.execute("""SELECT run_id FROM runs WHERE "group" = 'replicas'""").fetchall()
+        verdicts = dict(evaluate_repro(con, [str(ids[0][0])]))
+    finally:
+        con.close()
+    assert {v.state for v in verdicts.values()} == {"green"}, verdicts
+    for name, found in (("relu", relu[-1][1]), ("smelu", smelu[-1][1])):
+        print(
+            f"\nfinal {name}: relative PD {found.relative.value:.4f}, absolute "
+            f"{found.absolute.value:.4f}, top-1 {found.disagreement.value:.3f}"
+        )

@@ -16,12 +16,19 @@ from trainlight.app.store.landscape import LandscapeSlices
 from trainlight.app.store.layer_sizing import BINS, LayerHistogram, bin_centres
 from trainlight.app.store.replicas import Mate, ReplicaSeries
 from trainlight.app.store.surfaces import StoredSurface
-from trainlight.collectors.health.prediction_difference import PairDifference
+from trainlight.collectors.health.prediction_difference import Band, PairDifference
+from trainlight.collectors.health.rules.repro import ReplicaReading
 
 
 def series(name: str, pds: list[float]) -> ReplicaSeries:
-    diffs = tuple(PairDifference(p, p - 0.01, p + 0.01, p / 2, 100) for p in pds)
-    return ReplicaSeries(Mate(f"id-{name}", name), tuple(range(0, 10 * len(pds), 10)), diffs)
+    def diff(p: float) -> PairDifference:
+        band = Band(p, p - 0.01, p + 0.01)
+        return PairDifference(Band(p / 4, 0, p / 2), band, Band(p / 2, 0, p), 100, True)
+
+    diffs = tuple(diff(p) for p in pds)
+    steps = tuple(range(0, 10 * len(pds), 10))
+    latest = ReplicaReading(steps[-1], diffs[-1], steps[-2], 0.01)
+    return ReplicaSeries(Mate(f"id-{name}", name), steps, diffs, latest)
 
 
 def slices(n: int = 4) -> LandscapeSlices:
@@ -39,19 +46,25 @@ def histogram() -> LayerHistogram:
     return LayerHistogram("fc1", (10, 20, 30), counts)
 
 
-def test_pd_figure_has_a_band_line_and_disagreement_per_mate() -> None:
+def test_pd_figure_has_absolute_relative_and_disagreement_bands_per_mate() -> None:
     fig = pd_figure([series("b", [0.2, 0.1]), series("c", [0.3, 0.25])], 0.1, "u")
     traces = fig["data"]
-    assert len(traces) == 8
-    high, low, line, disagree = traces[:4]
+    assert len(traces) == 18  # 2 mates x 3 figures x (band top, band bottom, line)
+    assert [t["yaxis"] for t in traces[:9]] == ["y"] * 3 + ["y2"] * 3 + ["y3"] * 3
+    high, low, line = traces[3:6]  # relative PD
     assert low["fill"] == "tonexty" and high["line"]["width"] == 0
     np.testing.assert_allclose(high["y"], [0.21, 0.11], rtol=1e-6)
     np.testing.assert_allclose(low["y"], [0.19, 0.09], rtol=1e-6)
     np.testing.assert_allclose(line["y"], [0.2, 0.1], rtol=1e-6)
-    assert disagree["yaxis"] == "y2"
-    np.testing.assert_allclose(disagree["y"], [0.1, 0.05], rtol=1e-6)
-    assert fig["layout"]["shapes"][0]["y0"] == 0.1  # the budget line
-    assert traces[4]["line"]["color"] != high["line"]["color"]  # one colour per mate
+    np.testing.assert_allclose(traces[2]["y"], [0.05, 0.025], rtol=1e-6)  # absolute
+    np.testing.assert_allclose(traces[8]["y"], [0.1, 0.05], rtol=1e-6)  # disagreement
+    np.testing.assert_allclose(traces[6]["y"], [0.2, 0.1], rtol=1e-6)  # its band top
+    budget = fig["layout"]["shapes"][0]
+    assert budget["y0"] == 0.1 and budget["yref"] == "y2"  # on the relative panel
+    titles = [fig["layout"][a]["title"]["text"] for a in ("yaxis", "yaxis2", "yaxis3")]
+    assert titles == ["absolute PD", "relative PD", "top-1 disagreement"]
+    assert traces[9]["line"]["color"] != high["line"]["color"]  # one colour per mate
+    to_json_plotly(fig)
 
 
 def test_slice_animation_has_a_frame_per_step_a_player_and_a_slider() -> None:
@@ -100,3 +113,5 @@ def test_sections_appear_only_for_recorded_data() -> None:
     assert ids == ["panel-repro", "panel-landscape", "panel-sizing"]
     repro = beyond_sections(full, None, "r")[0]
     assert "panel-red" in repro.className  # band 0.19–0.21 is above 0.1
+    settled = BeyondData((series("b", [0.3, 0.05]),), 0.1, None, ())
+    assert "panel-green" in beyond_sections(settled, None, "r")[0].className

@@ -23,7 +23,8 @@ from trainlight.app.store.layer_sizing import BINS, variance_histograms
 from trainlight.app.store.replicas import latest_differences, replica_differences, thin
 from trainlight.app.store.repro import evaluate_repro
 from trainlight.app.store.surfaces import cached_surface
-from trainlight.collectors.health.prediction_difference import pair_difference
+from trainlight.collectors.health.prediction_difference import pair_difference, relative_pd
+from trainlight.collectors.health.rules.repro import DEFAULT_BUDGET
 from trainlight.collectors.schema import RunHeader, StoreLayout, write_atomically
 from trainlight.collectors.writer import encode_segment
 
@@ -77,39 +78,77 @@ def test_replicas_are_matched_by_group_and_step(store: Store) -> None:
     assert [s.mate.run_id for s in series] == ["b"]  # d's probe differs at every step
     assert series[0].steps == (10, 20)
     for step, got in zip(series[0].steps, series[0].differences, strict=True):
-        assert got == pair_difference(a[step], b[step])
-        assert 0 < got.pd_low <= got.pd <= got.pd_high
-    assert latest == {"b": (20, pair_difference(a[20], b[20]))}
+        assert got == pair_difference(a[step], b[step])  # no labels: on the top class
+        assert 0 < got.relative.low <= got.relative.value <= got.relative.high
+        assert not got.on_labels
+    reading = latest["b"]
+    assert (reading.step, reading.previous) == (20, 10)
+    assert reading.difference == pair_difference(a[20], b[20])
+    assert reading.movement == 0.0  # the same matrices at both steps
+    assert series[0].latest == reading
     assert lonely == ()
+
+
+def test_labels_recorded_by_either_run_are_used(store: Store) -> None:
+    labels = np.random.default_rng(5).integers(0, 3, 64)
+    column = labels.astype(np.float32)[:, None]
+    a, b = probs(1, noise=0.5), probs(2, noise=0.5)
+    rows_a = [(0, "predictions", "", a), (0, "predictions/labels", "", column)]
+    deliver(store, "a", 0, rows_a, group="g")
+    deliver(store, "b", 0, [(0, "predictions", "", b)], group="g")
+    Ingester(store).ingest_pending()
+    with store.read() as cur:
+        from_a = latest_differences(cur, "a")["b"].difference
+        from_b = latest_differences(cur, "b")["a"].difference
+    assert from_a == from_b == pair_difference(a, b, labels)
+    assert from_a.on_labels and from_a != pair_difference(a, b)
+
+
+def test_movement_is_the_larger_own_change_since_the_previous_matched_step(store: Store) -> None:
+    a = {0: probs(1, noise=0.5), 7: probs(2, noise=0.5), 10: probs(3, noise=0.5)}
+    b = {0: probs(4, noise=0.5), 10: probs(5, noise=0.5)}  # no step 7: 0 is the previous
+    deliver(store, "a", 0, [(s, "predictions", "", m) for s, m in a.items()], group="g")
+    deliver(store, "b", 0, [(s, "predictions", "", m) for s, m in b.items()], group="g")
+    Ingester(store).ingest_pending()
+    with store.read() as cur:
+        reading = latest_differences(cur, "a")["b"]
+    assert (reading.previous, reading.step) == (0, 10)
+    own = [relative_pd(a[0], a[10]), relative_pd(b[0], b[10])]
+    assert reading.movement == pytest.approx(max(own)) and min(own) > 0
+
+
+def two_steps(matrix: np.ndarray) -> list[Row]:
+    return [(0, "predictions", "", matrix), (5, "predictions", "", matrix)]
 
 
 def test_repro_verdicts_cover_the_group(store: Store) -> None:
     same = probs(1)
-    deliver(store, "a", 0, [(5, "predictions", "", same)], group="g")
-    deliver(store, "b", 0, [(5, "predictions", "", same)], group="g")
-    deliver(store, "far", 0, [(5, "predictions", "", probs(9, noise=5.0))], group="h")
-    deliver(store, "far2", 0, [(5, "predictions", "", probs(0))], group="h")
-    deliver(store, "x", 0, [(5, "predictions", "", probs(1))], group="")
+    deliver(store, "a", 0, two_steps(same), group="g")
+    deliver(store, "b", 0, two_steps(same), group="g")
+    deliver(store, "far", 0, two_steps(probs(9, noise=5.0)), group="h")
+    deliver(store, "far2", 0, two_steps(probs(0)), group="h")
+    deliver(store, "x", 0, two_steps(probs(1)), group="")
+    deliver(store, "once", 0, [(5, "predictions", "", same)], group="i")
+    deliver(store, "once2", 0, [(5, "predictions", "", same)], group="i")
     Ingester(store).ingest_pending()
     with store.read() as cur:
-        verdicts = dict(evaluate_repro(cur, ["a", "far", "x"]))
-    assert sorted(verdicts) == ["a", "b", "far", "far2", "x"]
+        verdicts = dict(evaluate_repro(cur, ["a", "far", "x", "once"]))
+    assert sorted(verdicts) == ["a", "b", "far", "far2", "once", "once2", "x"]
     assert verdicts["a"].state == verdicts["b"].state == "green"
     assert verdicts["a"].step == 5
     assert verdicts["far"].state == verdicts["far2"].state == "red"
     assert verdicts["x"].state == "grey"
+    assert verdicts["once"].state == "amber"  # one matched step: settled or not, unknown
 
 
 def test_repro_budget_comes_from_the_runs_settings(store: Store) -> None:
-    deliver(
-        store, "a", 0, [(5, "predictions", "", probs(0))], group="g", health={"repro_budget": 5}
-    )
-    deliver(store, "b", 0, [(5, "predictions", "", probs(9, noise=5.0))], group="g")
+    deliver(store, "a", 0, two_steps(probs(0)), group="g", health={"repro_budget": 5})
+    deliver(store, "b", 0, two_steps(probs(9, noise=5.0)), group="g")
     Ingester(store).ingest_pending()
     with store.read() as cur:
         verdicts = dict(evaluate_repro(cur, ["a"]))
-    assert verdicts["a"].state == "green"  # PD ≤ 2 < 5
-    assert verdicts["b"].state == "red"  # default budget 0.1
+    assert verdicts["a"].state == "green"  # relative PD ≤ 2 < 5
+    assert verdicts["b"].state == "red"  # the default budget
 
 
 def test_landscape_slices_rebuild_the_alpha_axis(store: Store) -> None:
@@ -158,7 +197,7 @@ def test_load_beyond_is_empty_for_a_plain_run(store: Store) -> None:
     with store.read() as cur:
         data = load_beyond(cur, "plain")
     assert data.replicas == () and data.slices is None and data.histograms == ()
-    assert data.repro_budget == 0.1
+    assert data.repro_budget == DEFAULT_BUDGET
 
 
 def write_atomically_run(store: Store, run_id: str) -> None:
