@@ -143,13 +143,14 @@ class PassTracker:
             self._stack.pop()
         if key in self.watched:
             self.inside_watched = max(0, self.inside_watched - 1)
-        elif isinstance(output, torch.Tensor) and id(output) not in self._producers:
+        elif isinstance(output, torch.Tensor) and self.producer(output) is None:
             passed = self.producer(args[0]) if key in self.passthrough and args else None
             name, linear = (self.names[key], key in self.linear) if passed is None else passed
             self._producers[id(output)] = (weakref.ref(output), name, linear)
 
     def producer(self, x: Any) -> tuple[str, bool] | None:
-        """(module name, is a Linear) of the module whose output `x` is, this pass."""
+        """(module name, is a Linear) of the innermost module whose output `x` is, this pass
+        (a freed output's id may be reused: the weak reference tells)."""
         found = self._producers.get(id(x))
         if found is None or found[0]() is not x:
             return None
