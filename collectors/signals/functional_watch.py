@@ -59,7 +59,10 @@ class _Mode(TorchFunctionMode):
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
         kwargs = kwargs or {}
-        rule = FUNCTIONS.get(func) if not self.tracker.inside_watched else None
+        try:
+            rule = FUNCTIONS.get(func) if not self.tracker.inside_watched else None
+        except TypeError:  # an unhashable callable: no activation of ours
+            rule = None
         if rule is None or not args or not torch.is_grad_enabled():
             return func(*args, **kwargs)
         site = self.tracker.site_of(args, kwargs, rule)
@@ -136,9 +139,16 @@ class PassTracker:
             self.inside_watched += id(module) in self.watched
 
     def _post(self, module: nn.Module, args: Any, output: Any) -> None:
-        key = id(module)
-        if key not in self.names:
+        if id(module) not in self.names:
             return
+        try:
+            self._left(module, args, output)
+        except Exception as exc:  # a hook on every module: never raise into the forward
+            self._fail(exc)
+
+    def _left(self, module: nn.Module, args: Any, output: Any) -> None:
+        """`module` returned `output`: pop it, remember it as the producer of `output`."""
+        key = id(module)
         if self._stack and self._stack[-1] is module:
             self._stack.pop()
         if key in self.watched:
@@ -164,6 +174,7 @@ class PassTracker:
         self, args: tuple[Any, ...], kwargs: dict[str, Any], rule: Callable[..., Kind | None]
     ) -> tuple[LayerHook, int] | None:
         """The call site (its hook, the units' axis) an activation call's output belongs to."""
+        self.seen_functional = True
         try:
             kind = rule(args, kwargs)
             caller = self._stack[-1] if self._stack else None
@@ -178,7 +189,6 @@ class PassTracker:
             self._used[name] += 1
             if self._used[name] > 1:
                 name = f"{name}#{self._used[name]}"
-            self.seen_functional = True
             unit_dim = self.unit_dim_of(args[0], self.watcher.unit_dim)
             return self.watcher.functional_site(name, kind), unit_dim
         except Exception as exc:
