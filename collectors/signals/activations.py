@@ -37,23 +37,24 @@ from torch.utils.hooks import RemovableHandle
 
 from trainlight.collectors.distributed import RankGroup
 from trainlight.collectors.problems import Problems
-from trainlight.collectors.schema import VAR_HIST_KEY
 from trainlight.collectors.signals.activation_kinds import (
     Kind,
     is_probed,
     looks_like_activation,
     module_kind,
 )
+from trainlight.collectors.signals.activation_rows import window_rows
 from trainlight.collectors.signals.forward_gate import Gate
 from trainlight.collectors.signals.functional_watch import PassTracker
 from trainlight.collectors.signals.shared_windows import SharedWindows
 from trainlight.collectors.signals.unit_stats import (
     KEYS,
-    VAR_HIST_BINS,
     LayerSettings,
     Scratch,
     UnitStats,
 )
+
+__all__ = ["KEYS", "ActivationWatcher", "LayerHook"]  # KEYS: the rows' keys, for callers
 
 
 class LayerHook:
@@ -283,31 +284,7 @@ class ActivationWatcher:
             windows, self._queue = self._queue, deque()
         if not windows:
             return None
-        scalars: dict[str, list[Any]] = {"step": [], "layer": [], "key": [], "value": []}
-        hists: dict[str, list[Any]] = {"step": [], "layer": [], "values": []}
-        for (step, layer, _), values in zip(
-            windows, _to_host([w[2] for w in windows], self.problems), strict=True
-        ):
-            if values is None:
-                continue
-            scalars["step"] += [step] * len(KEYS)
-            scalars["layer"] += [layer] * len(KEYS)
-            scalars["key"] += KEYS
-            scalars["value"] += values[: len(KEYS)]
-            hists["step"].append(step)
-            hists["layer"].append(layer)
-            hists["values"].append(values[len(KEYS) :])
-        n = len(hists["step"])
-        return [
-            {"table": ["layer_metrics"] * len(scalars["step"]), **scalars},
-            {
-                "table": ["arrays"] * n,
-                "key": [VAR_HIST_KEY] * n,
-                "n_rows": [1] * n,
-                "n_cols": [VAR_HIST_BINS] * n,
-                **hists,
-            },
-        ]
+        return window_rows(list(windows), self.problems)
 
     def remove(self, collective: bool = True) -> None:
         """Remove every hook (idempotent); windows already closed are still collected.
@@ -322,25 +299,3 @@ class ActivationWatcher:
         shared, self.shared = self.shared, None
         if shared is not None and collective and handles:
             shared.close()
-
-
-def _to_host(tensors: list[torch.Tensor], problems: Problems) -> list[list[float] | None]:
-    """Host copies of equal-length vectors: one stack and one transfer per device.
-
-    A device that cannot be read costs its own windows (None, counted), never the others'.
-    """
-    out: list[list[float] | None] = [None for _ in tensors]
-    for device in {t.device for t in tensors}:
-        indices = [i for i, t in enumerate(tensors) if t.device == device]
-        try:
-            stacked = torch.stack([tensors[i] for i in indices]).to("cpu", torch.float64)
-        except Exception as exc:  # a lost device, a meta tensor: skip its windows only
-            problems.report(
-                f"watch_host_copy:{device}",
-                f"watch(): {len(indices)} window(s) on {device} could not be read: {exc!r}",
-                once_per="watch_host_copy",
-            )
-            continue
-        for i, row in zip(indices, stacked.tolist(), strict=True):
-            out[i] = row
-    return out
