@@ -83,7 +83,7 @@ class LayerHook:
     def record(self, index: int, output: Any, unit_dim: int) -> None:
         """Observe one output of call site `index` (never raises: failures are reported)."""
         try:
-            with torch.no_grad():
+            with torch.no_grad(), torch._C.DisableTorchFunction():  # our ops skip the mode
                 self._observe(index, output, unit_dim)
         except Exception as exc:  # monitoring must never crash training
             if index < len(self.sites):

@@ -196,8 +196,11 @@ class PassTracker:
             return None
 
     def observe(self, site: tuple[LayerHook, int], out: Any) -> None:
+        """Record an activation's output; 0-d and 1-d results (a hinge loss's F.relu) are no
+        layer's units and are left alone."""
         hook, unit_dim = site
-        hook.record(0, out, unit_dim)  # never raises: failures are reported per layer
+        if not isinstance(out, torch.Tensor) or out.dim() >= 2:
+            hook.record(0, out, unit_dim)  # never raises: failures are reported per layer
 
     def _fail(self, exc: Exception) -> None:
         self.watcher.problems.report(

@@ -36,7 +36,7 @@ RELU_SPELLINGS: dict[str, Act] = {
 
 
 class Net(nn.Module):
-    """Linear -> ReLU -> Conv-free MLP whose activations are modules or the given functions."""
+    """A three-layer MLP whose two activations are modules, or calls of the given functions."""
 
     def __init__(self, relu: Act | None = None, leaky: Act | None = None) -> None:
         super().__init__()
@@ -216,3 +216,20 @@ def test_a_failing_functional_site_is_reported_and_training_goes_on() -> None:
     train_passes(model, (torch.randn(2, 3) for _ in range(4)))
     assert set(by_layer(watcher.collect())) == {"c2→silu"}
     assert problems.count("watch_hook_failed:c1→relu") == 4
+
+
+class Hinge(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(1.0 - F.relu(self.fc(x)).sum(1))  # a per-sample hinge: 1-d, no units
+
+
+def test_one_dimensional_activation_calls_are_no_layer_and_raise_no_warning() -> None:
+    model = Hinge()
+    watcher, problems = watch(model, window=2)
+    train_passes(model, (torch.randn(2, 3) for _ in range(2)))
+    assert set(by_layer(watcher.collect())) == {"fc→relu"}
+    assert problems.snapshot() == {}
