@@ -7,9 +7,10 @@ Recognised by what they compute, not by their class: real code spells ReLU as `n
 The rule for modules (`module_kind`). Known classes (`nn.ReLU`, `LeakyReLU`, `ReLU6`, `GELU`, `SiLU`
 and subclasses, and any class named `SmeLU`, whose units fire above -beta) are watched as before.
 Any other leaf module (no children) without parameters is probed, on a copy of its float32 input
-grid `PROBE` (-6..6), by calling its `forward` directly (no hooks run). It is ReLU-like when:
-- it is deterministic and elementwise: the same output twice, of the input's shape, and the
-  output of the reversed grid is the reversed output;
+grid `PROBE` (-6..6), by calling its `forward` directly (no hooks run) in eval mode. It is ReLU-like
+when:
+- it is deterministic and elementwise in eval mode: the same output twice, of the input's shape,
+  and the output of the reversed grid is the reversed output (RReLU: its mean slope);
 - it gates negatives: |f(x)| <= 0.5 |x| for x <= -3 (ReLU 0, GELU ~0, SiLU <= 0.15, ELU -1,
   LeakyReLU with slope <= 0.5);
 - it passes positives: |f(x) - x| <= 0.1 x for 3 <= x <= 6 (ReLU6 included).
@@ -72,18 +73,28 @@ def looks_like_activation(module: nn.Module) -> bool:
 
 
 def relu_like(module: nn.Module) -> bool:
-    """Whether `module` computes a ReLU-like elementwise function on `PROBE` (never raises)."""
+    """Whether `module` computes a ReLU-like elementwise function on `PROBE` (never raises).
+
+    Probed in eval mode (running statistics are not updated, Dropout is the identity), with the
+    random number generators' state restored: watching never changes what the training does.
+    """
+    device = next((b.device for b in module.buffers()), torch.device("cpu"))
+    devices = [device.index or 0] if device.type == "cuda" else []
+    training, forward = module.training, type(module).forward
     try:
-        with torch.no_grad():
-            x = PROBE.clone()
-            y, again = type(module).forward(module, x.clone()), type(module).forward(module, x)
-            flipped = type(module).forward(module, x.flip(0).clone())
+        module.training = False
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            x = PROBE.to(device)
+            y, again = forward(module, x.clone()), forward(module, x.clone())
+            flipped = forward(module, x.flip(0))
     except Exception:  # a module that needs other arguments is no activation function
         return False
+    finally:
+        module.training = training
     if not all(isinstance(t, torch.Tensor) and t.shape == x.shape for t in (y, again, flipped)):
         return False
     y, again, flipped = (t.detach().to(torch.float64) for t in (y, again, flipped))
-    x64 = PROBE.to(torch.float64)
+    x64 = PROBE.to(y.device, torch.float64)
     if not (torch.equal(y, again) and torch.allclose(flipped.flip(0), y, atol=1e-6)):
         return False
     low, high = x64 <= -3.0, (x64 >= 3.0)

@@ -157,7 +157,12 @@ def test_activation_classes_are_recognised_by_what_they_compute(
         assert relu_like(relu_family()), relu_family
     for other in (nn.Tanh, nn.Sigmoid, nn.Identity, ScaledAct, SigmoidActivation):
         assert not relu_like(other()), other
-    assert not relu_like(nn.Dropout(0.5))  # random: not deterministic
+    dropout, norm = nn.Dropout(0.5), nn.BatchNorm1d(241, affine=False)
+    state = torch.random.get_rng_state()
+    assert not relu_like(dropout) and not relu_like(norm)  # eval: identity, a fixed affine map
+    assert torch.equal(torch.random.get_rng_state(), state) and dropout.training
+    assert norm.num_batches_tracked == 0 and torch.equal(norm.running_mean, torch.zeros(241))
+    assert relu_like(nn.RReLU())  # random in training; its mean slope in eval
     assert module_kind(nn.Linear(2, 2)) is None  # has parameters: never probed
     model = nn.Sequential(
         nn.Linear(3, 8), NewGELUActivation(), nn.Linear(8, 8), QuickGELUActivation(),
