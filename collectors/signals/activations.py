@@ -7,8 +7,13 @@ units' variances (`arrays` rows `act_var_hist`, for layer sizing) into one devic
 queues it; the flush thread copies all queued windows to the host at once. Hooks never read a
 device value, so watching never synchronises a GPU.
 
+Which activations: modules recognised by what they compute (activation_kinds.py), hooked here,
+and activation function calls inside the model's forward (functional_watch.py), fed on observed
+passes to the same `LayerHook`s, so both spellings give the same rows.
+
 Definitions. A unit is an index along `unit_dim` of the output (channels of [B, C, ...], features
-of [B, F]; -1 for [batch, seq, features]); dim 0 is the batch and windows count its elements. A
+of [B, F]; -1 for [batch, seq, features]; always the last axis for an activation of a Linear's
+output, e.g. (seq, batch, d) in a transformer); dim 0 is the batch and windows count its elements. A
 unit fires in a batch when its batch maximum exceeds `tau` (a NaN makes the maximum NaN: no
 firing); dead = fired in no batch of the window. Variances are population variances of all the
 unit's values in the window. `nonfinite` counts unit-batches: (unit, batch) pairs whose values
