@@ -238,3 +238,34 @@ def test_one_dimensional_activation_calls_are_no_layer_and_raise_no_warning() ->
     train_passes(model, (torch.randn(2, 3) for _ in range(2)))
     assert set(by_layer(watcher.collect())) == {"fc→relu"}
     assert problems.snapshot() == {}
+
+
+class Six(nn.Module):
+    def __init__(self, act: Act | nn.Module) -> None:
+        super().__init__()
+        torch.manual_seed(4)
+        self.fc, self.act = nn.Linear(3, 5), act
+        with torch.no_grad():
+            self.fc.weight.mul_(8)  # outputs beyond 6 too
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.hardtanh(self.act(self.fc(x)))  # hardtanh(-1, 1): no ReLU, never a row
+
+
+def test_relu6_spellings_agree_and_other_hardtanh_bounds_are_no_relu() -> None:
+    rows = {}
+    for name, act in (
+        ("module", nn.ReLU6()),
+        ("F.relu6", F.relu6),
+        ("F.hardtanh(0, 6)", lambda x: F.hardtanh(x, 0.0, 6.0)),
+    ):
+        model = Six(act)
+        watcher, problems = watch(model, window=4)
+        train_passes(
+            model, (torch.randn(2, 3, generator=torch.Generator().manual_seed(i)) for i in range(8))
+        )
+        got = by_layer(watcher.collect())
+        assert len(got) == 1 and problems.snapshot() == {}
+        rows[name] = next(iter(got.items()))
+    assert rows["module"][0] == "act" and rows["F.relu6"][0] == "fc→relu6"
+    assert rows["module"][1] == rows["F.relu6"][1] == rows["F.hardtanh(0, 6)"][1]
