@@ -11,12 +11,16 @@ other load hit all alike:
 - naive hooks every=1: the straightforward per-batch hook (`torch.var_mean`, `(x > 0).sum()`,
   `isfinite(x).sum()`, Chan's merge), i.e. the "before" of the optimisation;
 - watch every=1 and every=10: `ActivationWatcher`, a real background thread calling `collect()`
-  every `--flush-interval` seconds, as the flush thread would.
+  every `--flush-interval` seconds, as the flush thread would;
+- the same CNN written with `F.relu` calls (`FunctionalCnn`), unwatched and watched every=1 and
+  every=10 (function calls seen by the torch function mode of observed passes); its ratios are
+  to its own unwatched blocks.
 Printed: the median step time per case and the median over blocks of the ratio to the unwatched
 block of the same round (the figure judged against the goal); then, measured separately (timers
 distort the step), the time spent inside the hooks per step as a fraction of the unwatched step:
-the direct cost, free of the noise floor. The load average is printed: a busy machine inflates
-every number.
+the direct cost, free of the noise floor; and the extra microseconds of one unobserved pass
+(the root hooks' gate), on a one-weight model. The load average is printed: a busy machine
+inflates every number.
 
     python bench/watch_overhead.py            # ~60 s
     python bench/watch_overhead.py --quick    # ~20 s
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import os
 import statistics
 import threading
@@ -35,12 +40,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from trainlight.collectors.problems import Problems
 from trainlight.collectors.signals.activations import ActivationWatcher
 
-GOALS = {"watch every=1": 1.05, "watch every=10": 1.01}
+GOALS = {
+    "watch every=1": 1.05,
+    "watch every=10": 1.01,
+    "F.relu watch every=1": 1.05,
+    "F.relu watch every=10": 1.01,
+}
 BLOCK = 10  # steps per timed block: a multiple of every=10, so each block has one observed pass
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
 
@@ -58,6 +69,29 @@ def make_cnn() -> nn.Module:
     )
 
 
+class FunctionalCnn(nn.Module):
+    """`make_cnn` written as much code is: F.relu calls instead of ReLU modules."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(1, 16, 3, padding=1), nn.Conv2d(16, 32, 3, padding=1)
+        self.head = nn.Linear(32 * 7 * 7, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.max_pool2d(F.relu(self.c1(x)), 2)
+        h = F.max_pool2d(F.relu(self.c2(h)), 2)
+        return self.head(h.flatten(1))
+
+
+class OneWeight(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.fc(x))
+
+
 @dataclass
 class Case:
     name: str
@@ -65,6 +99,7 @@ class Case:
     opt: torch.optim.Optimizer
     watcher: ActivationWatcher | None = None
     ms: list[float] = field(default_factory=list)  # per block: mean ms per step
+    base: Case | None = None  # the unwatched case of the same model (None: the first case)
 
 
 class NaiveHook:
@@ -182,11 +217,38 @@ def report(cases: list[Case], batches: Batches, args: argparse.Namespace) -> Non
     base_ms = train_steps(cases[0], batches, 5 * BLOCK)
     for case in cases:
         ms = statistics.median(case.ms)
-        ratio = statistics.median(c / b for c, b in zip(case.ms, base, strict=True))
-        hooks = hook_ms_per_step(case, batches, 5 * BLOCK) / base_ms
+        own = base if case.base is None else case.base.ms
+        ratio = statistics.median(c / b for c, b in zip(case.ms, own, strict=True))
+        hooks = f"{hook_ms_per_step(case, batches, 5 * BLOCK) / base_ms:>11.2%}"
+        hooks = hooks if case.base is None else f"{'-':>11}"  # F.relu: no module to time
         goal = GOALS.get(case.name)
         verdict = "" if goal is None else f"<= {goal:.2f} {'ok' if ratio <= goal else 'MISSED'}"
-        print(f"{case.name:<24}{ms:>9.3f}{ratio:>9.4f}{hooks:>11.2%}   {verdict}")
+        print(f"{case.name:<24}{ms:>9.3f}{ratio:>9.4f}{hooks}   {verdict}")
+
+
+def unobserved_pass_us(passes: int = 20_000) -> float:
+    """Extra microseconds per unobserved training pass (the root hooks' gate): a one-weight
+    model with F.relu, watched with `every` larger than the passes, against the same unwatched."""
+    model = OneWeight()
+    x = torch.randn(1, 1)
+
+    def per_pass(m: nn.Module) -> float:
+        best = math.inf
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(passes // 5):
+                m(x)
+            best = min(best, (time.perf_counter() - start) / (passes // 5))
+        return best * 1e6
+
+    plain = per_pass(model)
+    watched = copy.deepcopy(model)
+    watched(x)  # warm
+    watcher = ActivationWatcher(watched, step_of=lambda: 0, problems=Problems(), every=10**9)
+    watched(x)  # the first pass is observed; the rest are not
+    cost = per_pass(watched) - plain
+    watcher.remove()
+    return cost
 
 
 def parse_args() -> argparse.Namespace:
@@ -225,10 +287,18 @@ def main() -> None:
         ("watch every=10", 10),
     ]
     cases = [make_case(name, base, hook, problems) for name, hook in specs]
+    functional = FunctionalCnn()
+    unwatched = make_case("F.relu no watch", functional, None, problems)
+    cases.append(unwatched)
+    for every in (1, 10):
+        case = make_case(f"F.relu watch every={every}", functional, every, problems)
+        case.base = unwatched
+        cases.append(case)
     watchers = [case.watcher for case in cases if case.watcher is not None]
     with Flusher(watchers, args.flush_interval) as flusher:
         measure(cases, batches, args.repeats)
     report(cases, batches, args)
+    print(f"unobserved pass (root hooks only): {unobserved_pass_us():+.2f} us per pass")
     print(f"rows collected by the flush thread: {flusher.rows}; problems: {problems.snapshot()}")
     if args.profile:
         profile(cases[3], batches)

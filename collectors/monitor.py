@@ -197,9 +197,12 @@ class Monitor:
     ) -> None:
         """Hook the ReLU-family activations of `model`: dead/undead units, variance, non-finite.
 
+        Activation modules (recognised by what they compute) and activation function calls
+        inside the forward (`F.relu(self.c1(x))`: row `c1→relu`) are both watched.
         Observes every `every`-th training forward pass (eval and no_grad passes never count);
         a window closes after `window` samples. `unit_dim` is the axis of units in activation
-        outputs: 1 for conv channels and [batch, features]; -1 for [batch, seq, features].
+        outputs: 1 for conv channels and [batch, features]; -1 for [batch, seq, features]. An
+        activation of a Linear's output always uses its features (the last axis).
         """
         watcher = ActivationWatcher(
             unwrap(model),

@@ -7,8 +7,13 @@ units' variances (`arrays` rows `act_var_hist`, for layer sizing) into one devic
 queues it; the flush thread copies all queued windows to the host at once. Hooks never read a
 device value, so watching never synchronises a GPU.
 
+Which activations: modules recognised by what they compute (activation_kinds.py), hooked here,
+and activation function calls inside the model's forward (functional_watch.py), fed on observed
+passes to the same `LayerHook`s, so both spellings give the same rows.
+
 Definitions. A unit is an index along `unit_dim` of the output (channels of [B, C, ...], features
-of [B, F]; -1 for [batch, seq, features]); dim 0 is the batch and windows count its elements. A
+of [B, F]; -1 for [batch, seq, features]; always the last axis for an activation of a Linear's
+output, e.g. (seq, batch, d) in a transformer); dim 0 is the batch and windows count its elements. A
 unit fires in a batch when its batch maximum exceeds `tau` (a NaN makes the maximum NaN: no
 firing); dead = fired in no batch of the window. Variances are population variances of all the
 unit's values in the window. `nonfinite` counts unit-batches: (unit, batch) pairs whose values
@@ -37,33 +42,24 @@ from torch.utils.hooks import RemovableHandle
 
 from trainlight.collectors.distributed import RankGroup
 from trainlight.collectors.problems import Problems
-from trainlight.collectors.schema import VAR_HIST_KEY
+from trainlight.collectors.signals.activation_kinds import (
+    Kind,
+    is_probed,
+    looks_like_activation,
+    module_kind,
+)
+from trainlight.collectors.signals.activation_rows import window_rows
 from trainlight.collectors.signals.forward_gate import Gate
+from trainlight.collectors.signals.functional_watch import PassTracker
 from trainlight.collectors.signals.shared_windows import SharedWindows
 from trainlight.collectors.signals.unit_stats import (
     KEYS,
-    VAR_HIST_BINS,
     LayerSettings,
     Scratch,
     UnitStats,
 )
 
-WATCHED_TYPES = (nn.ReLU, nn.LeakyReLU, nn.ReLU6, nn.GELU, nn.SiLU)
-WATCHED_NAMES = ("SmeLU",)  # by class name, so trainlight.collectors.SmeLU is picked up
-# tau when None: output > 0 is "pre-activation > 0" for ReLU, ReLU6, LeakyReLU, GELU and SiLU,
-# and "x > -beta" (off the flat zero) for SmeLU.
-DEFAULT_TAU = {"ReLU": 0.0, "ReLU6": 0.0, "LeakyReLU": 0.0, "GELU": 0.0, "SiLU": 0.0, "SmeLU": 0.0}
-NONNEGATIVE = (nn.ReLU, nn.ReLU6)  # exact types whose outputs are >= 0 (or NaN)
-
-
-def is_watched(module: nn.Module) -> bool:
-    names = {cls.__name__ for cls in type(module).__mro__}
-    return isinstance(module, WATCHED_TYPES) or any(n in names for n in WATCHED_NAMES)
-
-
-def default_tau(module: nn.Module) -> float:
-    found = (DEFAULT_TAU[c.__name__] for c in type(module).__mro__ if c.__name__ in DEFAULT_TAU)
-    return next(found, 0.0)
+__all__ = ["KEYS", "ActivationWatcher", "LayerHook"]  # KEYS: the rows' keys, for callers
 
 
 class LayerHook:
@@ -86,12 +82,17 @@ class LayerHook:
         if self.pass_id != self.gate.pass_id:
             self.pass_id, self.calls = self.gate.pass_id, 0
         self.calls += 1
+        unit_dim = self.watcher.tracker.unit_dim_of(args[0] if args else None, self.base.unit_dim)
+        self.record(self.calls - 1, output, unit_dim)
+
+    def record(self, index: int, output: Any, unit_dim: int) -> None:
+        """Observe one output of call site `index` (never raises: failures are reported)."""
         try:
-            with torch.no_grad():
-                self._observe(self.calls - 1, output)
+            with torch.no_grad(), torch._C.DisableTorchFunction():  # our ops skip the mode
+                self._observe(index, output, unit_dim)
         except Exception as exc:  # monitoring must never crash training
-            if self.calls <= len(self.sites):
-                self.sites[self.calls - 1] = None  # start afresh: new device, dtype, ...
+            if index < len(self.sites):
+                self.sites[index] = None  # start afresh: new device, dtype, ...
             self.watcher.problems.report(
                 f"watch_hook_failed:{self.base.name}",
                 f"watch(): statistics of layer {self.base.name!r} skipped (counted per layer; "
@@ -99,14 +100,15 @@ class LayerHook:
                 once_per=f"watch_hook_failed:{type(exc).__name__}",
             )
 
-    def _observe(self, index: int, x: Any) -> None:
+    def _observe(self, index: int, x: Any, unit_dim: int) -> None:
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"expected a Tensor output, got {type(x).__name__}")
         if x.dim() < 2 or not x.numel() or x.is_meta:
             self._skip(x)
             return
         self.sites += [None] * (index + 1 - len(self.sites))
-        stats, units = self.sites[index], x.shape[self.base.unit_dim]
+        unit_dim %= x.dim()
+        stats, units = self.sites[index], x.shape[unit_dim]
         if stats is not None and (stats.device, stats.input_dtype) != (x.device, x.dtype):
             self._report(
                 "watch_layer_moved",
@@ -114,11 +116,10 @@ class LayerHook:
                 "its window restarts",
             )
             stats = None
-        if stats is None or stats.units != units:
+        if stats is None or (stats.units, stats.settings.unit_dim) != (units, unit_dim):
             name = self.base.name if index == 0 else f"{self.base.name}#{index + 1}"
-            stats = self.sites[index] = UnitStats(
-                replace(self.base, name=name), units, x, self.scratch
-            )
+            settings = replace(self.base, name=name, unit_dim=unit_dim)
+            stats = self.sites[index] = UnitStats(settings, units, x, self.scratch)
         stats.update(x)
         if stats.samples >= stats.settings.window:
             self.watcher.window_full(stats)
@@ -149,14 +150,15 @@ class ActivationWatcher:
     A `writer.RowSource`: hooks run on the training thread, `collect` on the flush thread.
 
     Args:
-        model: the module the training loop calls; its ReLU-family submodules are watched.
+        model: the module the training loop calls; its ReLU-family submodules and activation
+            function calls are watched (activation_kinds.py, functional_watch.py).
         step_of: the current training step; a window is stamped with it when it closes.
         problems: where trouble is reported (once per kind) and counted; nothing is raised.
         every: observe every `every`-th training forward pass of `model` (the 1st, the
             every+1-th, ...); eval and no-grad passes are neither observed nor counted.
         window: samples (batch elements) per window; it closes with the batch that reaches it.
             A partial window is never emitted.
-        tau: firing threshold (fired = output > tau); None: each module family's `DEFAULT_TAU`.
+        tau: firing threshold (fired = output > tau); None: 0 (activation_kinds.py).
         unit_dim: the output axis that indexes units (1: channels/features; -1: [B, T, F]).
         prefix: prepended to every `named_modules()` name (e.g. "gen." when watching two models).
         low_var_eps: a unit whose window variance is below this counts in `low_var_frac`.
@@ -186,40 +188,78 @@ class ActivationWatcher:
                 raise ValueError(f"{arg} must be an integer >= 1, got {value!r}")
         if not low_var_eps >= 0:
             raise ValueError(f"low_var_eps must be >= 0, got {low_var_eps!r}")
-        self.step_of, self.problems = step_of, problems
+        self.step_of, self.problems, self.unit_dim = step_of, problems, unit_dim
         self.shared = SharedWindows(group, problems, self.enqueue) if group else None
-        self.gate = Gate(every, problems, self.shared.sync if self.shared else None)
+        self.tracker = PassTracker(self, model, prefix)
+        self.gate = Gate(every, problems, self._pass_opens, self._pass_closes)
         if group:
             window = -(-window // group.world_size)
         self._queue: deque[tuple[int, str, torch.Tensor]] = deque()  # step, layer, KEYS + bins
         self._lock = threading.Lock()
         self._handles: list[RemovableHandle] = []
-        base = LayerSettings("", window, 0.0, unit_dim, low_var_eps, False)
-        self.layers = self._install(model, base, tau, prefix)
-        if not self.layers:
-            problems.report(
-                "watch_no_activations",
-                f"watch(): {type(model).__name__} has no ReLU-family modules "
-                "(ReLU, LeakyReLU, ReLU6, GELU, SiLU, SmeLU); no activation statistics",
-            )
+        self.base, self.tau, self.scratch = (
+            LayerSettings("", window, 0.0, unit_dim, low_var_eps, False),
+            tau,
+            Scratch(),
+        )
+        self.model_name = type(model).__name__
+        self.layers = self._install(model, prefix)
+        self._handles.append(model.register_forward_pre_hook(self.gate.before))
+        self._handles.append(model.register_forward_hook(self.gate.after, always_call=True))
 
-    def _install(
-        self, model: nn.Module, base: LayerSettings, tau: float | None, prefix: str
-    ) -> list[str]:
-        scratch, names = Scratch(), []
+    def _install(self, model: nn.Module, prefix: str) -> list[str]:
+        """Hook the activation modules (activation_kinds.py); name the look-alikes left out."""
+        names, unwatched = [], []
         for name, module in model.named_modules():
-            if is_watched(module):
-                t = default_tau(module) if tau is None else float(tau)
-                nonnegative = type(module) in NONNEGATIVE and t == 0.0
+            kind = module_kind(module)
+            if kind is not None:
                 layer = prefix + name or type(module).__name__
-                settings = replace(base, name=layer, tau=t, fired_from_mean=nonnegative)
-                hook = LayerHook(settings, self, scratch)
+                hook = LayerHook(self._settings(layer, kind), self, self.scratch)
                 self._handles.append(module.register_forward_hook(hook))
+                self.tracker.watched.add(id(module))
                 names.append(layer)
-        if names:
-            self._handles.append(model.register_forward_pre_hook(self.gate.before))
-            self._handles.append(model.register_forward_hook(self.gate.after, always_call=True))
+            elif is_probed(module) and looks_like_activation(module):
+                unwatched.append(f"{prefix + name} ({type(module).__name__})")
+        if unwatched:
+            self.problems.report(
+                "watch_unrecognised_activations",
+                f"watch(): {', '.join(unwatched)} look like activations but do not compute a "
+                "ReLU-like function (activation_kinds.py); not watched",
+            )
         return names
+
+    def _settings(self, layer: str, kind: Kind) -> LayerSettings:
+        tau = kind.tau if self.tau is None else float(self.tau)
+        nonnegative = kind.nonnegative and tau == 0.0
+        return replace(self.base, name=layer, tau=tau, fired_from_mean=nonnegative)
+
+    def functional_site(self, name: str, kind: Kind) -> LayerHook:
+        """The hook of a functional activation's call site (made on its first call)."""
+        hook = self.tracker.sites.get(name)
+        if hook is None:
+            hook = self.tracker.sites[name] = LayerHook(
+                self._settings(name, kind), self, self.scratch
+            )
+        return hook
+
+    def _pass_opens(self) -> None:
+        """An observed pass starts: meet the other ranks, then track function calls."""
+        if self.shared is not None:
+            self.shared.sync()
+        self.tracker.start()
+
+    def _pass_closes(self) -> None:
+        """An observed pass ended (also by an exception): stop tracking; after the first one, a
+        model with no activation at all is said so once and left alone."""
+        self.tracker.stop()
+        if not self.layers and not self.tracker.seen_functional and self._handles:
+            self.problems.report(
+                "watch_no_activations",
+                f"watch(): {self.model_name} has no ReLU-family modules (ReLU, LeakyReLU, "
+                "ReLU6, GELU, SiLU, SmeLU or alike) nor activation calls (F.relu, ...) in its "
+                "training pass; no activation statistics",
+            )
+            self.remove(collective=False)
 
     def window_full(self, stats: UnitStats) -> None:
         """A call site's window is complete (training thread): judge it, or share it first."""
@@ -249,31 +289,7 @@ class ActivationWatcher:
             windows, self._queue = self._queue, deque()
         if not windows:
             return None
-        scalars: dict[str, list[Any]] = {"step": [], "layer": [], "key": [], "value": []}
-        hists: dict[str, list[Any]] = {"step": [], "layer": [], "values": []}
-        for (step, layer, _), values in zip(
-            windows, _to_host([w[2] for w in windows], self.problems), strict=True
-        ):
-            if values is None:
-                continue
-            scalars["step"] += [step] * len(KEYS)
-            scalars["layer"] += [layer] * len(KEYS)
-            scalars["key"] += KEYS
-            scalars["value"] += values[: len(KEYS)]
-            hists["step"].append(step)
-            hists["layer"].append(layer)
-            hists["values"].append(values[len(KEYS) :])
-        n = len(hists["step"])
-        return [
-            {"table": ["layer_metrics"] * len(scalars["step"]), **scalars},
-            {
-                "table": ["arrays"] * n,
-                "key": [VAR_HIST_KEY] * n,
-                "n_rows": [1] * n,
-                "n_cols": [VAR_HIST_BINS] * n,
-                **hists,
-            },
-        ]
+        return window_rows(list(windows), self.problems)
 
     def remove(self, collective: bool = True) -> None:
         """Remove every hook (idempotent); windows already closed are still collected.
@@ -282,30 +298,9 @@ class ActivationWatcher:
         end) makes the last exchange of windows, skipped after a crash so no rank waits.
         """
         handles, self._handles = self._handles, []
+        self.tracker.stop()
         for handle in handles:
             handle.remove()
         shared, self.shared = self.shared, None
         if shared is not None and collective and handles:
             shared.close()
-
-
-def _to_host(tensors: list[torch.Tensor], problems: Problems) -> list[list[float] | None]:
-    """Host copies of equal-length vectors: one stack and one transfer per device.
-
-    A device that cannot be read costs its own windows (None, counted), never the others'.
-    """
-    out: list[list[float] | None] = [None for _ in tensors]
-    for device in {t.device for t in tensors}:
-        indices = [i for i, t in enumerate(tensors) if t.device == device]
-        try:
-            stacked = torch.stack([tensors[i] for i in indices]).to("cpu", torch.float64)
-        except Exception as exc:  # a lost device, a meta tensor: skip its windows only
-            problems.report(
-                f"watch_host_copy:{device}",
-                f"watch(): {len(indices)} window(s) on {device} could not be read: {exc!r}",
-                once_per="watch_host_copy",
-            )
-            continue
-        for i, row in zip(indices, stacked.tolist(), strict=True):
-            out[i] = row
-    return out

@@ -24,15 +24,21 @@ IDLE_PASSES_WARNING = 50  # untrained passes before the first training pass that
 class Gate:
     """Open during every `every`-th training forward pass of the watched model (root hooks).
 
-    `on_open` (distributed jobs) runs at the start of each observed pass: a point every rank
-    reaches in the same order. Passes in eval mode or without grad are counted as idle until
+    `on_open` runs at the start of each observed pass (a point every rank of a distributed job
+    reaches in the same order), `on_close` at its end, also when the forward raised. Passes in
+    eval mode or without grad are counted as idle until
     the first training pass: many of them mean nothing will ever be observed, which is said once.
     """
 
     def __init__(
-        self, every: int, problems: Problems, on_open: Callable[[], None] | None = None
+        self,
+        every: int,
+        problems: Problems,
+        on_open: Callable[[], None] | None = None,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         self.every, self.passes, self.open = every, 0, False
+        self.on_close = on_close
         self.pass_id = 0  # observed passes so far: tells a module's repeated calls apart
         self.problems, self.on_open, self.idle = problems, on_open, 0
 
@@ -47,7 +53,9 @@ class Gate:
             self.on_open()
 
     def after(self, module: nn.Module, args: Any, output: Any) -> None:
-        self.open = False  # nothing outside the model's forward: checkpoint recomputation, etc.
+        was_open, self.open = self.open, False  # nothing outside the model's forward
+        if was_open and self.on_close is not None:
+            self.on_close()
 
     def _idle_pass(self, module: nn.Module) -> None:
         self.idle += 1

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from trainlight.app.store.database import Store
@@ -26,7 +27,7 @@ from trainlight.app.store.inbox import Ingester
 from trainlight.collectors import Monitor
 from trainlight.collectors.problems import PROBLEMS_KEY
 from trainlight.collectors.schema import StoreLayout
-from trainlight.collectors.signals import unit_stats
+from trainlight.collectors.signals import functional_watch, unit_stats
 
 Batch = Callable[[int], torch.Tensor]
 STEPS = 40
@@ -155,6 +156,32 @@ def test_our_own_hook_code_raising(
     assert counts[f"{PROBLEMS_KEY}/watch_hook_failed:1"] == STEPS // 2  # every 2nd pass
     assert counts[f"{PROBLEMS_KEY}/watch_hook_failed:3"] == STEPS // 2
     assert counts[PROBLEMS_KEY] == STEPS
+
+
+class FunctionalMlp(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 16), nn.Linear(16, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(F.relu(self.a(x)))
+
+
+def test_our_functional_tracking_raising(
+    tmp_path: Path, caplog_warnings: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: functional_watch.PassTracker, x: object) -> None:
+        raise RuntimeError("a bug in the function mode")
+
+    monkeypatch.setattr(functional_watch.PassTracker, "producer", broken)
+    model = FunctionalMlp()
+    with Monitor(run="buggy mode", store=tmp_path) as mon:
+        mon.watch(model, every=2, window=16)
+        assert train(mon, model) == STEPS
+    assert len(warnings_of(caplog_warnings)) == 1
+    assert "a bug in the function mode" in warnings_of(caplog_warnings)[0]
+    assert torch._C._len_torch_function_stack() == 0
+    assert stored_problems(tmp_path, mon.run_id)[f"{PROBLEMS_KEY}/watch_functional_failed"] >= 10
 
 
 # -- the store ---------------------------------------------------------------------------------
@@ -322,9 +349,9 @@ def test_a_model_without_relu_is_warned_about_once_and_left_alone(
     model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
     with Monitor(run="no relu", store=tmp_path) as mon:
         mon.watch(model, every=1)
+        assert train(mon, model) == STEPS  # after the first pass found no activation: unhooked
         assert not model._forward_hooks and not model._forward_pre_hooks
         assert not any(m._forward_hooks for m in model.modules())
-        assert train(mon, model) == STEPS
     assert len(warnings_of(caplog_warnings)) == 1
     assert "has no ReLU-family modules" in warnings_of(caplog_warnings)[0]
     assert stored_problems(tmp_path, mon.run_id)[f"{PROBLEMS_KEY}/watch_no_activations"] == 1
