@@ -12,6 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+
 @dataclass(frozen=True)
 class GanRecipe:
     """A conditional GAN on generated waveforms: L1 content loss plus an LSGAN adversary.
