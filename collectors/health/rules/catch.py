@@ -193,7 +193,7 @@ class CatchRule:
         flat_for = (window.last_step or 0) - window.plateau_since
         reason = (
             f"no catch: content loss flat since step {window.plateau_since:,} "
-            f"({flat_for:,} of {patience:,} steps' patience)"
+            f"({flat_for:,} steps; patience {patience:,})"
         )
         return Verdict(RED if flat_for >= patience else AMBER, reason, window.last_step)
 
