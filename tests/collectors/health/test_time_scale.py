@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -18,6 +19,7 @@ from trainlight.collectors.health.time_scale import (
     runaway_may_be_red,
     window_steps,
 )
+from trainlight.collectors.health.verdict import AMBER, GREY, Hysteresis, Verdict
 
 DEFAULTS = HealthSettings()
 
@@ -105,3 +107,47 @@ def test_levelled_off_step_matches_the_naive_reference_and_scales_with_the_run(
     assert window.plateau_since == expected
     # exp decay: the latest half brings < 10% of the drop at t = 4.4 tau (plus the EMA's lag)
     assert expected is not None and 4 * tau <= expected <= 6 * tau
+
+
+def test_a_state_saved_before_derived_windows_still_loads_and_resumes() -> None:
+    spec = HealthSpec(roles={"adversary": "d_loss", "content": "content"})
+    health = RunHealth(spec)
+    health.feed(rows_table([(s, "content", 1.0 / (1 + s)) for s in range(200)]))
+    data = json.loads(health.to_json())
+    for new in ("window", "planned", "pending", "content_steps", "levels"):
+        del data["catch"][new]
+    data["catch"]["prev_ema"] = 0.5  # a field the old rule had
+    del data["runaway"]["seen"], data["runaway"]["planned"]
+    for gate in data["hysteresis"].values():
+        del gate["seen"]
+    resumed = RunHealth.from_json(spec, json.dumps(data))
+    assert resumed.catch is not None and resumed.catch.window == 500  # the old default
+    resumed.feed(rows_table([(200, "content", 0.01)]))
+
+
+def test_first_grey_verdict_with_a_reason_is_recorded_once() -> None:
+    gate = Hysteresis(confirm=2)
+    assert gate.update(Verdict(GREY, "no verdict yet: 0 of 2 baseline windows"))
+    assert not gate.update(Verdict(GREY, "no verdict yet: 1 of 2 baseline windows"))
+    assert gate.update(Verdict(AMBER, "no catch yet")) and gate.state == AMBER
+    silent = Hysteresis(confirm=2)
+    assert not silent.update(Verdict(GREY))  # no inputs, nothing to say
+
+
+@pytest.mark.parametrize(
+    ("overrides", "ok"),
+    [
+        ({"catch_window": None, "catch_patience": None, "runaway_patience": None}, True),
+        ({"catch_window": 0}, False),
+        ({"catch_patience_ratio": 0.0}, False),
+        ({"catch_window_points": None}, False),
+    ],
+)
+def test_derived_settings_accept_none_and_refuse_bad_overrides(
+    overrides: dict[str, object], ok: bool
+) -> None:
+    if ok:
+        assert HealthSettings.from_dict(overrides) == HealthSettings()
+    else:
+        with pytest.raises(ValueError, match="health setting"):
+            HealthSettings.from_dict(overrides)
