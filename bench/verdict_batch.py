@@ -174,7 +174,7 @@ def main_tree(root: Path) -> Path:
 
 
 def judge(outcome: Outcome, changes: list[tuple[str, str, int]]) -> dict[str, object]:
-    doomed = outcome.ran_away or (outcome.job.recipe != "dc runaway" and outcome.max_auc < 0.7)
+    doomed = outcome.ran_away or outcome.max_auc < 0.7
     reds = [step for _, state, step in changes if state == "red"]
     finals = {signal: state for signal, state, _ in changes}
     first_red = min(reds) if reds else None
