@@ -53,6 +53,8 @@ class Monitor:
         prune_on: signals (e.g. "nonfinite", "catch") whose turning red stops the run: the
             server's verdict, or this process's own when no server reads the store.
         health: HealthSettings (or a dict of overrides) for the health rules' thresholds.
+        total_steps: the planned length, if known (a `total_steps`/`max_steps` config key
+            counts too): `catch` and `runaway` then size their windows and patience to it.
         sink: a ready-made transport (tests, custom backends); overrides `store`.
         distributed: in an initialised `torch.distributed` job, build the Monitor on EVERY
             rank: one run is recorded, written by rank 0 alone (see distributed.py). False:
@@ -73,6 +75,7 @@ class Monitor:
         heartbeat_interval: float = 10.0,
         prune_on: Iterable[str] = (),
         health: HealthSettings | Mapping[str, Any] | None = None,
+        total_steps: int | None = None,
         sink: Sink | None = None,
         distributed: bool = True,
     ) -> None:
@@ -86,6 +89,7 @@ class Monitor:
             config=config,
             health=health,
             prune_on=prune_on,
+            total_steps=total_steps,
         )
         self._ranks, self.run_id = None, header.run_id
         if distributed:  # every rank takes rank 0's run id

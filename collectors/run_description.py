@@ -29,6 +29,7 @@ def describe_run(
     config: Mapping[str, Any] | None,
     health: HealthSettings | Mapping[str, Any] | None,
     prune_on: Iterable[str],
+    total_steps: int | None = None,
 ) -> RunHeader:
     """The run's first header (seq 0, status running); ValueError naming a bad argument."""
     return RunHeader(
@@ -45,6 +46,7 @@ def describe_run(
         started_at=time.time(),
         health=health_overrides(health),
         prune_on=tuple(prune_on),
+        total_steps=total_steps,
     ).validated()
 
 

@@ -76,6 +76,17 @@ class RunHeader:
     health: Mapping[str, Any] = field(default_factory=dict)  # HealthSettings overrides
     prune_on: tuple[str, ...] = ()  # signals whose red stops the run
     pid_namespace: str = ""  # boot id + pid namespace of `pid` (see process_namespace())
+    total_steps: int | None = None  # the planned length, as `Monitor(total_steps=...)` declared
+
+    def planned_steps(self) -> int | None:
+        """The declared length: `total_steps`, else a `total_steps`/`max_steps` config key."""
+        if self.total_steps:
+            return self.total_steps
+        for key in ("total_steps", "max_steps"):
+            value = self.config.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+        return None
 
     def to_bytes(self) -> bytes:
         payload = asdict(self)
@@ -116,6 +127,9 @@ class RunHeader:
         for name in ("name", "project", "group", "host", "stop_reason", "pid_namespace"):
             if not isinstance(getattr(self, name), str):
                 raise ValueError(f"run {name} must be a string")
+        steps = self.total_steps
+        if steps is not None and (type(steps) is not int or steps < 1):
+            raise ValueError(f"total_steps must be an integer >= 1, got {steps!r}")
         for name in ("pid", "dropped_rows"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**31:

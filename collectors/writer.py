@@ -217,7 +217,9 @@ class SegmentWriter:
         """With `prune_on`, run the server's rules here too, so pruning needs no server."""
         if not header.prune_on:
             return
-        spec = spec_from_header(header.roles, header.health, header.prune_on)
+        spec = spec_from_header(
+            header.roles, header.health, header.prune_on, header.planned_steps()
+        )
         if self._health is None:
             self._health = RunHealth(spec)
         for change in self._health.feed(table, spec).transitions:

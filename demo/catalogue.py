@@ -16,12 +16,8 @@ longer. The recipes' numbers were chosen by running them: see tests/demo for wha
 
 from __future__ import annotations
 
-from trainlight.demo.recipes import SHORT_GAN_HEALTH, DigitsRecipe, GanRecipe, RunSpec
+from trainlight.demo.recipes import DigitsRecipe, GanRecipe, RunSpec
 
-# Windows sized for a few hundred steps. The content loss of these small GANs keeps creeping down
-# by 1-2% per 50-step window long after it has levelled off: at the default 1% (and at 2%) its
-# plateau flickers on and off; below 3% per window counts as flat.
-GAN_HEALTH: dict[str, int | float] = {**SHORT_GAN_HEALTH, "plateau_rho": 0.03}
 # The healthy CNN is judged green while it still learns; by ~350 steps its probe loss (on
 # training digits) stops falling steadily and some layer hurts now and then (amber). The full
 # demo trains the GANs and MLPs longer, not the CNNs.
@@ -42,7 +38,6 @@ def _gan(
         story=story,
         group="gan",
         tags=("gan", "waveforms"),
-        health=dict(GAN_HEALTH),
         prune_on=prune_on,
     )
 

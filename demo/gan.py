@@ -7,6 +7,8 @@ the demo and the signal tests train this loop, instrumented only through the pub
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -38,8 +40,15 @@ def content_loss(fake: torch.Tensor, real: torch.Tensor, mean_blind: bool) -> to
     return (fake - real).abs().mean()
 
 
-def train_gan(mon: Monitor, recipe: GanRecipe, steps: int, seed: int) -> None:
-    """Train for `steps` steps (fewer if `mon` asks to stop), reporting to `mon`."""
+# (step, generator, adversary, real pool): how a benchmark judges a run by its own metrics
+Inspect = Callable[[int, nn.Module, nn.Module, torch.Tensor], None]
+
+
+def train_gan(
+    mon: Monitor, recipe: GanRecipe, steps: int, seed: int, inspect: Inspect | None = None
+) -> None:
+    """Train for `steps` steps (fewer if `mon` asks to stop), reporting to `mon`; `inspect`, if
+    given, is called after every step (bench/verdict_batch.py labels runs with it)."""
     rng = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     real_pool = waveforms(4096, LENGTH, rng)
@@ -67,5 +76,7 @@ def train_gan(mon: Monitor, recipe: GanRecipe, steps: int, seed: int) -> None:
         g_opt.step()
         mon.log(step, d_loss=d_loss, content=content)
         mon.outputs(step, fake)
+        if inspect is not None:
+            inspect(step, gen, disc, real_pool)
         if mon.should_stop():
             break

@@ -12,16 +12,6 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-# Health windows sized for trainings of a few hundred steps (the defaults suit 10k-step GANs).
-SHORT_GAN_HEALTH: dict[str, int | float] = {
-    "catch_window": 50,
-    "baseline_windows": 2,
-    "catch_patience": 200,
-    "plateau_rho": 0.02,
-    "runaway_patience": 100,
-    "confirm": 2,
-}
-
 
 @dataclass(frozen=True)
 class GanRecipe:

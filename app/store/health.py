@@ -156,8 +156,13 @@ def _insert_derived(
 
 
 def _spec(header: RunHeader) -> HealthSpec:
-    return spec_from_header(header.roles, header.health, header.prune_on)
+    return spec_from_header(header.roles, header.health, header.prune_on, header.planned_steps())
 
 
 def _same_spec(a: RunHeader, b: RunHeader) -> bool:
-    return a.roles == b.roles and a.health == b.health and a.prune_on == b.prune_on
+    return (
+        a.roles == b.roles
+        and a.health == b.health
+        and a.prune_on == b.prune_on
+        and a.planned_steps() == b.planned_steps()
+    )

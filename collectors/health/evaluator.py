@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import pyarrow as pa
@@ -23,6 +23,7 @@ from trainlight.collectors.health.rules.nonfinite import NonfiniteRule, Nonfinit
 from trainlight.collectors.health.rules.runaway import KEYS as RUNAWAY_KEYS
 from trainlight.collectors.health.rules.runaway import RunawayRule, RunawayWindow
 from trainlight.collectors.health.settings import HealthSettings
+from trainlight.collectors.health.time_scale import Levels
 from trainlight.collectors.health.verdict import Hysteresis, Transition, Verdict
 
 ROLE_NAMES = ("adversary", "gradient_penalty", "content")
@@ -35,6 +36,7 @@ class HealthSpec:
     roles: Mapping[str, str] = field(default_factory=dict)
     settings: HealthSettings = field(default_factory=HealthSettings)
     prune_on: tuple[str, ...] = ()
+    planned_steps: int | None = None  # the declared length: sets catch/runaway's time scale
 
     def catch_roles(self) -> tuple[str, str, str | None] | None:
         adversary, content = self.roles.get("adversary"), self.roles.get("content")
@@ -72,11 +74,13 @@ class RunHealth:
             verdicts["nonfinite"] = NonfiniteRule().evaluate(self.nonfinite)
         if self.dead.update(rows, settings):
             verdicts["dead_relu"] = DeadReluRule(settings).evaluate(self.dead)
-        if self.catch is not None and self.catch.update(rows, settings):
+        planned = self.spec.planned_steps
+        if self.catch is not None and self.catch.update(rows, settings, planned):
             verdicts["catch"] = CatchRule(settings).evaluate(self.catch)
         if self.catch is not None:
             self.runaway.has_content_role = True
             self.runaway.content_flat_since = self.catch.plateau_since
+        self.runaway.planned = planned
         if self.runaway.update(rows, settings):
             verdicts["runaway"] = RunawayRule(settings).evaluate(self.runaway)
         if self.lca.update(rows, settings):
@@ -134,32 +138,50 @@ class RunHealth:
         # Resume under the roles the state was computed with: if the next segment's roles
         # differ, feed() adopts them exactly as it would have live.
         health = cls(replace(spec, roles=data.get("roles", spec.roles)))
-        health.nonfinite = NonfiniteWindow(**data["nonfinite"])
+        health.nonfinite = NonfiniteWindow(**_known(NonfiniteWindow, data["nonfinite"]))
         dead = data["dead"]
         dead["spike"] = tuple(dead["spike"]) if dead["spike"] else None
-        health.dead = DeadReluWindow(**dead)
+        health.dead = DeadReluWindow(**_known(DeadReluWindow, dead))
         runaway = data["runaway"]
         runaway["readings"] = [tuple(r) for r in runaway["readings"]]
-        health.runaway = RunawayWindow(**runaway)
+        health.runaway = RunawayWindow(**_known(RunawayWindow, runaway))
         lca = data.get("lca")
         if lca is not None:
             for name in ("worst_layer", "last"):
                 lca[name] = tuple(lca[name]) if lca[name] else None
-            health.lca = LcaWindow(**lca)
+            health.lca = LcaWindow(**_known(LcaWindow, lca))
         if data["catch"] is not None and health.catch is not None:
             catch = data["catch"]
             catch["adv"], catch["gp"] = Moments(**catch["adv"]), Moments(**catch["gp"])
-            health.catch = CatchWindow(**catch)
-        health.hysteresis = {k: Hysteresis(**v) for k, v in data["hysteresis"].items()}
+            catch["levels"] = Levels(**catch.get("levels", {}))
+            catch["pending"] = [tuple(e) for e in catch.get("pending", [])]
+            if "window" not in catch:  # saved before windows were derived: 500 was the default
+                catch["window"] = spec.settings.catch_window or 500
+            health.catch = CatchWindow(**_known(CatchWindow, catch))
+        health.hysteresis = {
+            k: Hysteresis(**_known(Hysteresis, v)) for k, v in data["hysteresis"].items()
+        }
         return health
 
 
 def spec_from_header(
-    roles: Mapping[str, Any], health: Mapping[str, Any], prune_on: tuple[str, ...]
+    roles: Mapping[str, Any],
+    health: Mapping[str, Any],
+    prune_on: tuple[str, ...],
+    planned_steps: int | None = None,
 ) -> HealthSpec:
     return HealthSpec(
-        roles=dict(roles), settings=HealthSettings.from_dict(health), prune_on=tuple(prune_on)
+        roles=dict(roles),
+        settings=HealthSettings.from_dict(health),
+        prune_on=tuple(prune_on),
+        planned_steps=planned_steps,
     )
+
+
+def _known(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """A saved rule state's fields that `cls` still has (states saved by another version load)."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
 
 
 def _catch_window(spec: HealthSpec) -> CatchWindow | None:

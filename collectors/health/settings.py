@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+_DERIVED = ("catch_window", "catch_patience", "runaway_patience")  # None: from the time scale
+
 
 @dataclass(frozen=True)
 class HealthSettings:
@@ -22,19 +24,24 @@ class HealthSettings:
     undead_history: int = 20  # windows kept per layer for the median/MAD
     undead_min_history: int = 5  # windows needed before spikes are judged
     spike_hold: int = 3  # evaluations an undead spike keeps the badge red
-    # -- catch (needs roles adversary/content; gradient_penalty optional), in steps
-    catch_window: int = 500  # steps per window of the adversary/content statistics
-    plateau_rho: float = 0.01  # content EMA relative change per window below this: plateau
+    # -- catch (needs roles adversary/content; gradient_penalty optional). Windows and patience
+    # follow the run's own time scale (time_scale.py); the step counts below override them.
+    catch_window: int | None = None  # steps per window (None: catch_window_points x cadence)
+    catch_window_points: int = 20  # content readings per window when the window is derived
+    plateau_rho: float = 0.1  # levelled off: the latest half of steps brought < rho of the drop
     ema_alpha: float = 0.05  # EMA smoothing of the content loss (per logged value)
     catch_kappa: float = 0.25  # adversary window mean rising to (1 + kappa) x its minimum: catch
     catch_gamma: float = 3.0  # adversary/GP window std this many times its early baseline: catch
     baseline_windows: int = 2  # first windows that set the baseline std
-    catch_patience: int = 5000  # steps of content plateau without a catch that turn red
+    catch_patience: int | None = None  # steps after levelling off without a catch: red
+    catch_patience_ratio: float = 2.0  # derived patience: this x the levelled-off step
     # -- runaway (needs mon.reference + mon.outputs)
     runaway_trend_points: int = 5  # recent distance readings used to judge "shrinking"
     runaway_shrink: float = 0.10  # relative drop over those readings that counts as shrinking
     runaway_min_effect: float = 0.5  # |median diff| / reference IQR needed for red
-    runaway_patience: int = 5000  # steps large and not shrinking (without a content role): red
+    runaway_patience: int | None = None  # steps stuck (no content role) before red; None:
+    # runaway_min_readings readings and 1/10 of the declared length
+    runaway_min_readings: int = 10
     # -- lca (needs mon.lca)
     lca_window: int = 10  # measured steps per window
     lca_red_windows: int = 3  # consecutive windows with a positive total LCA that turn red
@@ -47,14 +54,18 @@ class HealthSettings:
             "undead_history",
             "undead_min_history",
             "spike_hold",
-            "catch_window",
+            "catch_window_points",
             "baseline_windows",
-            "catch_patience",
             "runaway_trend_points",
+            "runaway_min_readings",
+            "catch_window",
+            "catch_patience",
             "runaway_patience",
         ):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if value is None and name in _DERIVED:
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"health setting {name} must be an integer >= 1, got {value!r}")
         for name in ("dead_amber", "dead_red", "plateau_rho", "ema_alpha", "runaway_shrink"):
             value = getattr(self, name)
@@ -66,6 +77,7 @@ class HealthSettings:
             "catch_gamma",
             "runaway_min_effect",
             "repro_budget",
+            "catch_patience_ratio",
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"health setting {name} must be > 0, got {getattr(self, name)!r}")

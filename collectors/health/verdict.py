@@ -37,16 +37,24 @@ def worst(states: list[str]) -> str:
 
 @dataclass
 class Hysteresis:
-    """Accepts a new state only after `confirm` consecutive verdicts agree (sticky: at once)."""
+    """Accepts a new state only after `confirm` consecutive verdicts agree (sticky: at once).
+
+    The first verdict is always taken, a grey one with a reason included ("no verdict yet: ..."),
+    so a signal whose inputs are present is never silently absent.
+    """
 
     confirm: int
     state: str = GREY
     pending: str = GREY
     pending_count: int = 0
     locked: bool = False
+    seen: bool = False
 
     def update(self, verdict: Verdict) -> bool:
-        """Feed one verdict; True when the accepted state changed."""
+        """Feed one verdict; True when the accepted state changed (or the first grey is told)."""
+        first, self.seen = not self.seen, True
+        if first and verdict.state == GREY and verdict.reason:
+            return True
         if self.locked or verdict.state == self.state:
             self.pending_count = 0
             return False

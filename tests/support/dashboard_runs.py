@@ -11,7 +11,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tests.support.trainings import FAST_HEALTH
 from trainlight.app.store.database import Store
 from trainlight.app.store.inbox import Ingester
 from trainlight.collectors import Monitor
@@ -27,7 +26,7 @@ def train_lca_mlp(store: Path, name: str, steps: int = 120, every: int = 2) -> s
     )
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     probe_x, probe_y = x[:64], y[:64]
-    health = {**FAST_HEALTH, "lca_window": 3, "confirm": 1}
+    health = {"lca_window": 3, "confirm": 1}
     with Monitor(
         run=name, store=store, health=health, config={"lr": 0.1, "steps": steps}, flush_interval=0.1
     ) as mon:

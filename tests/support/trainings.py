@@ -13,9 +13,7 @@ from torch import nn
 
 from trainlight.collectors import Monitor
 from trainlight.demo import gan
-from trainlight.demo.recipes import SHORT_GAN_HEALTH, GanRecipe
-
-FAST_HEALTH = dict(SHORT_GAN_HEALTH)  # health windows sized for a few hundred steps
+from trainlight.demo.recipes import GanRecipe
 
 
 def blobs(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,7 +36,7 @@ def train_mlp(
     with torch.no_grad():
         model[0].bias.fill_(hidden_bias)
     opt = torch.optim.SGD(model.parameters(), lr=lr)
-    with Monitor(run=name, store=store, health=FAST_HEALTH, flush_interval=0.1) as mon:
+    with Monitor(run=name, store=store, flush_interval=0.1) as mon:
         mon.watch(model, every=1, window=512)
         for step in range(steps):
             idx = torch.randint(0, len(x), (64,), generator=generator)
@@ -60,12 +58,14 @@ def train_gan(
     adversary_weight: float = 0.05,
     steps: int = 900,
     roles: bool = True,
+    declare_length: bool = True,
 ) -> str:
     """The demo's conditional GAN on generated waveforms (trainlight.demo.gan), seed 1.
 
     `adversary_lr=0` freezes the adversary (it never catches). With `mean_blind` the content
     loss ignores each sample's mean, and with `adversary_weight=0` the generator ignores the
-    adversary too: nothing pulls a DC offset back, so it stays wherever it ran off to.
+    adversary too: nothing pulls a DC offset back, so it stays wherever it ran off to. The
+    health settings are the defaults; `declare_length` passes `total_steps` to the Monitor.
     """
     recipe = GanRecipe(
         adversary_lr=adversary_lr,
@@ -74,7 +74,8 @@ def train_gan(
         mean_blind=mean_blind,
         roles=roles,
     )
-    with Monitor(run=name, store=store, health=FAST_HEALTH, flush_interval=0.1) as mon:
+    total = steps if declare_length else None
+    with Monitor(run=name, store=store, total_steps=total, flush_interval=0.1) as mon:
         gan.train_gan(mon, recipe, steps=steps, seed=1)
         return mon.run_id
 

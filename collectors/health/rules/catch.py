@@ -1,12 +1,14 @@
 """`catch`: does the adversary start to fight back before the content loss levels off?
 
-Statistics are taken per window of `catch_window` steps. The content loss is smoothed by an EMA;
-a window whose EMA moved less than `plateau_rho` (relative) starts or extends a plateau. After
-`baseline_windows` windows set the adversary's (and gradient penalty's) baseline spread, the
-adversary has caught when its window mean rises `catch_kappa` × max(|running minimum|, baseline
-std) above its running minimum, or when its (or the penalty's) window std reaches `catch_gamma` ×
-baseline. Green (for good) once caught; amber until then; red when the content loss has been flat
-for `catch_patience` steps without a catch.
+Statistics are taken per window, sized on the run's own time scale (time_scale.py: so many
+content readings per window, or `catch_window` steps). The content loss is smoothed by an EMA
+and its value at each window's close tells when it has levelled off (the latest half of the steps
+brought < `plateau_rho` of its drop so far; sticky). After `baseline_windows` windows set the
+adversary's (and gradient penalty's) baseline spread, the adversary has caught when its window
+mean rises `catch_kappa` × max(|running minimum|, baseline std) above its running minimum, or when
+its (or the penalty's) window std reaches `catch_gamma` × baseline. Green (for good) once caught;
+grey with the reason while the baseline is set; amber until then; red when no catch came within
+the catch patience after the content loss levelled off (`catch_patience_ratio` × that step).
 """
 
 from __future__ import annotations
@@ -16,6 +18,14 @@ from dataclasses import dataclass, field
 
 from trainlight.collectors.health.observations import SegmentRows, Series
 from trainlight.collectors.health.settings import HealthSettings
+from trainlight.collectors.health.time_scale import (
+    CADENCE_POINTS,
+    Levels,
+    cadence,
+    catch_patience,
+    levelled_off,
+    window_steps,
+)
 from trainlight.collectors.health.verdict import AMBER, GREEN, GREY, RED, Verdict
 
 
@@ -45,7 +55,11 @@ class CatchWindow:
     adversary: str
     content: str
     gradient_penalty: str | None = None
-    index: int | None = None  # the open window's number (step // catch_window)
+    window: int | None = None  # steps per window, fixed once the logging cadence is known
+    planned: int | None = None  # the run's declared length, if any
+    pending: list[tuple[int, str, float]] = field(default_factory=list)  # until then
+    content_steps: list[int] = field(default_factory=list)  # the first content readings
+    index: int | None = None  # the open window's number (step // window)
     adv: Moments = field(default_factory=Moments)
     gp: Moments = field(default_factory=Moments)
     ema: float | None = None
@@ -53,8 +67,8 @@ class CatchWindow:
     baseline_adv_std: list[float] = field(default_factory=list)
     baseline_gp_std: list[float] = field(default_factory=list)
     adv_min: float | None = None
-    prev_ema: float | None = None
-    plateau_since: int | None = None
+    levels: Levels = field(default_factory=Levels)
+    plateau_since: int | None = None  # the step the content loss levelled off at
     caught_step: int | None = None
     caught_how: str = ""
     last_step: int | None = None
@@ -62,10 +76,18 @@ class CatchWindow:
     def keys(self) -> set[str]:
         return {k for k in (self.adversary, self.content, self.gradient_penalty) if k}
 
-    def update(self, rows: SegmentRows, settings: HealthSettings) -> bool:
+    def update(
+        self, rows: SegmentRows, settings: HealthSettings, planned: int | None = None
+    ) -> bool:
         events = _merge(rows.metrics, self.keys())
+        self.planned = planned
+        if self.window is None:
+            self._learn_cadence(events, settings, planned)
+        if self.window is None:
+            return bool(events)
+        events, self.pending = self.pending + events, []
         for step, key, value in events:
-            index = step // settings.catch_window
+            index = step // self.window
             if self.index is not None and index > self.index:
                 self._close(settings)
             self.index = index if self.index is None else max(self.index, index)
@@ -82,9 +104,20 @@ class CatchWindow:
                 )
         return bool(events)
 
+    def _learn_cadence(
+        self, events: list[tuple[int, str, float]], settings: HealthSettings, planned: int | None
+    ) -> None:
+        """Hold the first events until CADENCE_POINTS content readings fix the window."""
+        self.pending += events
+        for step, key, _ in events:
+            if key == self.content and len(self.content_steps) < CADENCE_POINTS:
+                self.content_steps.append(step)
+        if settings.catch_window is not None or len(self.content_steps) >= CADENCE_POINTS:
+            self.window = window_steps(settings, cadence(self.content_steps), planned)
+
     def _close(self, settings: HealthSettings) -> None:
-        assert self.index is not None
-        end_step = (self.index + 1) * settings.catch_window - 1
+        assert self.index is not None and self.window is not None
+        end_step = (self.index + 1) * self.window - 1
         adv_mean, adv_std, gp_std = self.adv.mean(), self.adv.std(), self.gp.std()
         self.closed += 1
         if self.closed <= settings.baseline_windows:
@@ -120,16 +153,13 @@ class CatchWindow:
         self.caught_step, self.caught_how = end_step, how
 
     def _check_plateau(self, end_step: int, settings: HealthSettings) -> None:
-        if self.ema is None:
+        if self.ema is None or self.plateau_since is not None:
             return
-        if self.prev_ema is not None:
-            change = abs(self.ema - self.prev_ema) / max(abs(self.prev_ema), 1e-12)
-            flat = change < settings.plateau_rho
-            if flat and self.plateau_since is None:
-                self.plateau_since = end_step - settings.catch_window + 1
-            elif not flat:
-                self.plateau_since = None
-        self.prev_ema = self.ema
+        self.levels.add(self.ema)
+        if self.levels.count >= settings.baseline_windows + 2 and levelled_off(
+            *self.levels.first_half_last(), settings.plateau_rho
+        ):
+            self.plateau_since = end_step
 
 
 class CatchRule:
@@ -144,15 +174,28 @@ class CatchRule:
                 window.caught_step,
                 sticky=True,
             )
-        if window.closed <= self.settings.baseline_windows:
-            return Verdict(GREY, "", window.last_step)
+        if window.window is None:
+            have = len(window.content_steps)
+            reason = f"no verdict yet: {have} of {CADENCE_POINTS} content readings (cadence)"
+            return Verdict(GREY, reason, window.last_step or _first_step(window))
+        baseline = self.settings.baseline_windows
+        if window.closed <= baseline:
+            reason = (
+                f"no verdict yet: {window.closed} of {baseline} baseline windows "
+                f"({window.window:,} steps each)"
+            )
+            return Verdict(GREY, reason, window.last_step)
         if window.plateau_since is None:
             return Verdict(AMBER, "no catch yet; content loss still falling", window.last_step)
+        patience = catch_patience(
+            self.settings, window.plateau_since, window.window, window.planned
+        )
         flat_for = (window.last_step or 0) - window.plateau_since
-        reason = f"no catch: content loss flat since step {window.plateau_since:,}"
-        if flat_for >= self.settings.catch_patience:
-            return Verdict(RED, reason, window.last_step)
-        return Verdict(AMBER, reason, window.last_step)
+        reason = (
+            f"no catch: content loss flat since step {window.plateau_since:,} "
+            f"({flat_for:,} steps; patience {patience:,})"
+        )
+        return Verdict(RED if flat_for >= patience else AMBER, reason, window.last_step)
 
 
 def _merge(metrics: dict[str, Series], keys: set[str]) -> list[tuple[int, str, float]]:
@@ -165,6 +208,10 @@ def _merge(metrics: dict[str, Series], keys: set[str]) -> list[tuple[int, str, f
     ]
     events.sort(key=lambda e: e[0])
     return events
+
+
+def _first_step(window: CatchWindow) -> int | None:
+    return window.pending[-1][0] if window.pending else None
 
 
 def _mean(values: list[float]) -> float:

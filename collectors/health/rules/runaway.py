@@ -4,8 +4,9 @@ Reads what the collector measures (`runaway/distance`: two-sample KS statistic a
 reference; `runaway/critical`: its critical value at α = 0.01; `runaway/effect`: |median diff| /
 reference IQR). Green below the critical value; amber while above it but shrinking (by
 `runaway_shrink` over the last `runaway_trend_points` readings) or while the effect is small; red
-when above it, not shrinking, with a real effect, once the content loss has levelled off (or, with
-no content role, after `runaway_patience` steps of that).
+when above it, not shrinking, with a real effect, at a reading at or after the step the content
+loss levelled off (time_scale.py), or, with no content role, once `runaway_min_readings` readings
+and 1/10 of the declared length have passed (`runaway_patience` steps stuck, when set).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 
 from trainlight.collectors.health.observations import SegmentRows
 from trainlight.collectors.health.settings import HealthSettings
+from trainlight.collectors.health.time_scale import runaway_may_be_red
 from trainlight.collectors.health.verdict import AMBER, GREEN, GREY, RED, Verdict
 
 KEYS = ("runaway/distance", "runaway/critical", "runaway/effect")
@@ -25,6 +27,8 @@ class RunawayWindow:
     stuck_since: int | None = None  # first step of the current large-and-not-shrinking stretch
     content_flat_since: int | None = None  # from the catch window, when there is a content role
     has_content_role: bool = False
+    seen: int = 0  # readings so far
+    planned: int | None = None  # the run's declared length, if any
 
     def update(self, rows: SegmentRows, settings: HealthSettings) -> bool:
         distance = rows.metrics.get("runaway/distance")
@@ -34,6 +38,7 @@ class RunawayWindow:
         effect = dict(zip(*rows.metrics.get("runaway/effect", ([], [])), strict=True))
         for step, value in zip(*distance, strict=True):
             self.readings.append((step, value, critical.get(step, 0.0), effect.get(step, 0.0)))
+            self.seen += 1
             del self.readings[: -settings.runaway_trend_points]
             large, shrinking = self.large(), self.shrinking(settings)
             if large and not shrinking:
@@ -69,7 +74,7 @@ class RunawayRule:
         if effect < self.settings.runaway_min_effect:
             return Verdict(AMBER, f"{detail} (small effect)", step)
         if window.has_content_role:
-            if window.content_flat_since is not None:
+            if window.content_flat_since is not None and step >= window.content_flat_since:
                 return Verdict(
                     RED,
                     f"{detail}, not shrinking while the content loss is flat "
@@ -77,6 +82,6 @@ class RunawayRule:
                     step,
                 )
             return Verdict(AMBER, f"{detail}, not shrinking", step)
-        if step - window.stuck_since >= self.settings.runaway_patience:
+        if runaway_may_be_red(self.settings, window.seen, step, window.stuck_since, window.planned):
             return Verdict(RED, f"{detail}, not shrinking since step {window.stuck_since:,}", step)
         return Verdict(AMBER, f"{detail}, not shrinking", step)

@@ -164,7 +164,7 @@ def test_health_history_and_marks(filled: tuple[Store, dict[str, str]]) -> None:
     assert roles == {"adversary": "d_loss", "content": "content"}
     assert none.catch_step is None and none.plateau_step is None
     assert (judged.settings.lca_window, judged.settings.confirm) == (3, 1)  # its health= overrides
-    assert judged.settings.catch_window == 50 and default.settings.lca_window == 10
+    assert judged.settings.catch_window is None and default.settings.lca_window == 10
     assert [c.signal for c in history if c.signal == "catch"]  # ordered by seq, not empty
 
 
