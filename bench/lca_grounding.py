@@ -111,7 +111,10 @@ def train(name: str, seed: int, steps: int, tallies: dict[str, Tally]) -> None:
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     lcas = {
         label: LossChangeAllocator(
-            model, lambda m: F.cross_entropy(m(probe_x), probe_y), every=1, problems=Problems(),
+            model,
+            lambda m: F.cross_entropy(m(probe_x), probe_y),
+            every=1,
+            problems=Problems(),
             **settings,  # type: ignore[arg-type]
         )
         for label, settings in (("old", OLD), ("new", NEW))

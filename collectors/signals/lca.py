@@ -19,10 +19,12 @@ avoids disturbing training (parameters, `.grad`, BN statistics, dropout, RNG): l
 
 Rows per measured step (DESIGN.md §3): `metrics` `lca/total` (ΣA), `lca/actual` (the probe loss
 change ΔL), `lca/residual` (ΔL − ΣA), `lca/intervals` (Simpson intervals used), `lca/grounded`
-(1 when the residual met the tolerance, 0 when max_intervals ran out first), `lca/nonfinite` (1 when the losses or the allocation are NaN/Inf, which are stored as they are: the `nonfinite`
-signal turns red on them); `layer_metrics` `lca`, `lca_helping` per layer (lca_rows.py); and
-`lca_frames` thinned to at most `max_frames` per layer, with `lca/frame_stride` and `lca/every`
-rows when the stride changes (the contract is in lca_frames.py).
+(1 when the residual met the tolerance, 0 when max_intervals ran out first), `lca/nonfinite`
+(1 when the losses or the allocation are NaN/Inf, which are stored as they are: the
+`nonfinite` signal turns red on them); `layer_metrics` `lca`, `lca_helping` per layer
+(lca_rows.py); and `lca_frames` thinned to at most `max_frames` per layer, with
+`lca/frame_stride` and `lca/every` rows when the stride changes (the contract is in
+lca_frames.py).
 
 Split like `log()`: everything heavy (the probe passes, A, frame pooling) runs inside `measure`
 on the device; the only host sync is the quadrature's tolerance check. Per-element results stay
@@ -66,7 +68,15 @@ from trainlight.collectors.signals.lca_rows import (
 )
 from trainlight.collectors.signals.simpson import PathIntegral, Tolerance, integrate
 
-__all__ = ["ACTUAL", "GROUNDED", "INTERVALS", "NONFINITE", "RESIDUAL", "TOTAL", "LossChangeAllocator"]
+__all__ = [
+    "ACTUAL",
+    "GROUNDED",
+    "INTERVALS",
+    "NONFINITE",
+    "RESIDUAL",
+    "TOTAL",
+    "LossChangeAllocator",
+]
 
 
 @dataclass(frozen=True)
