@@ -18,7 +18,7 @@ median and worst |ΔL − ΣA|/|ΔL|, probe passes per measured step, ms per mea
 new/old time ratio, and the histogram of the intervals used.
 
     python bench/lca_grounding.py            # about 2 min on an idle 2-core CPU
-    python bench/lca_grounding.py --steps 100 --seeds 1   # a quick look
+    python bench/lca_grounding.py --quick    # 100 steps, one seed: about 10 s
 """
 
 from __future__ import annotations
@@ -164,7 +164,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--quick", action="store_true", help="--steps 100 --seeds 1")
     args = parser.parse_args()
+    if args.quick:
+        args.steps, args.seeds = 100, 1
     torch.set_num_threads(1)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
