@@ -19,7 +19,7 @@ generated 3x32x32 data, batch 128, probe batch 128, SGD with momentum; CUDA when
    at the old defaults, which never refine, shows it alone), of (measured - plain) / (3 probe
    passes), the overhead's own ratio, of measured (defaults) / measured (old defaults), and the
    probe passes per measured step of both. Random labels make this a hard case for grounding:
-   the first steps need 8-16 intervals where the digit trainings of lca_grounding.py need 2.
+   its first steps need 8-16 intervals, where most steps of lca_grounding.py's trainings need 2.
 2. Memory. The peak allocated during a measured step minus the peak during a plain step (same
    resident state: parameters, gradients and momentum of the previous step), as a multiple of
    the trainable parameters' bytes P; also the peak of three bare probe passes. CUDA: the

@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import copy
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 
 import pytest
@@ -27,6 +27,15 @@ pytest.importorskip("sklearn")
 from trainlight.demo.digits import PROBE_SIZE, load_digits_split
 
 OLD_DEFAULTS = {"abs_tol": 1e-3, "rel_tol": 0.01, "max_intervals": 32}
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """These nets are tiny: a second intra-op thread only spins when the CPU is shared."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
 
 
 def relu_mlp() -> nn.Sequential:
