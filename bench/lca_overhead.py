@@ -12,22 +12,28 @@ generated 3x32x32 data, batch 128, probe batch 128, SGD with momentum; CUDA when
    rotates) so drift and other load hit all alike: a plain training step; a second plain copy
    (the A/A control: its ratio is the noise floor); a measured step (every step measured); and
    three bare probe passes (forward + `torch.autograd.grad` in eval mode, the floor's extra
-   work). Printed: median block times and the median over rounds of
-   measured / (plain + 3 probe passes), the figure judged against the goal, and of
-   (measured - plain) / (3 probe passes), the overhead's own ratio.
+   work); and a measured step at the old defaults (abs_tol=1e-3, max_intervals=32, before
+   issue 12), so the price of the relative tolerance is measured in the same run. Printed:
+   median block times and the median over rounds of measured / (plain + 3 probe passes), the
+   figure judged against the goal (which is about the work around the passes: the same ratio
+   at the old defaults, which never refine, shows it alone), of (measured - plain) / (3 probe
+   passes), the overhead's own ratio, of measured (defaults) / measured (old defaults), and the
+   probe passes per measured step of both. Random labels make this a hard case for grounding:
+   its first steps need 8-16 intervals, where most steps of lca_grounding.py's trainings need 2.
 2. Memory. The peak allocated during a measured step minus the peak during a plain step (same
    resident state: parameters, gradients and momentum of the previous step), as a multiple of
    the trainable parameters' bytes P; also the peak of three bare probe passes. CUDA: the
    caching allocator's peak counter. CPU: the profiler's allocation events (`profile_memory`),
    summed in time order. By construction LCA holds 3P (Δθ, E, M; collectors/signals/simpson.py);
    the measured extra can differ a little because the probe runs after the step, when all of
-   the user's gradients exist, while a plain step peaks mid-backward, before some do.
+   the user's gradients exist, while a plain step peaks mid-backward, before some do. A step
+   that refines needs one more evaluation buffer (4P); the old defaults' peak is printed too.
 3. Bytes. One measured step's rows and frames encoded as a segment (`encode_segment`, zstd), vs
    the reference method's float32 weights + gradients of one iteration (8 bytes per parameter),
    per measured step and per training step at every=25.
 
-    python bench/lca_overhead.py            # ~1.5 min on an idle 2-core CPU (4-6 min loaded)
-    python bench/lca_overhead.py --quick    # ~40 s on an idle 2-core CPU
+    python bench/lca_overhead.py            # ~2.5 min on an idle 2-core CPU (8 min loaded)
+    python bench/lca_overhead.py --quick    # ~1 min on an idle 2-core CPU
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +59,7 @@ from trainlight.collectors.signals.lca import LossChangeAllocator
 from trainlight.collectors.writer import encode_segment
 
 GOALS = {"time": 1.15, "memory": 3.0}
+OLD_DEFAULTS: dict[str, Any] = {"abs_tol": 1e-3, "rel_tol": 0.01, "max_intervals": 32}
 
 
 def make_cnn() -> nn.Module:
@@ -95,13 +103,15 @@ class Bench:
         return F.cross_entropy(model(self.px), self.py)
 
     def trainer(
-        self, lca_every: int | None
+        self, lca_every: int | None, **settings: Any
     ) -> tuple[Callable[[int], None], LossChangeAllocator | None]:
         model = copy.deepcopy(self.base)
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         lca = None
         if lca_every is not None:
-            lca = LossChangeAllocator(model, self.probe_loss, every=lca_every, problems=Problems())
+            lca = LossChangeAllocator(
+                model, self.probe_loss, every=lca_every, problems=Problems(), **settings
+            )
 
         def step(i: int) -> None:
             opt.zero_grad()
@@ -130,15 +140,34 @@ class Bench:
             torch.cuda.synchronize()
 
 
-def time_cases(bench: Bench, rounds: int, block: int) -> dict[str, list[float]]:
+def counted(
+    step: Callable[[int], None], lca: LossChangeAllocator | None, passes: list[int]
+) -> Callable[[int], None]:
+    """`step`, appending the probe passes each measurement ran to `passes`."""
+
+    def run(i: int) -> None:
+        step(i)
+        if lca is not None and lca.last is not None:
+            passes.append(lca.last.evaluations)
+            lca.collect()  # as the flush thread would
+
+    return run
+
+
+def time_cases(
+    bench: Bench, rounds: int, block: int
+) -> tuple[dict[str, list[float]], dict[str, list[int]]]:
     plain, _ = bench.trainer(None)
     control, _ = bench.trainer(None)
-    measured, lca = bench.trainer(1)
+    passes: dict[str, list[int]] = {"measured step": [], "measured step (old defaults)": []}
+    measured = counted(*bench.trainer(1), passes["measured step"])
+    old = counted(*bench.trainer(1, **OLD_DEFAULTS), passes["measured step (old defaults)"])
     cases = [
         Case("plain step", plain),
         Case("plain step (A/A control)", control),
         Case("measured step", measured),
         Case("3 probe passes", bench.probe_passes()),
+        Case("measured step (old defaults)", old),
     ]
     for case in cases:  # warm-up: allocator, kernels, first-call costs
         case.step(0)
@@ -151,12 +180,10 @@ def time_cases(bench: Bench, rounds: int, block: int) -> dict[str, list[float]]:
                 case.step(i)
             bench.sync()
             case.times.append((time.perf_counter() - start) / block)
-            if lca is not None:
-                lca.collect()  # as the flush thread would
-    return {case.name: case.times for case in cases}
+    return {case.name: case.times for case in cases}, passes
 
 
-def report_time(times: dict[str, list[float]]) -> None:
+def report_time(times: dict[str, list[float]], passes: dict[str, list[int]]) -> None:
     plain, probes = times["plain step"], times["3 probe passes"]
     for name, values in times.items():
         print(f"  {name:28s} {statistics.median(values) * 1e3:9.2f} ms")
@@ -169,6 +196,13 @@ def report_time(times: dict[str, list[float]]) -> None:
         f"(goal <= {GOALS['time']}x)"
     )
     print(f"  (measured - plain) / 3 probes  {statistics.median(own):6.3f}x")
+    olds = times["measured step (old defaults)"]
+    floor = [o / (p + q) for o, p, q in zip(olds, plain, probes, strict=True)]
+    print(f"  old defaults / (plain + 3 pr.) {statistics.median(floor):6.3f}x (never refining)")
+    old = [m / o for m, o in zip(times["measured step"], olds, strict=True)]
+    print(f"  measured / measured (old dflt) {statistics.median(old):6.3f}x")
+    for name, counts in passes.items():
+        print(f"  probe passes per {name:28s} {statistics.mean(counts):5.2f} (max {max(counts)})")
 
 
 def peak_bytes(bench: Bench, action: Callable[[], None]) -> int | None:
@@ -206,8 +240,13 @@ def peak_bytes(bench: Bench, action: Callable[[], None]) -> int | None:
 def report_memory(bench: Bench) -> None:
     p = bench.param_bytes
     peaks: dict[str, int | None] = {}
-    for name, every in (("plain step", None), ("measured step", 1)):
-        step, _ = bench.trainer(every)
+    runs: tuple[tuple[str, int | None, dict[str, Any]], ...] = (
+        ("plain step", None, {}),
+        ("measured step", 1, {}),
+        ("measured, old defaults", 1, OLD_DEFAULTS),
+    )
+    for name, every, settings in runs:
+        step, _ = bench.trainer(every, **settings)
         step(0)  # gradients and optimizer state exist from here on, as in training
         peaks[name] = peak_bytes(bench, functools.partial(step, 1))
     probes = bench.probe_passes()
@@ -219,11 +258,12 @@ def report_memory(bench: Bench) -> None:
     for name, value in peaks.items():
         assert value is not None
         print(f"  peak of a {name:20s} {value / 2**20:8.2f} MiB = {value / p:6.2f}P above resident")
-    extra = (peaks["measured step"] or 0) - (peaks["plain step"] or 0)
-    print(
-        f"  extra peak, measured - plain   {extra / 2**20:8.2f} MiB = {extra / p:6.2f}P "
-        f"(goal <= {GOALS['memory']}P; by construction 3P: Δθ, E, M)"
-    )
+    for name in ("measured step", "measured, old defaults"):
+        extra = (peaks[name] or 0) - (peaks["plain step"] or 0)
+        print(
+            f"  extra peak, {name:22s} {extra / 2**20:8.2f} MiB = {extra / p:6.2f}P above plain "
+            f"(goal <= {GOALS['memory']}P; by construction 3P: Δθ, E, M; 4P when refining)"
+        )
 
 
 def report_bytes(bench: Bench, every: int) -> None:
@@ -269,7 +309,7 @@ def main() -> None:
         f"batch {args.batch}, load average {load:.2f}"
     )
     print(f"time ({rounds} rounds of {block} steps per case, medians):")
-    report_time(time_cases(bench, rounds, block))
+    report_time(*time_cases(bench, rounds, block))
     print("memory:")
     report_memory(bench)
     print("bytes:")

@@ -18,11 +18,13 @@ point with the same buffers even if the step changed them (e.g. an LBFGS closure
 avoids disturbing training (parameters, `.grad`, BN statistics, dropout, RNG): lca_probe.py.
 
 Rows per measured step (DESIGN.md §3): `metrics` `lca/total` (ΣA), `lca/actual` (the probe loss
-change ΔL), `lca/residual` (ΔL − ΣA), `lca/intervals` (Simpson intervals used), `lca/nonfinite`
-(1 when the losses or the allocation are NaN/Inf, which are stored as they are: the `nonfinite`
-signal turns red on them); `layer_metrics` `lca`, `lca_helping` per layer (lca_rows.py); and
-`lca_frames` thinned to at most `max_frames` per layer, with `lca/frame_stride` and `lca/every`
-rows when the stride changes (the contract is in lca_frames.py).
+change ΔL), `lca/residual` (ΔL − ΣA), `lca/intervals` (Simpson intervals used), `lca/grounded`
+(1 when the residual met the tolerance, 0 when max_intervals ran out first), `lca/nonfinite`
+(1 when the losses or the allocation are NaN/Inf, which are stored as they are: the
+`nonfinite` signal turns red on them); `layer_metrics` `lca`, `lca_helping` per layer
+(lca_rows.py); and `lca_frames` thinned to at most `max_frames` per layer, with
+`lca/frame_stride` and `lca/every` rows when the stride changes (the contract is in
+lca_frames.py).
 
 Split like `log()`: everything heavy (the probe passes, A, frame pooling) runs inside `measure`
 on the device; the only host sync is the quadrature's tolerance check. Per-element results stay
@@ -54,6 +56,7 @@ from trainlight.collectors.signals.lca_frames import (
 from trainlight.collectors.signals.lca_probe import Probe, ProbeLoss, probe_mode
 from trainlight.collectors.signals.lca_rows import (
     ACTUAL,
+    GROUNDED,
     INTERVALS,
     NONFINITE,
     RESIDUAL,
@@ -65,7 +68,15 @@ from trainlight.collectors.signals.lca_rows import (
 )
 from trainlight.collectors.signals.simpson import PathIntegral, Tolerance, integrate
 
-__all__ = ["ACTUAL", "INTERVALS", "NONFINITE", "RESIDUAL", "TOTAL", "LossChangeAllocator"]
+__all__ = [
+    "ACTUAL",
+    "GROUNDED",
+    "INTERVALS",
+    "NONFINITE",
+    "RESIDUAL",
+    "TOTAL",
+    "LossChangeAllocator",
+]
 
 
 @dataclass(frozen=True)
@@ -86,7 +97,9 @@ class LossChangeAllocator:
         probe_loss: `probe_loss(model) -> scalar Tensor` on a FIXED batch (closed over).
         every: steps between measurements (steps with step % every == 0 are measured).
         problems: where failures are reported (once per kind) and counted.
-        abs_tol, rel_tol: the quadrature is refined while |ΔL − ΣA| > max(abs_tol, rel_tol·|ΔL|).
+        rel_tol, abs_tol: the quadrature is refined while |ΔL − ΣA| > max(rel_tol·|ΔL|, the
+            probe loss's resolution 8·eps·|L|, abs_tol); abs_tol=None (the default) adds no
+            absolute bound. See simpson.py for why the default is relative.
         max_intervals: Simpson intervals at most (a power of two; 2 means no refinement).
         max_frames: frames kept per layer over the whole run (see lca_frames.py).
         frame_cells: frames are pooled to at most frame_cells × frame_cells.
@@ -104,9 +117,9 @@ class LossChangeAllocator:
         *,
         every: int,
         problems: Problems,
-        abs_tol: float = 1e-3,
+        abs_tol: float | None = None,
         rel_tol: float = 0.01,
-        max_intervals: int = 32,
+        max_intervals: int = 128,
         max_frames: int = 500,
         frame_cells: int = 64,
         max_pending: int = 256,
@@ -207,6 +220,7 @@ class LossChangeAllocator:
             loss_before=result.loss_before,
             loss_after=result.loss_after,
             intervals=result.intervals,
+            grounded=result.grounded,
             extra=extra,
             layers=tuple(owner(name) for name in snapshot.names),
             sizes=tuple(a.numel() for a in allocation),

@@ -6,8 +6,8 @@ A (float64), and a float32 one holding everything per-element worth storing: the
 negative A per parameter tensor, then the pooled frames. The flush thread copies the device
 tensors of all pending measurements to the host (one transfer per device and kind) and turns them
 into the three tables' rows (DESIGN.md §3): `metrics` (`lca/total` = ΣA, `lca/actual` = ΔL,
-`lca/residual`, `lca/intervals`, `lca/nonfinite`, and any extra rows such as the frame stride),
-`layer_metrics` (`lca`, `lca_helping` per layer) and `lca_frames`.
+`lca/residual`, `lca/intervals`, `lca/grounded`, `lca/nonfinite`, and any extra rows such as the
+frame stride), `layer_metrics` (`lca`, `lca_helping` per layer) and `lca_frames`.
 
 A layer is the module owning a parameter (its `named_modules()` name; "" for parameters of the
 root module): weights and biases of a module are summed into one row. `lca_helping` is the
@@ -31,6 +31,7 @@ TOTAL = "lca/total"
 ACTUAL = "lca/actual"
 RESIDUAL = "lca/residual"
 INTERVALS = "lca/intervals"
+GROUNDED = "lca/grounded"
 NONFINITE = "lca/nonfinite"
 
 
@@ -50,6 +51,7 @@ class StepRecord:
     loss_before: float
     loss_after: float
     intervals: int
+    grounded: bool  # the quadrature met its tolerance
     extra: tuple[tuple[str, float], ...]  # further metrics rows (the frame stride)
     layers: tuple[str, ...]  # the layer of each parameter tensor
     sizes: tuple[int, ...]  # elements of each parameter tensor
@@ -66,6 +68,7 @@ class StepRecord:
             (ACTUAL, actual),
             (RESIDUAL, actual - total),
             (INTERVALS, float(self.intervals)),
+            (GROUNDED, 1.0 if self.grounded else 0.0),
             (NONFINITE, 0.0 if finite else 1.0),
             *self.extra,
         ]

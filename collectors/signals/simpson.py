@@ -13,13 +13,30 @@ n + 1 probe passes in all. A non-finite loss or ΣA stops at once (it is data, n
 error). The decision needs one host sync per level (the two losses and per-tensor dot products,
 in one transfer); per-parameter values never leave the device here.
 
+The tolerance is relative: |ΔL − ΣA| ≤ max(rel_tol·|ΔL|, 8·eps·max(|L_t|, |L_{t+1}|), abs_tol)
+with rel_tol = 1%, no abs_tol and max_intervals = 128 by default. Why: "grounded" (the
+components sum to the real loss change) is a statement relative to ΔL. The old fixed
+abs_tol = 1e-3 is the size of a typical step's |ΔL| on a small net, so refinement never started,
+and a ReLU net was grounded within 1% on only about 80% of measured steps: its gradient jumps
+at every kink the step crosses, where Simpson converges like O(h), not O(h⁴). Steps whose |ΔL|
+is tiny next to their parameter movement need the most intervals. In bench/lca_grounding.py
+128 grounds 99.67% (ReLU MLP) and 99.83% (BatchNorm CNN) of the steps within 1% at 5.4 and 5.9
+probe passes per measured step on average (64: 99.17% and 99.50%, 4.8 and 5.6 passes).
+The floor is what the probe loss's dtype can resolve: ΔL computed in float32 differed from
+float64 by up to 2.4·eps·|L| (ReLU MLP) and 5.7·eps·|L| (BatchNorm CNN) over 150 digit-training
+steps each; below it ΔL itself is rounding, and refining would only burn probe passes (2e-6 at
+a loss of 2.3 in float32, 0.07 at 1.1 in bfloat16). abs_tol stays as an override for a looser,
+cheaper bound. Whether the final level met the tolerance (it may not, at max_intervals) is
+reported as `grounded`.
+
 Memory, in units of P = the trainable parameters' bytes: one snapshot buffer (1P: θ_t for the
 first pass, then Δθ = θ_{t+1} − θ_t computed in place, so later points θ_{t+1} − (1−α)·Δθ and A
 itself need no temporaries), E (1P) and M (1P). M has no buffer of its own: the first new point
 of a level is evaluated in a buffer whose tensors are overwritten by their own gradients as
 backward delivers them (a post-accumulate-grad hook per tensor), so n = 2 peaks at 3P plus the
 gradient autograd materialises for one tensor at a time. Each further new point of a refined
-level needs a second evaluation buffer: 4P while refining. θ_{t+1} is never copied: it is read
+level needs a second evaluation buffer: 4P while refining (θ(α) must exist whole during the
+forward pass while E, M and Δθ are all still needed). θ_{t+1} is never copied: it is read
 from the live parameters, which are never written (see `lca_probe.py`).
 
 Sums. The tolerance check uses dot products (E·Δθ, M·Δθ: no temporaries; one host transfer per
@@ -46,31 +63,44 @@ Evaluate = Callable[[Sequence[torch.Tensor], Consume], torch.Tensor]
 backward has it, and returns the (detached, 0-d) probe loss."""
 
 
+RESOLUTION_ULPS = 8.0
+"""The floor of the tolerance, in units of eps(loss dtype)·max(|L_t|, |L_{t+1}|)."""
+
+
+def resolution(dtype: torch.dtype, loss_before: float, loss_after: float) -> float:
+    """What a probe loss of this dtype can tell apart: 8·eps·max(|L_t|, |L_{t+1}|)."""
+    return RESOLUTION_ULPS * torch.finfo(dtype).eps * max(abs(loss_before), abs(loss_after))
+
+
 @dataclass(frozen=True)
 class Tolerance:
-    """When the quadrature is good enough: |ΔL − ΣA| ≤ max(abs_tol, rel_tol·|ΔL|, resolution).
+    """When the quadrature is good enough: |ΔL − ΣA| ≤ max(rel_tol·|ΔL|, resolution, abs_tol).
 
-    `resolution` is what the probe loss's own dtype can tell apart: 2·eps·max(|L_t|, |L_t+1|).
-    It only matters for float16/bfloat16 losses (about 0.02 at a loss of 1.1 in bfloat16),
-    where no number of intervals could do better and refining would only burn probe passes.
+    `resolution` is the probe loss's floating-point floor (`resolution()`); `abs_tol` (None by
+    default) is an optional looser bound for users who would rather spend fewer probe passes.
     """
 
-    abs_tol: float = 1e-3
+    abs_tol: float | None = None
     rel_tol: float = 0.01
-    max_intervals: int = 32
+    max_intervals: int = 128
 
     def __post_init__(self) -> None:
         for name in ("abs_tol", "rel_tol"):
             value = getattr(self, name)
+            if name == "abs_tol" and value is None:
+                continue
             if not isinstance(value, (int, float)) or not value >= 0 or math.isinf(value):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         n = self.max_intervals
         if not isinstance(n, int) or n < 2 or n & (n - 1):
             raise ValueError(f"max_intervals must be a power of two >= 2, got {n!r}")
 
-    def accepts(self, actual: float, allocated: float, resolution: float = 0.0) -> bool:
-        bound = max(self.abs_tol, self.rel_tol * abs(actual), resolution)
-        return abs(actual - allocated) <= bound
+    def bound(self, actual: float, floor: float = 0.0) -> float:
+        """The largest |ΔL − ΣA| accepted for a loss change `actual` and resolution `floor`."""
+        return max(self.rel_tol * abs(actual), floor, self.abs_tol or 0.0)
+
+    def accepts(self, actual: float, allocated: float, floor: float = 0.0) -> bool:
+        return abs(actual - allocated) <= self.bound(actual, floor)
 
 
 @dataclass(frozen=True)
@@ -84,6 +114,7 @@ class PathIntegral:
     intervals: int
     evaluations: int  # probe passes: intervals + 1
     estimate: float  # ΣA from the dot products the tolerance check used
+    grounded: bool  # the last level met the tolerance (False: max_intervals hit, or non-finite)
 
     @property
     def total(self) -> float:
@@ -127,11 +158,10 @@ def integrate(
     while True:
         host = _check(loss0, loss1, _present(ends), odd, delta, 1.0 / (3 * n))
         actual, estimate = host[1] - host[0], math.fsum(host[2:])
+        floor = resolution(loss0.dtype, host[0], host[1])
         finite = all(math.isfinite(v) for v in host)
-        resolution = 2 * torch.finfo(loss0.dtype).eps * max(abs(host[0]), abs(host[1]))
-        if not finite or n >= tolerance.max_intervals:
-            break
-        if tolerance.accepts(actual, estimate, resolution):
+        grounded = finite and tolerance.accepts(actual, estimate, floor)
+        if grounded or not finite or n >= tolerance.max_intervals:
             break
         evaluations += _refine(evaluate, _present(ends), odd, delta, after, n)
         n *= 2
@@ -145,6 +175,7 @@ def integrate(
         intervals=n,
         evaluations=evaluations,
         estimate=estimate,
+        grounded=grounded,
     )
 
 
