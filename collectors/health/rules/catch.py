@@ -12,6 +12,7 @@ for `catch_patience` steps without a catch.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from trainlight.collectors.health.observations import SegmentRows, Series
@@ -62,12 +63,15 @@ class CatchWindow:
     def keys(self) -> set[str]:
         return {k for k in (self.adversary, self.content, self.gradient_penalty) if k}
 
-    def update(self, rows: SegmentRows, settings: HealthSettings) -> bool:
+    def update(self, rows: SegmentRows, settings: HealthSettings) -> Iterator[int]:
+        """Take complete steps' rows; yields the step of the role value that closed a window
+        (the evaluation points), while `last_step` is still the closed window's last one."""
         events = _merge(rows.metrics, self.keys())
         for step, key, value in events:
             index = step // settings.catch_window
             if self.index is not None and index > self.index:
                 self._close(settings)
+                yield step
             self.index = index if self.index is None else max(self.index, index)
             self.last_step = step
             if key == self.adversary:
@@ -80,7 +84,6 @@ class CatchWindow:
                     if self.ema is None
                     else (settings.ema_alpha * value + (1 - settings.ema_alpha) * self.ema)
                 )
-        return bool(events)
 
     def _close(self, settings: HealthSettings) -> None:
         assert self.index is not None
@@ -145,7 +148,8 @@ class CatchRule:
                 sticky=True,
             )
         if window.closed <= self.settings.baseline_windows:
-            return Verdict(GREY, "", window.last_step)
+            reason = f"no verdict yet: {window.closed} of {self.settings.baseline_windows} "
+            return Verdict(GREY, reason + "baseline windows", window.last_step)
         if window.plateau_since is None:
             return Verdict(AMBER, "no catch yet; content loss still falling", window.last_step)
         flat_for = (window.last_step or 0) - window.plateau_since

@@ -10,6 +10,7 @@ no content role, after `runaway_patience` steps of that).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from trainlight.collectors.health.observations import SegmentRows
@@ -26,10 +27,11 @@ class RunawayWindow:
     content_flat_since: int | None = None  # from the catch window, when there is a content role
     has_content_role: bool = False
 
-    def update(self, rows: SegmentRows, settings: HealthSettings) -> bool:
+    def update(self, rows: SegmentRows, settings: HealthSettings) -> Iterator[int]:
+        """Take complete steps' rows; yields each reading's step (the evaluation points)."""
         distance = rows.metrics.get("runaway/distance")
         if distance is None:
-            return False
+            return
         critical = dict(zip(*rows.metrics.get("runaway/critical", ([], [])), strict=True))
         effect = dict(zip(*rows.metrics.get("runaway/effect", ([], [])), strict=True))
         for step, value in zip(*distance, strict=True):
@@ -40,7 +42,7 @@ class RunawayWindow:
                 self.stuck_since = step if self.stuck_since is None else self.stuck_since
             else:
                 self.stuck_since = None
-        return True
+            yield step
 
     def large(self) -> bool:
         _, distance, critical, _ = self.readings[-1]

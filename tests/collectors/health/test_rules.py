@@ -20,10 +20,13 @@ FAST = HealthSettings(
 )
 
 
-def feed_all(health: RunHealth, tables: list, signal: str | None = None) -> list[Transition]:
+def feed_all(
+    health: RunHealth, tables: list, signal: str | None = None, *, final: bool = True
+) -> list[Transition]:
+    """Feed the segments in order; with `final`, the last one ends the run."""
     out: list[Transition] = []
-    for table in tables:
-        out += health.feed(table).transitions
+    for i, table in enumerate(tables):
+        out += health.feed(table, final=final and i == len(tables) - 1).transitions
     return [c for c in out if signal is None or c.signal == signal]
 
 
@@ -38,7 +41,7 @@ def test_nonfinite_turns_red_at_the_step_of_the_first_nan_and_stays() -> None:
         ],
     )
     assert [(c.signal, c.state, c.step) for c in changes] == [
-        ("nonfinite", "green", 1),
+        ("nonfinite", "green", 0),  # the first step with data
         ("nonfinite", "red", 3),
     ]
     assert changes[-1].reason == "loss = NaN at step 3"
