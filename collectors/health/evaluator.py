@@ -22,10 +22,10 @@ import pyarrow as pa
 
 from trainlight.collectors.health.observations import SegmentRows, Series, extract
 from trainlight.collectors.health.pending import Pending
+from trainlight.collectors.health.rules import runaway_block
 from trainlight.collectors.health.rules.catch import CatchRule, CatchWindow, Moments
 from trainlight.collectors.health.rules.dead_relu import DeadReluRule, DeadReluWindow
 from trainlight.collectors.health.rules.lca import LcaRule, LcaWindow
-from trainlight.collectors.health.rules import runaway_block
 from trainlight.collectors.health.rules.nonfinite import NonfiniteRule, NonfiniteWindow
 from trainlight.collectors.health.rules.runaway import KEYS as RUNAWAY_KEYS
 from trainlight.collectors.health.rules.runaway import RunawayRule, RunawayWindow
@@ -114,8 +114,9 @@ class RunHealth:
         self.runaway.has_content_role = True
         plateaus = [(-1, self.catch.plateau_since)]
         marks = self._catch_marks()
+        rule = CatchRule(self.spec.settings)
         for step in self.catch.update(rows, self.spec.settings):
-            self._judge(judged, step, 2, "catch", CatchRule(self.spec.settings).evaluate(self.catch))
+            self._judge(judged, step, 2, "catch", rule.evaluate(self.catch))
             derived += self._derived(marks)
             marks = self._catch_marks()
             if marks[0] != plateaus[-1][1]:

@@ -175,4 +175,3 @@ def _max(a: int | None, b: int | None) -> int | None:
 
 def _min(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else min(a, b)
-

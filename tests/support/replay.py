@@ -1,7 +1,12 @@
 """Record a real run's rows once, then replay them into a store cut into other segments.
 
 `record` reads the segments a Monitor left in a store's inbox (without ingesting them) and joins
-their rows in sequence order: the run's row stream, as the server would receive it. `replay`
+their rows in sequence order: the run's row stream, as the server would receive it. Within a
+segment the writer groups rows by kind (logged scalars, then each source's rows), an order the
+server does not rely on (a segment is taken whole), so each segment's rows are put in step order
+first: the stream is then the run's rows in the order they were recorded, and it must never go
+back in step from one segment to the next (checked). Cutting it anywhere is what another flush
+clock would have sent. `replay`
 cuts that stream at random row boundaries (mid-step included), gives each piece the run's header
 with increasing `seq` (status `running` until the last piece, which carries the run's final
 status), and feeds the pieces to a fresh store through the real ingest path: the inbox and
@@ -12,11 +17,13 @@ store between two pieces (a server restart: the rules resume from `health_state`
 from __future__ import annotations
 
 import io
+import itertools
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from trainlight.app.store.database import Store
@@ -41,10 +48,18 @@ class Recording:
 def record(store_dir: Path, run_id: str) -> Recording:
     """The row stream of a run the Monitor wrote into `store_dir`'s inbox."""
     layout = StoreLayout.resolve(store_dir)
-    files = sorted((seq, path) for rid, seq, path in list_segment_files(layout.inbox) if rid == run_id)
+    files = sorted((s, path) for rid, s, path in list_segment_files(layout.inbox) if rid == run_id)
     segments = [decode_segment(path.read_bytes()) for _, path in files]
-    tables = [seg.table.replace_schema_metadata(None) for seg in segments]
-    return Recording(segments[-1].header, pa.concat_tables(tables), len(segments))
+    tables = [_by_step(seg.table.replace_schema_metadata(None)) for seg in segments]
+    rows = pa.concat_tables(tables)
+    steps = rows["step"].to_numpy()
+    late = np.flatnonzero(np.diff(steps) < 0)
+    assert late.size == 0, f"rows delivered after a later step's: at {steps[late[:5] + 1]}"
+    return Recording(segments[-1].header, rows, len(segments))
+
+
+def _by_step(table: pa.Table) -> pa.Table:
+    return table.take(pc.sort_indices(table, [("step", "ascending")]))  # stable
 
 
 def cut(recording: Recording, rng: np.random.Generator, max_pieces: int = 40) -> list[Segment]:
@@ -54,7 +69,7 @@ def cut(recording: Recording, rng: np.random.Generator, max_pieces: int = 40) ->
     bounds = np.sort(rng.integers(0, n + 1, size=pieces - 1))
     edges = [0, *bounds.tolist(), n]
     out = []
-    for seq, (start, end) in enumerate(zip(edges, edges[1:], strict=False)):
+    for seq, (start, end) in enumerate(itertools.pairwise(edges)):
         last = seq == len(edges) - 2
         header = replace(
             recording.header,

@@ -27,8 +27,8 @@ Reading = tuple[int, float, float, float]  # (step, distance, critical, effect)
 
 @dataclass(frozen=True)
 class Block:
-    """A block's readings, each with its state and what its window held (kept as numpy
-    columns: a reading's tuple is built only to word a verdict)."""
+    """A block's readings, each with its state and what its window held (kept as columns: a
+    reading's tuple and window are rebuilt only to word a verdict)."""
 
     before: list[Reading]  # the window's readings before the block
     steps: list[int]

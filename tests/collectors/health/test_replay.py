@@ -23,7 +23,7 @@ from tests.support.replay import Recording, cut, health_rows, record, replay
 
 pytestmark = pytest.mark.slow
 
-SEEDS = range(24)
+SEEDS = range(20)
 
 
 @pytest.fixture(scope="module")
