@@ -13,6 +13,7 @@ included, is plain JSON, persisted in the same transaction as the rows it was co
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -90,7 +91,7 @@ class RunHealth:
             self._judge(judged, step, 0, "nonfinite", NonfiniteRule().evaluate(self.nonfinite))
         for step in self.dead.update(rows, settings):
             self._judge(judged, step, 1, "dead_relu", DeadReluRule(settings).evaluate(self.dead))
-        plateaus = self._feed_catch(rows, judged, derived)
+        plateaus = self._feed_catch(rows, final, judged, derived)
         for part, plateau in _parts(rows, plateaus):
             self.runaway.content_flat_since = plateau
             block = runaway_block.advance(self.runaway, part, settings)
@@ -105,17 +106,23 @@ class RunHealth:
         return {signal: h.state for signal, h in self.hysteresis.items()}
 
     def _feed_catch(
-        self, rows: SegmentRows, judged: list[Judged], derived: list[tuple[int, str, float]]
+        self,
+        rows: SegmentRows,
+        final: bool,
+        judged: list[Judged],
+        derived: list[tuple[int, str, float]],
     ) -> list[tuple[int, int | None]]:
-        """Judge catch at each window close; the content plateau's start from each close on
-        (the first entry: before this segment's closes), for the runaway rule."""
+        """Judge catch at each window close (the last one, if the run ended on its last step);
+        the content plateau's start from each close on (the first entry: before this
+        segment's closes), for the runaway rule."""
         if self.catch is None:
             return [(-1, None)]
         self.runaway.has_content_role = True
         plateaus = [(-1, self.catch.plateau_since)]
         marks = self._catch_marks()
-        rule = CatchRule(self.spec.settings)
-        for step in self.catch.update(rows, self.spec.settings):
+        rule, settings = CatchRule(self.spec.settings), self.spec.settings
+        closes = self.catch.update(rows, settings)
+        for step in itertools.chain(closes, self.catch.finish(settings) if final else ()):
             self._judge(judged, step, 2, "catch", rule.evaluate(self.catch))
             derived += self._derived(marks)
             marks = self._catch_marks()

@@ -85,6 +85,15 @@ class CatchWindow:
                     else (settings.ema_alpha * value + (1 - settings.ema_alpha) * self.ema)
                 )
 
+    def finish(self, settings: HealthSettings) -> Iterator[int]:
+        """The run ended: its last window closes if the run reached that window's last step
+        (the evaluation point: that step); a window the run stopped inside stays open."""
+        if self.index is None or self.last_step != (self.index + 1) * settings.catch_window - 1:
+            return
+        self._close(settings)
+        self.index = None  # rows after the end (a resumed run) open a new window
+        yield self.last_step
+
     def _close(self, settings: HealthSettings) -> None:
         assert self.index is not None
         end_step = (self.index + 1) * settings.catch_window - 1

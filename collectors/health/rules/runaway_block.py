@@ -40,17 +40,16 @@ class Block:
     has_content_role: bool
     trend_points: int
 
-    def reading(self, i: int) -> Reading:
-        distance, critical, effect = self.columns
-        return (self.steps[i], distance[i], critical[i], effect[i])
-
     def stuck_since(self, i: int) -> int | None:
         return int(self.stuck[i]) if self.flag[i] else None
 
     def window_at(self, i: int) -> RunawayWindow:
         """The window as it was right after reading `i` (to word its verdict)."""
-        recent = [self.reading(k) for k in range(max(0, i + 1 - self.trend_points), i + 1)]
-        kept = (self.before + recent)[-self.trend_points :]
+        low = max(0, i + 1 - self.trend_points)
+        steps, (distance, critical, effect) = self.steps, self.columns
+        kept = [(steps[k], distance[k], critical[k], effect[k]) for k in range(low, i + 1)]
+        if len(kept) < self.trend_points:
+            kept = (self.before + kept)[-self.trend_points :]
         return RunawayWindow(
             kept, self.stuck_since(i), self.content_flat_since, self.has_content_role
         )

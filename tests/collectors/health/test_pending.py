@@ -174,3 +174,17 @@ def test_run_health_over_any_cut_equals_one_step_per_segment(seed: int) -> None:
         edges = [0, *bounds, len(steps)]
         groups = [list(range(a, b)) for a, b in itertools.pairwise(edges)]
         assert judge(groups) == reference
+
+
+@pytest.mark.parametrize(("steps", "closes_at_end"), [(100, True), (95, False)])
+def test_the_run_end_closes_the_last_catch_window_only_if_the_run_reached_its_end(
+    steps: int, closes_at_end: bool
+) -> None:
+    settings = HealthSettings(catch_window=10, baseline_windows=2, confirm=1)
+    roles = {"adversary": "d_loss", "content": "content"}
+    gan = [[(s, "d_loss", 0.5), (s, "content", 10.0 / (1 + s))] for s in range(steps)]
+    health = RunHealth(HealthSpec(roles=roles, settings=settings))
+    health.feed(rows_table([r for step in gan for r in step]))
+    assert health.catch is not None and health.catch.closed == (steps - 1) // 10
+    health.feed(rows_table([]), final=True)
+    assert health.catch.closed == (steps - 1) // 10 + closes_at_end
