@@ -63,7 +63,6 @@ def test_recorded_runs_have_the_verdicts_their_training_deserves(
     tmp_path: Path, recordings: dict[str, Recording]
 ) -> None:
     whole = replayed(tmp_path, recordings, None)
-    assert all(r.segments > 5 for r in recordings.values())  # the Monitors flushed many times
 
     def final(name: str, signal: str) -> str:
         return [row[1] for row in whole[name] if row[0] == signal][-1]
