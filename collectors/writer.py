@@ -24,7 +24,13 @@ from trainlight.collectors.health.evaluator import RunHealth, spec_from_header
 from trainlight.collectors.health.verdict import RED
 from trainlight.collectors.problems import ProblemCounts, Problems
 from trainlight.collectors.scalars import ScalarColumns, records_to_columns
-from trainlight.collectors.schema import HEADER_KEY, RunHeader, StopRequest, segment_table
+from trainlight.collectors.schema import (
+    HEADER_KEY,
+    TERMINAL_STATUSES,
+    RunHeader,
+    StopRequest,
+    segment_table,
+)
 from trainlight.collectors.sinks import Sink
 from trainlight.collectors.tensor_slots import TensorSlots
 
@@ -222,7 +228,8 @@ class SegmentWriter:
         )
         if self._health is None:
             self._health = RunHealth(spec)
-        for change in self._health.feed(table, spec).transitions:
+        final = header.status in TERMINAL_STATUSES
+        for change in self._health.feed(table, spec, final=final).transitions:
             if change.state == RED and change.signal in header.prune_on and not self.stop_request:
                 reason = f"auto-pruned: {change.signal} red: {change.reason}"
                 self.stop_request = StopRequest(reason)

@@ -1,6 +1,7 @@
 """Health evaluation on ingest: the rules advance with every segment, inside its transaction.
 
-The rules' state is loaded from `health_state`, fed each new segment of a run in sequence order,
+The rules' state (with the rows of a step not complete yet) is loaded from `health_state`, fed each
+new segment of a run in sequence order (the one with a terminal status completes the last step),
 and saved back with the segments' rows, so a restart, a crash or a late `trainlight ingest` can
 never make the server skip or repeat a state change. Each change is appended to `health` with its
 step. Only the rules loop over runs and segments (they are Python); their state is loaded, and
@@ -20,7 +21,7 @@ from trainlight.app.store.database import utc_naive
 from trainlight.app.store.registered import registered
 from trainlight.collectors.health.evaluator import HealthSpec, RunHealth, spec_from_header
 from trainlight.collectors.health.verdict import RED, Transition
-from trainlight.collectors.schema import NO_LAYER, RunHeader
+from trainlight.collectors.schema import NO_LAYER, TERMINAL_STATUSES, RunHeader
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,8 @@ def _evaluate(run: RunBatch, saved: str | None, changes: _Changes) -> HealthOutc
     for segment in run.segments:
         if not _same_spec(segment.header, spec_of):  # headers repeat it: parse it once a run
             spec, spec_of = _spec(segment.header), segment.header
-        result = health.feed(segment.table, spec)
+        final = segment.header.status in TERMINAL_STATUSES  # the run's last step is complete
+        result = health.feed(segment.table, spec, final=final)
         for change in result.transitions:
             changes.transitions.append((run.run_id, change))
             if change.state == RED and change.signal in spec.prune_on and prune_reason is None:

@@ -1,21 +1,29 @@
 """`RunHealth`: one run's health, advanced segment by segment, in sequence order.
 
-Feeding the same segments in the same order always yields the same state changes at the same
-steps, wherever it happens: on the server while the run trains, in a late `trainlight ingest`, or
-inside the collector for auto-pruning. The state is plain JSON so the server can persist it in the
-same transaction as the rows it was computed from, and resume after a restart.
+A verdict is a function of the run's rows, not of how they were cut into segments: rows wait in
+`Pending` until their step is complete, and each rule is judged at evaluation points that are
+steps of the data (a dead-unit reading, a runaway reading, a catch or LCA window closing), never
+"once per segment". Hysteresis therefore counts evaluation points, and the same rows give the
+same state changes at the same steps whatever the flush interval, on the server while the run
+trains, after a restart, in a late `trainlight ingest`, or inside the collector for
+auto-pruning. Each rule still takes a whole run of complete steps in one call (no per-step
+loop in the evaluator), so judging stays a small fraction of ingest. The state, held rows
+included, is plain JSON, persisted in the same transaction as the rows it was computed from.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import pyarrow as pa
 
-from trainlight.collectors.health.observations import extract
+from trainlight.collectors.health.observations import SegmentRows, Series, extract
+from trainlight.collectors.health.pending import Pending
+from trainlight.collectors.health.rules import runaway_block
 from trainlight.collectors.health.rules.catch import CatchRule, CatchWindow, Moments
 from trainlight.collectors.health.rules.dead_relu import DeadReluRule, DeadReluWindow
 from trainlight.collectors.health.rules.lca import LcaRule, LcaWindow
@@ -51,9 +59,13 @@ class FeedResult:
     derived: list[tuple[int, str, float]]  # metric rows the rules produced (catch steps)
 
 
+Judged = tuple[int, int, Transition]  # (evaluation point's step, rule rank, the change)
+
+
 class RunHealth:
     def __init__(self, spec: HealthSpec) -> None:
         self.spec = spec
+        self.pending = Pending()
         self.nonfinite = NonfiniteWindow()
         self.dead = DeadReluWindow()
         self.runaway = RunawayWindow()
@@ -61,43 +73,80 @@ class RunHealth:
         self.catch: CatchWindow | None = _catch_window(spec)
         self.hysteresis: dict[str, Hysteresis] = {}
 
-    def feed(self, table: pa.Table, spec: HealthSpec | None = None) -> FeedResult:
-        """Advance by one segment; returns the state changes it caused."""
+    def feed(
+        self, table: pa.Table, spec: HealthSpec | None = None, *, final: bool = False
+    ) -> FeedResult:
+        """Advance by one segment; returns the state changes it caused.
+
+        Only complete steps are judged (`Pending`); `final` (the run's last segment) completes
+        the last one. Each rule is judged at its own evaluation points (readings, window
+        closes), and the changes come out in the order of those points' steps, so the result
+        over a run never depends on where its segments were cut."""
         if spec is not None and spec != self.spec:
             self._adopt(spec)
-        settings = self.spec.settings
         keys = {*RUNAWAY_KEYS, "lca/total"} | (self.catch.keys() if self.catch else set())
-        rows = extract(table, keys)
-        before = self._catch_marks()
-        verdicts: dict[str, Verdict] = {}
-        if self.nonfinite.update(rows):
-            verdicts["nonfinite"] = NonfiniteRule().evaluate(self.nonfinite)
-        if self.dead.update(rows, settings):
-            verdicts["dead_relu"] = DeadReluRule(settings).evaluate(self.dead)
-        planned = self.spec.planned_steps
-        if self.catch is not None and self.catch.update(rows, settings, planned):
-            verdicts["catch"] = CatchRule(settings).evaluate(self.catch)
-        if self.catch is not None:
-            self.runaway.has_content_role = True
-            self.runaway.content_flat_since = self.catch.plateau_since
-        self.runaway.planned = planned
-        if self.runaway.update(rows, settings):
-            verdicts["runaway"] = RunawayRule(settings).evaluate(self.runaway)
-        if self.lca.update(rows, settings):
-            verdicts["lca"] = LcaRule(settings).evaluate(self.lca)
-        return FeedResult(self._transitions(verdicts, rows.last_step), self._derived(before))
+        rows = self.pending.take(extract(table, keys), final)
+        settings = self.spec.settings
+        judged: list[Judged] = []
+        derived: list[tuple[int, str, float]] = []
+        for step in self.nonfinite.update(rows):
+            self._judge(judged, step, 0, "nonfinite", NonfiniteRule().evaluate(self.nonfinite))
+        for step in self.dead.update(rows, settings):
+            self._judge(judged, step, 1, "dead_relu", DeadReluRule(settings).evaluate(self.dead))
+        plateaus = self._feed_catch(rows, final, judged, derived)
+        self.runaway.planned = self.spec.planned_steps
+        for part, plateau in _parts(rows, plateaus):
+            self.runaway.content_flat_since = plateau
+            block = runaway_block.advance(self.runaway, part, settings)
+            if block is not None:
+                self._judge_runaway(judged, block)
+        for step in self.lca.update(rows, settings):
+            self._judge(judged, step, 4, "lca", LcaRule(settings).evaluate(self.lca))
+        judged.sort(key=lambda j: (j[0], j[1]))
+        return FeedResult([change for _, _, change in judged], derived)
 
     def states(self) -> dict[str, str]:
         return {signal: h.state for signal, h in self.hysteresis.items()}
 
-    def _transitions(self, verdicts: dict[str, Verdict], last_step: int | None) -> list[Transition]:
-        out = []
-        for signal, verdict in verdicts.items():
-            gate = self.hysteresis.setdefault(signal, Hysteresis(self.spec.settings.confirm))
-            if gate.update(verdict):
-                step = last_step if verdict.step is None else verdict.step
-                out.append(Transition(signal, gate.state, step, verdict.reason))
-        return out
+    def _feed_catch(
+        self,
+        rows: SegmentRows,
+        final: bool,
+        judged: list[Judged],
+        derived: list[tuple[int, str, float]],
+    ) -> list[tuple[int, int | None]]:
+        """Judge catch at each window close (the last one, if the run ended on its last step);
+        the content plateau's start from each close on (the first entry: before this
+        segment's closes), for the runaway rule."""
+        if self.catch is None:
+            return [(-1, None)]
+        self.runaway.has_content_role = True
+        plateaus = [(-1, self.catch.plateau_since)]
+        marks = self._catch_marks()
+        rule, settings = CatchRule(self.spec.settings), self.spec.settings
+        closes = self.catch.update(rows, settings, self.spec.planned_steps)
+        for step in itertools.chain(closes, self.catch.finish(settings) if final else ()):
+            self._judge(judged, step, 2, "catch", rule.evaluate(self.catch))
+            derived += self._derived(marks)
+            marks = self._catch_marks()
+            if marks[0] != plateaus[-1][1]:
+                plateaus.append((step, marks[0]))
+        return plateaus
+
+    def _judge_runaway(self, judged: list[Judged], block: runaway_block.Block) -> None:
+        """Every reading of the block is an evaluation; only a change is worded."""
+        gate = self.hysteresis.setdefault("runaway", Hysteresis(self.spec.settings.confirm))
+        rule = RunawayRule(self.spec.settings)
+        for i in gate.run(block.states):
+            verdict = rule.evaluate(block.window_at(i))
+            step = block.steps[i]
+            judged.append((step, 3, Transition("runaway", block.states[i], step, verdict.reason)))
+
+    def _judge(self, judged: list[Judged], point: int, rank: int, signal: str, v: Verdict) -> None:
+        gate = self.hysteresis.setdefault(signal, Hysteresis(self.spec.settings.confirm))
+        if gate.update(v):
+            step = point if v.step is None else v.step
+            judged.append((point, rank, Transition(signal, gate.state, step, v.reason)))
 
     def _catch_marks(self) -> tuple[int | None, int | None]:
         return (self.catch.plateau_since, self.catch.caught_step) if self.catch else (None, None)
@@ -126,6 +175,7 @@ class RunHealth:
                 "lca": asdict(self.lca),
                 "catch": asdict(self.catch) if self.catch else None,
                 "hysteresis": {k: asdict(v) for k, v in self.hysteresis.items()},
+                "pending": self.pending.to_dict(),
                 "roles": dict(self.spec.roles),
                 "settings": self.spec.settings.to_dict(),  # read by the run page's guide lines
             },
@@ -161,6 +211,7 @@ class RunHealth:
         health.hysteresis = {
             k: Hysteresis(**_known(Hysteresis, v)) for k, v in data["hysteresis"].items()
         }
+        health.pending = Pending.from_dict(data.get("pending"))
         return health
 
 
@@ -182,6 +233,36 @@ def _known(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
     """A saved rule state's fields that `cls` still has (states saved by another version load)."""
     names = {f.name for f in fields(cls)}
     return {k: v for k, v in data.items() if k in names}
+
+
+def _parts(
+    rows: SegmentRows, plateaus: list[tuple[int, int | None]]
+) -> Iterator[tuple[SegmentRows, int | None]]:
+    """The runaway rows between catch's window closes, each with the plateau start in force."""
+    if len(plateaus) == 1:
+        yield rows, plateaus[0][1]
+        return
+    bounds = [step for step, _ in plateaus[1:]]
+    for i, (_, plateau) in enumerate(plateaus):
+        low = plateaus[i][0] if i else None
+        high = bounds[i] if i < len(bounds) else None
+        yield replace(rows, metrics=_between(rows.metrics, RUNAWAY_KEYS, low, high)), plateau
+
+
+def _between(
+    metrics: Mapping[str, Series], keys: Iterable[str], low: int | None, high: int | None
+) -> dict[str, Series]:
+    """The series of `keys` restricted to low <= step < high (None: unbounded)."""
+    out: dict[str, Series] = {}
+    for key in keys:
+        if key in metrics:
+            pairs = [
+                (s, v)
+                for s, v in zip(*metrics[key], strict=True)
+                if (low is None or s >= low) and (high is None or s < high)
+            ]
+            out[key] = ([s for s, _ in pairs], [v for _, v in pairs])
+    return out
 
 
 def _catch_window(spec: HealthSpec) -> CatchWindow | None:

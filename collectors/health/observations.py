@@ -1,8 +1,9 @@
 """What a segment tells the health rules, extracted with vectorised Arrow operations.
 
 A segment can hold 100k rows; the rules need a few series (the role losses, the runaway
-distances, per-layer dead fractions) and the first non-finite value. Filtering in Arrow keeps
-evaluation a small fraction of ingest time.
+distances, per-layer dead fractions), the first non-finite value and the steps spanned by data.
+Filtering in Arrow keeps evaluation a small fraction of ingest time. `pending.Pending` then holds
+back the rows of a step that is not complete yet, so the rules see whole steps only.
 """
 
 from __future__ import annotations
@@ -27,8 +28,13 @@ class SegmentRows:
     metrics: dict[str, Series] = field(default_factory=dict)  # the requested keys only
     layers: dict[str, dict[str, Series]] = field(default_factory=dict)  # key -> layer -> series
     nonfinite: NonFinite | None = None  # the earliest in the segment
-    has_metrics: bool = False
-    last_step: int | None = None  # the segment's highest step: when a verdict names none
+    first_step: int | None = None  # the lowest step of a metric or layer row (None: no such row)
+    data_step: int | None = None  # the highest step of a metric or layer row
+    last_step: int | None = None  # the highest step of any row
+
+    @property
+    def has_metrics(self) -> bool:
+        return self.first_step is not None
 
 
 LAYER_KEYS = ("dead_frac", "undead", "nonfinite", "lca")
@@ -42,11 +48,13 @@ def extract(table: pa.Table, metric_keys: Iterable[str]) -> SegmentRows:
     layer_series = _layer_series(layers)
     bad_layer = _first_nonfinite_layer(layer_series.get("nonfinite", {}))
     candidates = [x for x in (first_bad, bad_layer) if x is not None]
+    span = [pc.min_max(t["step"]).as_py() for t in (metrics, layers) if t.num_rows]
     return SegmentRows(
         metrics=_series_by_key(metrics, set(metric_keys)),
         layers=layer_series,
         nonfinite=min(candidates, key=lambda x: x.step) if candidates else None,
-        has_metrics=metrics.num_rows > 0 or layers.num_rows > 0,
+        first_step=min(s["min"] for s in span) if span else None,
+        data_step=max(s["max"] for s in span) if span else None,
         last_step=pc.max(table["step"]).as_py() if table.num_rows else None,
     )
 
@@ -56,16 +64,13 @@ def _series_by_key(metrics: pa.Table, keys: set[str]) -> dict[str, Series]:
         return {}
     key_col = pc.cast(metrics["key"], pa.string())
     wanted = metrics.filter(pc.is_in(key_col, value_set=pa.array(sorted(keys), pa.string())))
+    if wanted.num_rows == 0:
+        return {}
+    wanted_keys = pc.cast(wanted["key"], pa.string())
     out: dict[str, Series] = {}
-    for key, step, value in zip(
-        pc.cast(wanted["key"], pa.string()).to_pylist(),
-        wanted["step"].to_pylist(),
-        wanted["value"].to_pylist(),
-        strict=True,
-    ):
-        steps, values = out.setdefault(key, ([], []))
-        steps.append(step)
-        values.append(value)
+    for key in pc.unique(wanted_keys).to_pylist():
+        rows = wanted.filter(pc.equal(wanted_keys, key))
+        out[key] = (rows["step"].to_pylist(), rows["value"].to_pylist())
     return out
 
 

@@ -55,19 +55,44 @@ class Hysteresis:
         first, self.seen = not self.seen, True
         if first and verdict.state == GREY and verdict.reason:
             return True
-        if self.locked or verdict.state == self.state:
+        return self.offer(verdict.state, verdict.sticky)
+
+    def offer(self, state: str, sticky: bool = False) -> bool:
+        """Feed one evaluation's state (a verdict's reason is needed only when this is True)."""
+        if self.locked or state == self.state:
             self.pending_count = 0
             return False
-        if verdict.sticky:
+        if sticky:
             self.locked = True
-            return self._accept(verdict.state)
-        if verdict.state == self.pending:
+            return self._accept(state)
+        if state == self.pending:
             self.pending_count += 1
         else:
-            self.pending, self.pending_count = verdict.state, 1
+            self.pending, self.pending_count = state, 1
         if self.state == GREY or self.pending_count >= self.confirm:
-            return self._accept(verdict.state)
+            return self._accept(state)
         return False
+
+    def run(self, states: list[str]) -> list[int]:
+        """`offer` each (non-sticky) state in turn; the indices where the accepted state
+        changed. One loop over local variables: runaway readings can come every step."""
+        if self.locked:
+            return []
+        changed = []
+        state, pending, count, confirm = self.state, self.pending, self.pending_count, self.confirm
+        for i, new in enumerate(states):
+            if new == state:
+                count = 0
+                continue
+            if new == pending:
+                count += 1
+            else:
+                pending, count = new, 1
+            if state == GREY or count >= confirm:
+                state, pending, count = new, new, 0
+                changed.append(i)
+        self.state, self.pending, self.pending_count = state, pending, count
+        return changed
 
     def _accept(self, state: str) -> bool:
         self.state, self.pending, self.pending_count = state, state, 0

@@ -84,8 +84,11 @@ def test_adversary_that_catches_turns_catch_green_with_the_step(history) -> None
 
 
 def test_frozen_adversary_turns_catch_red_after_the_plateau(history) -> None:
-    state, _, reason = final(history["frozen"], "catch")
-    assert state == "red" and "content loss flat since step" in reason
+    # Red once the content loss has been flat for the patience; this run's content loss moves
+    # again near its end (a new plateau starts), which the rule reports as amber.
+    reds = [r for s, state, _, r in history["frozen"] if s == "catch" and state == "red"]
+    assert reds and "content loss flat since step" in reds[0]
+    assert final(history["frozen"], "catch")[0] != "green"
 
 
 def test_runaway_dc_offset_turns_runaway_red_and_healthy_generator_green(history) -> None:

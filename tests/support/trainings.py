@@ -95,3 +95,32 @@ def train_diverging(store: Path, name: str, steps: int = 300) -> str:
             opt.step()
             mon.log(step, loss=loss)
         return mon.run_id
+
+
+def train_lca_cnn(store: Path, name: str, steps: int = 80, every: int = 2) -> str:
+    """A small CNN on 8x8 blob images, its activations watched and LCA measured every `every`
+    steps (SGD with momentum)."""
+    generator = torch.Generator().manual_seed(3)
+    torch.manual_seed(3)
+    x, y = blobs(512, generator)
+    images = x[:, :16].reshape(-1, 1, 4, 4).repeat_interleave(2, -1).repeat_interleave(2, -2)
+    model = nn.Sequential(
+        nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 64, 10)
+    )
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    probe_x, probe_y = images[:64], y[:64]
+    health = {"lca_window": 3}
+    with Monitor(run=name, store=store, health=health, flush_interval=0.05) as mon:
+        mon.watch(model, every=1, window=128)
+        lca = mon.lca(
+            model, lambda m: nn.functional.cross_entropy(m(probe_x), probe_y), every=every
+        )
+        for step in range(steps):
+            idx = torch.randint(0, len(images), (32,), generator=generator)
+            loss = nn.functional.cross_entropy(model(images[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            with lca.measure(step):
+                opt.step()
+            mon.log(step, loss=loss)
+        return mon.run_id

@@ -14,6 +14,7 @@ the catch patience after the content loss levelled off (`catch_patience_ratio` Ã
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from trainlight.collectors.health.observations import SegmentRows, Series
@@ -78,18 +79,21 @@ class CatchWindow:
 
     def update(
         self, rows: SegmentRows, settings: HealthSettings, planned: int | None = None
-    ) -> bool:
+    ) -> Iterator[int]:
+        """Take complete steps' rows; yields the step of the role value that closed a window
+        (the evaluation points), while `last_step` is still the closed window's last one."""
         events = _merge(rows.metrics, self.keys())
         self.planned = planned
         if self.window is None:
-            self._learn_cadence(events, settings, planned)
-        if self.window is None:
-            return bool(events)
-        events, self.pending = self.pending + events, []
+            self._learn_cadence(events, settings, planned)  # holds the events
+            if self.window is None:
+                return
+            events, self.pending = self.pending, []
         for step, key, value in events:
             index = step // self.window
             if self.index is not None and index > self.index:
                 self._close(settings)
+                yield step
             self.index = index if self.index is None else max(self.index, index)
             self.last_step = step
             if key == self.adversary:
@@ -102,7 +106,17 @@ class CatchWindow:
                     if self.ema is None
                     else (settings.ema_alpha * value + (1 - settings.ema_alpha) * self.ema)
                 )
-        return bool(events)
+
+    def finish(self, settings: HealthSettings) -> Iterator[int]:
+        """The run ended: its last window closes if the run reached that window's last step
+        (the evaluation point: that step); a window the run stopped inside stays open."""
+        if self.index is None or self.window is None:
+            return
+        if self.last_step != (self.index + 1) * self.window - 1:
+            return
+        self._close(settings)
+        self.index = None  # rows after the end (a resumed run) open a new window
+        yield self.last_step
 
     def _learn_cadence(
         self, events: list[tuple[int, str, float]], settings: HealthSettings, planned: int | None
@@ -174,10 +188,8 @@ class CatchRule:
                 window.caught_step,
                 sticky=True,
             )
-        if window.window is None:
-            have = len(window.content_steps)
-            reason = f"no verdict yet: {have} of {CADENCE_POINTS} content readings (cadence)"
-            return Verdict(GREY, reason, window.last_step or _first_step(window))
+        # Judged only when a window closes, so its size is known by then.
+        assert window.window is not None
         baseline = self.settings.baseline_windows
         if window.closed <= baseline:
             reason = (
@@ -208,10 +220,6 @@ def _merge(metrics: dict[str, Series], keys: set[str]) -> list[tuple[int, str, f
     ]
     events.sort(key=lambda e: e[0])
     return events
-
-
-def _first_step(window: CatchWindow) -> int | None:
-    return window.pending[-1][0] if window.pending else None
 
 
 def _mean(values: list[float]) -> float:

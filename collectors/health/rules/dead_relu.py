@@ -9,6 +9,7 @@ flagged for a single waking unit).
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from trainlight.collectors.health.observations import SegmentRows
@@ -22,25 +23,30 @@ class DeadReluWindow:
     step: int | None = None
     undead_history: dict[str, list[float]] = field(default_factory=dict)
     spike: tuple[str, float, float, int] | None = None  # (layer, count, threshold, step)
-    spike_left: int = 0  # evaluations the last spike still holds the badge red
+    spike_left: int = 0  # readings the last spike still holds the badge red
     layer_order: list[str] = field(default_factory=list)
 
-    def update(self, rows: SegmentRows, settings: HealthSettings) -> bool:
-        dead = rows.layers.get("dead_frac", {})
-        undead = rows.layers.get("undead", {})
-        if not dead and not undead:
-            return False
-        for layer, (steps, values) in dead.items():
+    def update(self, rows: SegmentRows, settings: HealthSettings) -> Iterator[int]:
+        """Take complete steps' rows; yields each reading (a step with layer rows) once the
+        window reflects it: the evaluation points, so a spike holds for `spike_hold` readings."""
+        readings: dict[int, list[tuple[bool, str, float]]] = {}
+        for layer, (steps, values) in rows.layers.get("dead_frac", {}).items():
             if layer not in self.layer_order:
                 self.layer_order.append(layer)
-            if values[-1] == values[-1]:  # a NaN fraction is the nonfinite signal's business
-                self.dead_frac[layer] = values[-1]
-            self.step = steps[-1] if self.step is None else max(self.step, steps[-1])
-        self.spike_left = max(0, self.spike_left - 1)
-        for layer, (steps, values) in undead.items():
+            for step, value in zip(steps, values, strict=True):
+                readings.setdefault(step, []).append((False, layer, value))
+        for layer, (steps, values) in rows.layers.get("undead", {}).items():
             for step, count in zip(steps, values, strict=True):
-                self._judge_undead(layer, step, count, settings)
-        return True
+                readings.setdefault(step, []).append((True, layer, count))
+        for step in sorted(readings):
+            self.spike_left = max(0, self.spike_left - 1)
+            for undead, layer, value in sorted(readings[step], key=lambda r: (r[0], r[1])):
+                if undead:
+                    self._judge_undead(layer, step, value, settings)
+                elif value == value:  # a NaN fraction is the nonfinite signal's business
+                    self.dead_frac[layer] = value
+            self.step = step if self.step is None else max(self.step, step)
+            yield step
 
     def _judge_undead(self, layer: str, step: int, count: float, settings: HealthSettings) -> None:
         history = self.undead_history.setdefault(layer, [])

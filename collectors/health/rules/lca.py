@@ -9,6 +9,7 @@ helping parameters alone is never a fault, so it is not judged.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from trainlight.collectors.health.observations import SegmentRows
@@ -28,22 +29,25 @@ class LcaWindow:
     worst_layer: tuple[str, float] | None = None  # of the last closed window, if it hurt
     last: tuple[int, int, float] | None = None  # (first step, last step, total) last closed
 
-    def update(self, rows: SegmentRows, settings: HealthSettings) -> bool:
+    def update(self, rows: SegmentRows, settings: HealthSettings) -> Iterator[int]:
+        """Take complete steps' rows; yields the step that closed each window (the evaluation
+        points)."""
         totals = rows.metrics.get("lca/total")
         if totals is None:
-            return False
+            return
         layers = rows.layers.get("lca", {})
         per_step: dict[int, dict[str, float]] = {}
         for layer, (steps, values) in layers.items():
             for step, value in zip(steps, values, strict=True):
                 per_step.setdefault(step, {})[layer] = value
         for step, total in zip(*totals, strict=True):
-            self._add(step, total, per_step.get(step, {}), settings)
-        return True
+            if self._add(step, total, per_step.get(step, {}), settings):
+                yield step
 
     def _add(
         self, step: int, total: float, layers: dict[str, float], settings: HealthSettings
-    ) -> None:
+    ) -> bool:
+        """Add one measurement; True when it closed the window."""
         if self.first_step is None:
             self.first_step = step
         self.measured += 1
@@ -51,7 +55,7 @@ class LcaWindow:
         for layer, value in layers.items():
             self.layer_sums[layer] = self.layer_sums.get(layer, 0.0) + value
         if self.measured < settings.lca_window:
-            return
+            return False
         hurting = [(name, s) for name, s in self.layer_sums.items() if s > 0]
         self.worst_layer = max(hurting, key=lambda item: item[1]) if hurting else None
         if self.total > 0:
@@ -62,6 +66,7 @@ class LcaWindow:
         self.last = (self.first_step, step, self.total)
         self.closed += 1
         self.measured, self.first_step, self.layer_sums, self.total = 0, None, {}, 0.0
+        return True
 
 
 class LcaRule:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from trainlight.collectors.health.observations import SegmentRows
@@ -14,14 +15,19 @@ class NonfiniteWindow:
     first_step: int | None = None
     first_what: str = ""
 
-    def update(self, rows: SegmentRows) -> bool:
-        """Take a segment's rows; True if they bear on this signal."""
-        if not rows.has_metrics:
-            return False
-        self.seen_data = True
-        if rows.nonfinite is not None and self.first_step is None:
-            self.first_step, self.first_what = rows.nonfinite.step, rows.nonfinite.what
-        return True
+    def update(self, rows: SegmentRows) -> Iterator[int]:
+        """Take complete steps' rows; yields the evaluation points: the first step with data
+        (green) and the first non-finite value (red), once each."""
+        if rows.first_step is None:
+            return
+        bad = rows.nonfinite if self.first_step is None else None
+        if not self.seen_data:
+            self.seen_data = True
+            if bad is None or bad.step > rows.first_step:
+                yield rows.first_step
+        if bad is not None:
+            self.first_step, self.first_what = bad.step, bad.what
+            yield bad.step
 
 
 class NonfiniteRule:

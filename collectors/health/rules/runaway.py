@@ -11,6 +11,7 @@ and 1/10 of the declared length have passed (`runaway_patience` steps stuck, whe
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from trainlight.collectors.health.observations import SegmentRows
@@ -30,10 +31,11 @@ class RunawayWindow:
     seen: int = 0  # readings so far
     planned: int | None = None  # the run's declared length, if any
 
-    def update(self, rows: SegmentRows, settings: HealthSettings) -> bool:
+    def update(self, rows: SegmentRows, settings: HealthSettings) -> Iterator[int]:
+        """Take complete steps' rows; yields each reading's step (the evaluation points)."""
         distance = rows.metrics.get("runaway/distance")
         if distance is None:
-            return False
+            return
         critical = dict(zip(*rows.metrics.get("runaway/critical", ([], [])), strict=True))
         effect = dict(zip(*rows.metrics.get("runaway/effect", ([], [])), strict=True))
         for step, value in zip(*distance, strict=True):
@@ -45,7 +47,7 @@ class RunawayWindow:
                 self.stuck_since = step if self.stuck_since is None else self.stuck_since
             else:
                 self.stuck_since = None
-        return True
+            yield step
 
     def large(self) -> bool:
         _, distance, critical, _ = self.readings[-1]

@@ -20,10 +20,13 @@ FAST = HealthSettings(
 )
 
 
-def feed_all(health: RunHealth, tables: list, signal: str | None = None) -> list[Transition]:
+def feed_all(
+    health: RunHealth, tables: list, signal: str | None = None, *, final: bool = True
+) -> list[Transition]:
+    """Feed the segments in order; with `final`, the last one ends the run."""
     out: list[Transition] = []
-    for table in tables:
-        out += health.feed(table).transitions
+    for i, table in enumerate(tables):
+        out += health.feed(table, final=final and i == len(tables) - 1).transitions
     return [c for c in out if signal is None or c.signal == signal]
 
 
@@ -38,7 +41,7 @@ def test_nonfinite_turns_red_at_the_step_of_the_first_nan_and_stays() -> None:
         ],
     )
     assert [(c.signal, c.state, c.step) for c in changes] == [
-        ("nonfinite", "green", 1),
+        ("nonfinite", "green", 0),  # the first step with data
         ("nonfinite", "red", 3),
     ]
     assert changes[-1].reason == "loss = NaN at step 3"
@@ -120,7 +123,7 @@ def test_catch_red_when_content_flat_for_patience_without_a_catch() -> None:
         "catch",
     )  # the content loss falls, then is flat from step 20
     assert [c.state for c in changes] == ["grey", "amber", "red"]
-    assert changes[0].reason == "no verdict yet: 0 of 2 baseline windows (10 steps each)"
+    assert changes[0].reason == "no verdict yet: 1 of 2 baseline windows (10 steps each)"
     red = changes[-1]
     # The EMA (alpha 0.05 per value) lags the raw curve: flat is declared once it settles.
     flat_since = int(red.reason.split("since step ")[1].split(" ")[0].replace(",", ""))
