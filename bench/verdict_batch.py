@@ -15,7 +15,8 @@ fresh waveforms the run never saw, never from trainlight's signals:
   times over the run, from 10% of it on) never reached 0.7.
 A run is doomed if either holds. Trainlight's verdict is "doomed" when `catch` or `runaway` ever
 turned red (what `prune_on` acts on). Each run's rows are replayed through the rules in chunks of
-10 steps, once with this tree's code and once with `main`'s (the old defaults; `git archive`).
+10 steps, once with this tree's code and once with the code of `--baseline` (default: eca9430,
+the last commit before run-length time scales; `git archive`).
 
     python bench/verdict_batch.py           # 23 runs, a few minutes on 2 cores
     python bench/verdict_batch.py --quick   # 10 runs
@@ -161,11 +162,11 @@ def replay(outcomes: list[Outcome], tree: Path) -> list[list[tuple[str, str, int
     return [[tuple(c) for c in run] for run in json.loads(done.stdout)]  # type: ignore[misc]
 
 
-def main_tree(root: Path) -> Path:
-    """`main` as files, with the import mapping .ci/mypy builds."""
-    tree = root / "main"
+def baseline_tree(root: Path, rev: str) -> Path:
+    """Commit `rev` as files, with the import mapping .ci/mypy builds."""
+    tree = root / "baseline"
     tree.mkdir()
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", "main"], capture_output=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev], capture_output=True)
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
     (tree / ".mypy-tree" / "trainlight").mkdir(parents=True)
     for pkg in ("app", "collectors", "demo", "assets"):
@@ -233,6 +234,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="declared lengths only, 10 runs")
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--baseline", default="eca9430", help="git revision of the old defaults")
     args = parser.parse_args()
     print(f"load average: {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as root:
@@ -240,9 +242,13 @@ def main() -> None:
             outcomes = pool.map(train, jobs(args.quick, root), chunksize=1)
         outcomes.sort(key=lambda o: (o.job.recipe, o.job.steps, not o.job.declared))
         verdicts = {
-            "old (main)": [
+            f"old ({args.baseline})": [
                 judge(o, c)
-                for o, c in zip(outcomes, replay(outcomes, main_tree(Path(root))), strict=True)
+                for o, c in zip(
+                    outcomes,
+                    replay(outcomes, baseline_tree(Path(root), args.baseline)),
+                    strict=True,
+                )
             ],
             "new": [judge(o, c) for o, c in zip(outcomes, replay(outcomes, REPO), strict=True)],
         }

@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from tests.collectors.test_activations import assert_same, by_layer, naive_windows, watch
-from tests.support.trainings import FAST_HEALTH
 from tests.support.word_language_model import TransformerModel
 from trainlight.app.store.database import Store
 from trainlight.app.store.inbox import Ingester
@@ -92,7 +91,7 @@ def train_gan(store: Path, name: str, first_bias: float | None, steps: int = 64)
     opt_d = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.999))
     t = torch.linspace(0, 6.28, 32)
     bce = nn.functional.binary_cross_entropy_with_logits
-    with Monitor(run=name, store=store, health=FAST_HEALTH, flush_interval=0.1) as mon:
+    with Monitor(run=name, store=store, flush_interval=0.1) as mon:
         mon.watch(gen, every=1, window=512)
         for step in range(steps):
             real = torch.sin(t + torch.rand(64, 1) * 6.28)
