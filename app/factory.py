@@ -11,12 +11,16 @@ from datetime import timedelta
 import dash
 
 from trainlight.app.access import install_token_guard
-from trainlight.app.api import create_api
+from trainlight.app.api import MAX_SEGMENT_BYTES, create_api
 from trainlight.app.cache import create_cache
 from trainlight.app.pages import compare, grid, lca, run
 from trainlight.app.store.database import Store
 from trainlight.app.store.queries import DEFAULT_STALE_AFTER
 from trainlight.assets import ASSETS_DIR
+
+# The largest request body read at all: one ingest segment plus room for a multipart envelope;
+# waitress refuses anything larger before spooling it (app/connections.py).
+MAX_REQUEST_BYTES = MAX_SEGMENT_BYTES + 1024
 
 
 def create_app(
@@ -46,5 +50,5 @@ def create_app(
         ]
     )
     app.server.register_blueprint(create_api(store, stale_after))
-    app.server.config["MAX_CONTENT_LENGTH"] = 64 * 1024 * 1024 + 1024
+    app.server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     return app

@@ -16,7 +16,14 @@ from types import FrameType
 
 from waitress.server import create_server
 
-from trainlight.app.factory import create_app
+from trainlight.app.connections import (
+    CHANNEL_TIMEOUT_S,
+    CLEANUP_INTERVAL_S,
+    connection_limits,
+    guarded_channel,
+    install_channel,
+)
+from trainlight.app.factory import MAX_REQUEST_BYTES, create_app
 from trainlight.app.store.database import Store
 from trainlight.app.store.inbox import Ingester
 from trainlight.app.store.queries import DEFAULT_STALE_AFTER
@@ -33,8 +40,9 @@ class ServeOptions:
     token: str | None = None
     threads: int = 8
     # Every HTTP collector keeps one keep-alive connection open; waitress's default limit of 100
-    # would stop accepting (and make collectors back off) beyond ~90 remote runs.
-    connection_limit: int = 2048
+    # would stop accepting (and make collectors back off) beyond ~90 remote runs. Clamped at start
+    # to what the descriptor limit allows (app/connections.py).
+    connection_limit: int = 8192
     ingest_interval: float = 0.5
     stale_after: timedelta = DEFAULT_STALE_AFTER
 
@@ -70,12 +78,22 @@ def serve(options: ServeOptions) -> None:
     )
     thread.start()
     app = create_app(store, options.token, options.stale_after)
+    limits = connection_limits(options.connection_limit)
     server = create_server(
         app.server,
         host=options.host,
         port=options.port,
         threads=options.threads,
-        connection_limit=options.connection_limit,
+        connection_limit=limits.connection_limit,
+        asyncore_use_poll=True,  # select() fails on descriptors >= 1024
+        channel_timeout=CHANNEL_TIMEOUT_S,
+        cleanup_interval=CLEANUP_INTERVAL_S,
+        max_request_body_size=MAX_REQUEST_BYTES + 1,  # waitress refuses >= this
+    )
+    if options.token:
+        install_channel(server, guarded_channel(options.token))
+    log.info(
+        "up to %d connections (open-file limit %d)", limits.connection_limit, limits.open_files
     )
 
     def shutdown(_signum: int, _frame: FrameType | None) -> None:

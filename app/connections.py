@@ -1,0 +1,121 @@
+"""How many connections `trainlight serve` holds, how long idle ones stay, and what it reads first.
+
+Waitress's default loop is `select()`, which raises `ValueError` for a file descriptor >= 1024 and
+takes the whole server down at about a thousand open sockets; we run its `poll()` loop instead,
+which has no such ceiling. A connection limit is only real if the process may open that many
+descriptors, so at start the soft `RLIMIT_NOFILE` is raised towards the hard limit and the limit
+is clamped below it, keeping a reserve for the store, the inbox, logs and pipes. Connections with
+no request in flight are closed after `CHANNEL_TIMEOUT_S` (collectors and dashboards reconnect
+transparently), so idle sockets cannot pile up forever.
+
+Nothing is spooled before it could be accepted: waitress's body limit is the ingest limit (not its
+1 GiB default), and with a token set, a request that carries a body is refused with 401 as soon
+as its headers are parsed, before any of the body is read, unless its `Authorization` header or
+cookie passes the same check as `app/access.py`. Body-less requests still reach the Flask guard.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+from dataclasses import dataclass
+from typing import Any
+
+from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
+from waitress.server import BaseWSGIServer
+from waitress.utilities import Error
+from werkzeug.http import parse_cookie
+
+from trainlight.app.access import COOKIE, is_authorised
+
+# Descriptors kept for everything that is not a client socket (DuckDB, inbox files, log, pipes).
+FD_RESERVE = 256
+# Idle keep-alive connections are closed after this long: well above the collectors' flush
+# interval and the dashboard's refresh, so busy clients keep their connection, and short enough
+# that thousands of abandoned sockets are gone within about a minute.
+CHANNEL_TIMEOUT_S = 60
+CLEANUP_INTERVAL_S = 10
+REFUSAL = "missing or wrong token: send 'Authorization: Bearer <token>'"
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """What the server can actually hold: the descriptor limit it runs under and its share."""
+
+    open_files: int
+    connection_limit: int
+
+
+def raise_open_files(wanted: int) -> int:
+    """Raise the soft RLIMIT_NOFILE to `wanted` (at most the hard limit); returns the soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    ceiling = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < ceiling:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
+            soft = ceiling
+        except (ValueError, OSError):
+            pass
+    return soft if soft != resource.RLIM_INFINITY else wanted
+
+
+def connection_limits(requested: int) -> ConnectionLimits:
+    """Raise the descriptor limit for `requested` connections and clamp them to what it allows."""
+    open_files = raise_open_files(requested + FD_RESERVE)
+    return ConnectionLimits(open_files, max(1, min(requested, open_files - FD_RESERVE)))
+
+
+class Unauthorised(Error):
+    """Waitress's error response for a request refused before its body is read."""
+
+    code = 401
+    reason = "Unauthorized"
+
+    def to_response(self, ident: str | None = None) -> tuple[str, list[tuple[str, str]], bytes]:
+        body = json.dumps({"error": self.body}).encode()
+        return f"{self.code} {self.reason}", [("Content-Type", "application/json")], body
+
+
+def has_body(parser: HTTPRequestParser) -> bool:
+    return bool(parser.content_length > 0 or parser.chunked)
+
+
+def header_authorised(token: str, headers: dict[str, str]) -> bool:
+    """`is_authorised` on waitress's parsed headers (upper-case, `_` for `-`)."""
+    cookie = parse_cookie(headers.get("COOKIE", "")).get(COOKIE)
+    return is_authorised(token, headers.get("AUTHORIZATION", ""), cookie)
+
+
+def guarded_channel(token: str) -> type[HTTPChannel]:
+    """A channel whose parser refuses an unauthenticated body once the headers are in."""
+
+    class TokenParser(HTTPRequestParser):
+        def received(self, data: bytes) -> int:
+            was_in_headers = not self.headers_finished
+            consumed: int = super().received(data)
+            if not (was_in_headers and self.headers_finished and has_body(self)):
+                return consumed
+            if header_authorised(token, self.headers):
+                return consumed
+            # Refuse now: drop whatever body bytes came along, never send `100 Continue`, and
+            # let waitress answer the error and close the connection once it is flushed.
+            self.error = Unauthorised(REFUSAL)
+            self.completed = True
+            self.expect_continue = False
+            self.close()
+            self.body_rcv = None
+            return len(data)
+
+    class TokenChannel(HTTPChannel):
+        parser_class = TokenParser
+
+    return TokenChannel
+
+
+def install_channel(server: Any, channel: type[HTTPChannel]) -> None:
+    """Make every listening socket of `server` (one, or a MultiSocketServer's) use `channel`."""
+    listeners = [server] if isinstance(server, BaseWSGIServer) else list(server.map.values())
+    for listener in listeners:
+        if isinstance(listener, BaseWSGIServer):
+            listener.channel_class = channel
