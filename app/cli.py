@@ -38,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get(TOKEN_ENV),
         help=f"required unless bound to loopback (default: ${TOKEN_ENV})",
     )
+    serve.add_argument(
+        "--idle-timeout",
+        type=_positive_int,
+        default=60,
+        help="seconds before a connection with no request in flight is closed (default: 60)",
+    )
 
     ingest = sub.add_parser("ingest", help="ingest the inbox once, without serving")
     ingest.add_argument("--dir", default=None, help=store_help)
@@ -135,7 +141,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         from trainlight.app.server import ServeOptions, serve
 
-        serve(ServeOptions(directory=args.dir, host=args.host, port=args.port, token=args.token))
+        options = ServeOptions(
+            directory=args.dir,
+            host=args.host,
+            port=args.port,
+            token=args.token,
+            idle_timeout=args.idle_timeout,
+        )
+        serve(options)
         return 0
     if args.command == "demo":
         return _demo(args)

@@ -13,7 +13,9 @@ import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from types import FrameType
+from typing import Any
 
+from flask import Flask
 from waitress.server import create_server
 
 from trainlight.app.connections import (
@@ -43,6 +45,7 @@ class ServeOptions:
     # would stop accepting (and make collectors back off) beyond ~90 remote runs. Clamped at start
     # to what the descriptor limit allows (app/connections.py).
     connection_limit: int = 8192
+    idle_timeout: int = CHANNEL_TIMEOUT_S
     ingest_interval: float = 0.5
     stale_after: timedelta = DEFAULT_STALE_AFTER
 
@@ -65,6 +68,28 @@ def check_bind(options: ServeOptions) -> None:
         )
 
 
+def http_server(app: Flask, options: ServeOptions) -> Any:
+    """Waitress on a poll() loop, limited to what it can hold and read (app/connections.py)."""
+    limits = connection_limits(options.connection_limit)
+    server = create_server(
+        app,
+        host=options.host,
+        port=options.port,
+        threads=options.threads,
+        connection_limit=limits.connection_limit,
+        asyncore_use_poll=True,  # select() fails on descriptors >= 1024
+        channel_timeout=options.idle_timeout,
+        cleanup_interval=max(1, min(CLEANUP_INTERVAL_S, options.idle_timeout // 2)),
+        max_request_body_size=MAX_REQUEST_BYTES + 1,  # waitress refuses >= this
+    )
+    if options.token:
+        install_channel(server, guarded_channel(options.token))
+    log.info(
+        "up to %d connections (open-file limit %d)", limits.connection_limit, limits.open_files
+    )
+    return server
+
+
 def serve(options: ServeOptions) -> None:
     check_bind(options)
     store = Store(StoreLayout.resolve(options.directory))
@@ -78,23 +103,7 @@ def serve(options: ServeOptions) -> None:
     )
     thread.start()
     app = create_app(store, options.token, options.stale_after)
-    limits = connection_limits(options.connection_limit)
-    server = create_server(
-        app.server,
-        host=options.host,
-        port=options.port,
-        threads=options.threads,
-        connection_limit=limits.connection_limit,
-        asyncore_use_poll=True,  # select() fails on descriptors >= 1024
-        channel_timeout=CHANNEL_TIMEOUT_S,
-        cleanup_interval=CLEANUP_INTERVAL_S,
-        max_request_body_size=MAX_REQUEST_BYTES + 1,  # waitress refuses >= this
-    )
-    if options.token:
-        install_channel(server, guarded_channel(options.token))
-    log.info(
-        "up to %d connections (open-file limit %d)", limits.connection_limit, limits.open_files
-    )
+    server = http_server(app.server, options)
 
     def shutdown(_signum: int, _frame: FrameType | None) -> None:
         server.close()

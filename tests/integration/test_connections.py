@@ -101,6 +101,23 @@ def test_thousands_of_idle_connections_leave_the_server_answering(open_server: L
     assert open_server.runs() == []
 
 
+def test_idle_connections_are_closed_after_the_idle_timeout(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    server = start_server(store, tmp_path / "serve.log", extra_args=("--idle-timeout", "2"))
+    idle = [socket.create_connection(address(server), timeout=10) for _ in range(50)]
+    try:
+        started = time.monotonic()
+        for sock in idle:  # recv returns b"" once the server has closed the connection
+            assert sock.recv(1) == b"", "an idle connection got data"
+        assert time.monotonic() - started < 8
+        assert server.http.get(server.url("healthz"), timeout=10).status_code == 200
+    finally:
+        for sock in idle:
+            sock.close()
+        stop_server(server)
+
+
 def send_headers(server: LiveServer, length: int | None, extra: str = "") -> socket.socket:
     """POST headers for a body of `length` bytes (None: chunked), and none of the body."""
     sock = socket.create_connection(address(server), timeout=5)
