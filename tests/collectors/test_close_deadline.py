@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import socket
 import time
 from pathlib import Path
 
@@ -75,6 +76,19 @@ def test_close_returns_in_time_when_the_server_never_answers(
     monkeypatch.setenv("TRAINLIGHT_OUTBOX", str(outbox))
     with serving(silent_handler()) as url:
         _close_against(url, outbox, caplog)
+
+
+def test_close_returns_in_time_when_the_server_does_not_accept_connections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    outbox = tmp_path / "outbox"
+    monkeypatch.setenv("TRAINLIGHT_OUTBOX", str(outbox))
+    with socket.socket() as listener, socket.socket() as first:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)  # never accepts: once one connection waits, connects hang
+        first.connect(listener.getsockname())
+        host, port = listener.getsockname()
+        _close_against(f"http://{host}:{port}", outbox, caplog)
 
 
 def test_a_request_has_a_total_deadline_not_a_per_read_timeout(tmp_path: Path) -> None:
