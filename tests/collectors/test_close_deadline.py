@@ -124,3 +124,23 @@ def test_retry_after_is_honoured_and_everything_then_arrives_exactly_once(
     assert sorted(seqs) == list(range(len(seqs))) and len(seqs) >= 2  # each once, none missing
     assert sorted(_loss_steps([body for _, _, body in accepted])) == list(range(300))
     assert sink.pending() == 0
+
+
+def test_retry_after_is_read_as_seconds_or_as_an_http_date() -> None:
+    from email.message import Message
+    from email.utils import formatdate
+
+    from trainlight.collectors.deadline_http import Reply
+
+    def reply(value: str) -> Reply:
+        headers = Message()
+        headers["Retry-After"] = value
+        return Reply(503, b"", headers)
+
+    assert reply("2").retry_after() == 2.0
+    assert reply(" 7.5 ").retry_after() == 7.5
+    now = time.time()
+    assert 29 <= (reply(formatdate(now + 30, usegmt=True)).retry_after(now) or 0) <= 31
+    assert reply(formatdate(now - 30, usegmt=True)).retry_after(now) == 0.0
+    assert reply("soon").retry_after() is None
+    assert Reply(503, b"", Message()).retry_after() is None
