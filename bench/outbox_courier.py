@@ -29,6 +29,7 @@ def deliver_leftovers(outboxes: Sequence[Path], base_url: str, timeout_s: float 
         if not list_segment_files(outbox):
             continue
         sink = HttpSink(base_url, Problems(), outbox=outbox)
+        sink.finish_by(deadline)  # no request outlives the courier's time either
         while list_segment_files(outbox) and time.monotonic() < deadline:
             sink.retry()
             time.sleep(0.2)

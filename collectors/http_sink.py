@@ -5,18 +5,24 @@ Every segment is first written to a local outbox (`TRAINLIGHT_OUTBOX`, default
 down, restarting or unreachable costs no data: delivery is retried with backoff, in sequence order.
 Segments left by an earlier process (one that was killed, say) are delivered too; the server's
 (run_id, seq) bookkeeping makes a repeated delivery harmless.
+
+Every request has a total deadline (deadline_http.py), not a per-read timeout, and `finish_by`
+caps all of them at `close()`'s deadline, so no server, however slow, holds the training process
+at exit: what was not acknowledged by then stays in the outbox. A saturated server answering 429
+or 503 with `Retry-After` is left alone that long (at most `MAX_RETRY_AFTER_S`) instead of being
+retried on the usual backoff; all waiting is on the flush thread, never in `log()`.
 """
 
 from __future__ import annotations
 
 import fcntl
+import http.client
 import os
 import time
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
-import requests
-
+from trainlight.collectors.deadline_http import DeadlineClient, Reply
 from trainlight.collectors.problems import Problems
 from trainlight.collectors.schema import (
     StopRequest,
@@ -31,6 +37,9 @@ TOKEN_ENV = "TRAINLIGHT_TOKEN"
 SEGMENT_CONTENT_TYPE = "application/vnd.apache.parquet"
 _PERMANENT_REJECTIONS = {400, 413, 415, 422}
 _MAX_BACKOFF_S = 30.0
+_BUSY = {429, 503}  # answers that may carry a Retry-After back-pressure hint
+MAX_RETRY_AFTER_S = 60.0  # a Retry-After beyond this is capped (a bad hint must not stall a run)
+_TRANSPORT_ERRORS = (OSError, http.client.HTTPException)
 
 
 def default_outbox() -> Path:
@@ -41,7 +50,10 @@ def default_outbox() -> Path:
 
 
 class HttpSink:
-    """Ships segments to a trainlight server, keeping them in a local outbox until acknowledged."""
+    """Ships segments to a trainlight server, keeping them in a local outbox until acknowledged.
+
+    `timeout_s` bounds each request in total (connect, send, wait, read), not each read.
+    """
 
     def __init__(
         self,
@@ -56,10 +68,10 @@ class HttpSink:
         self.outbox = outbox or default_outbox()
         self._problems = problems
         self._timeout = timeout_s
-        self._session = requests.Session()
         token = token if token is not None else os.environ.get(TOKEN_ENV)
-        if token:
-            self._session.headers["Authorization"] = f"Bearer {token}"
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._client = DeadlineClient(self.base_url, headers, read_timeout_s=timeout_s)
+        self._finish_by: float | None = None
         self._memory = MemoryBacklog(problems)
         self._stops: dict[str, StopRequest] = {}
         self._failures = 0
@@ -79,7 +91,7 @@ class HttpSink:
         self.retry()
 
     def retry(self) -> None:
-        if time.monotonic() < self._next_try:
+        if time.monotonic() < self._next_try or self._out_of_time():
             return
         self._memory.drain_into(self._post)
         if len(self._memory):
@@ -97,6 +109,14 @@ class HttpSink:
                     return
             finally:
                 os.close(orphan)
+
+    def finish_by(self, deadline: float | None) -> None:
+        """No request runs past `deadline` (monotonic clock), the one in flight included."""
+        self._finish_by = deadline
+        self._client.cut_off(deadline)
+
+    def _out_of_time(self) -> bool:
+        return self._finish_by is not None and time.monotonic() >= self._finish_by
 
     def pending(self) -> int:
         own = [f for f in list_segment_files(self.outbox) if f[0] in self._owned]
@@ -121,6 +141,8 @@ class HttpSink:
     def _deliver(self, files: list[tuple[str, int, Path]]) -> bool:
         """Post files in order; False at the first that the server did not take."""
         for run_id, seq, path in files:
+            if self._out_of_time():
+                return False
             try:
                 payload = path.read_bytes()
             except FileNotFoundError:
@@ -142,48 +164,69 @@ class HttpSink:
     def poll_stop(self, run_id: str) -> StopRequest | None:
         if run_id in self._stops:
             return self._stops[run_id]
-        if time.monotonic() < self._next_try:
+        if time.monotonic() < self._next_try or self._out_of_time():
             return None
         try:
-            reply = self._session.get(
-                f"{self.base_url}/api/v1/runs/{quote(run_id)}/control", timeout=self._timeout
+            reply = self._client.request(
+                "GET", f"/api/v1/runs/{quote(run_id)}/control", self._deadline()
             )
-        except requests.RequestException as exc:
+        except _TRANSPORT_ERRORS as exc:
             self._failed(exc)
             return None
-        if reply.status_code != 200:
+        if reply.status in _BUSY:
+            self._refused(reply)
+            return None
+        if reply.status != 200:
             return None  # 404 until the server has ingested the run's first segment
         return self._remember_stop(run_id, reply)
 
     # -- delivery ------------------------------------------------------------------------------
     def _post(self, run_id: str, seq: int, payload: bytes) -> bool:
         """Deliver one segment; True once the server holds it (or refused it for good)."""
+        query = urlencode({"run_id": run_id, "seq": str(seq)})
         try:
-            reply = self._session.post(
-                f"{self.base_url}/api/v1/ingest",
-                params={"run_id": run_id, "seq": str(seq)},
-                data=payload,
+            reply = self._client.request(
+                "POST",
+                f"/api/v1/ingest?{query}",
+                self._deadline(),
+                body=payload,
                 headers={"Content-Type": SEGMENT_CONTENT_TYPE},
-                timeout=self._timeout,
             )
-        except requests.RequestException as exc:
+        except _TRANSPORT_ERRORS as exc:
             self._failed(exc)
             return False
         if reply.ok:
             self._failures = 0
             self._remember_stop(run_id, reply)
             return True
-        if reply.status_code in _PERMANENT_REJECTIONS:
+        if reply.status in _PERMANENT_REJECTIONS:
             self._reject(run_id, seq, payload, reply)
             return True
-        self._failed(
-            f"the trainlight server at {self.base_url} answered HTTP "
-            f"{reply.status_code} ({reply.text[:200]})",
-            kind="server_refused",
-        )
+        self._refused(reply)
         return False
 
-    def _remember_stop(self, run_id: str, reply: requests.Response) -> StopRequest | None:
+    def _deadline(self) -> float:
+        return time.monotonic() + self._timeout
+
+    def _refused(self, reply: Reply) -> None:
+        """A non-final refusal: honour a busy server's Retry-After, else back off as usual."""
+        message = (
+            f"the trainlight server at {self.base_url} answered HTTP {reply.status} "
+            f"({reply.text[:200]})"
+        )
+        wait = reply.retry_after() if reply.status in _BUSY else None
+        if wait is None:
+            self._failed(message, kind="server_refused")
+            return
+        self._failures += 1
+        self._next_try = time.monotonic() + min(wait, MAX_RETRY_AFTER_S)
+        self._problems.report(
+            "server_busy",
+            f"{message} with Retry-After {wait:g} s; waiting that long (at most "
+            f"{MAX_RETRY_AFTER_S:g} s) before retrying; segments are kept in {self.outbox}",
+        )
+
+    def _remember_stop(self, run_id: str, reply: Reply) -> StopRequest | None:
         try:
             stop = StopRequest.from_bytes(reply.content)
         except ValueError:
@@ -203,7 +246,7 @@ class HttpSink:
         )
         self._problems.report(kind, f"{message}; segments are kept in {self.outbox} and retried")
 
-    def _reject(self, run_id: str, seq: int, payload: bytes, reply: requests.Response) -> None:
+    def _reject(self, run_id: str, seq: int, payload: bytes, reply: Reply) -> None:
         """Park a segment the server refused as malformed, so it neither blocks nor vanishes."""
         rejected = self.outbox / "rejected"
         try:
@@ -213,7 +256,7 @@ class HttpSink:
             pass
         self._problems.report(
             "segment_rejected",
-            f"the server refused segment {seq} of run {run_id} (HTTP {reply.status_code}: "
+            f"the server refused segment {seq} of run {run_id} (HTTP {reply.status}: "
             f"{reply.text[:200]}); kept in {rejected}",
         )
 

@@ -39,6 +39,9 @@ from trainlight.collectors.sinks import InboxSink, NullSink, Sink
 from trainlight.collectors.tensor_slots import TensorSlots
 from trainlight.collectors.writer import RowSource, SegmentWriter
 
+# How long `close()` without a timeout (also `with Monitor(...)` and the exit hook) may take.
+DEFAULT_CLOSE_TIMEOUT_S = 10.0
+
 
 class Monitor:
     """Collects one training run's health data and ships it to a trainlight store.
@@ -348,10 +351,12 @@ class Monitor:
         if self._leader:
             self._writer.flush()
 
-    def close(self, status: str | None = None, timeout: float = 10.0) -> None:
+    def close(self, status: str | None = None, timeout: float = DEFAULT_CLOSE_TIMEOUT_S) -> None:
         """End the run: finished, or stopped when a stop was requested. Idempotent.
 
-        Waits at most about `timeout` seconds for the last segments to be delivered.
+        Returns within `timeout` seconds (default 10, also for `with` and at exit) whatever
+        the server does; segments not delivered by then stay in the outbox (one warning names
+        it) and the next trainlight process using that outbox delivers them.
         """
         if self._closed:
             return
@@ -378,6 +383,7 @@ class Monitor:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Closes with the default timeout (DEFAULT_CLOSE_TIMEOUT_S); crashed on an exception."""
         self.close("crashed" if exc_type is not None else None)
 
     def _close_at_exit(self) -> None:

@@ -39,6 +39,9 @@ class Sink(Protocol):
     def fate(self) -> str:
         """What becomes of undelivered segments when the process exits (for the warning)."""
 
+    def finish_by(self, deadline: float | None) -> None:
+        """No delivery attempt may run past `deadline` (monotonic clock; None: no limit)."""
+
 
 class MemoryBacklog:
     """Segments waiting in memory, oldest first, bounded in bytes (oldest dropped and counted)."""
@@ -99,6 +102,9 @@ class InboxSink:
     def fate(self) -> str:
         return f"the inbox {self.layout.inbox} stayed unwritable; they are lost with this process"
 
+    def finish_by(self, deadline: float | None) -> None:
+        return None  # local file writes: nothing to cut short
+
     def poll_stop(self, run_id: str) -> StopRequest | None:
         try:
             raw = self.layout.control_path(run_id).read_bytes()
@@ -144,3 +150,6 @@ class NullSink:
 
     def fate(self) -> str:
         return "this rank writes nothing"
+
+    def finish_by(self, deadline: float | None) -> None:
+        return None

@@ -128,18 +128,38 @@ class SegmentWriter:
         self._thread.start()
 
     def close(self, status: str, stop_reason: str = "", timeout: float = 10.0) -> None:
-        """Final flush with the run's terminal status, then wait (bounded) for delivery."""
-        self._wake.set()
-        self._thread.join(timeout=timeout)
-        self.flush(force=True, status=status, stop_reason=stop_reason)
+        """Final flush with the run's terminal status, then delivery: all within `timeout` s.
+
+        The flush thread gets half the time to end its current flush; if it is still delivering
+        then, its request is cut short (the segment stays pending), so the lock is never waited
+        on past the deadline. Whatever is undelivered at the deadline is left to `sink.fate()`.
+        """
         deadline = time.monotonic() + timeout
-        while self.sink.pending() and time.monotonic() < deadline:
-            time.sleep(min(0.2, self.flush_interval))
+        self._wake.set()
+        self._thread.join(timeout=timeout / 2)
+        if self._thread.is_alive():
+            self.sink.finish_by(time.monotonic())  # frees the thread from a hanging request
+        locked = self._lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+        self.sink.finish_by(deadline)
+        if locked:
+            try:
+                self._guarded(lambda: self._flush_locked(True, status, stop_reason))
+            finally:
+                self._lock.release()
+        else:
+            self.problems.report(
+                "close_timeout",
+                f"the flush thread did not finish within {timeout:g} s; the run's final "
+                f"status ({status}) was not written",
+            )
+        while self.sink.pending() and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(0.2, self.flush_interval, left))
             self._guarded(self.sink.retry)
         if self.sink.pending():
             self.problems.report(
                 "undelivered_at_exit",
-                f"{self.sink.pending()} segment(s) not delivered at exit: {self.sink.fate()}",
+                f"{self.sink.pending()} segment(s) not delivered at exit (close timeout "
+                f"{timeout:g} s): {self.sink.fate()}",
             )
 
     def flush(self, force: bool = False, status: str | None = None, stop_reason: str = "") -> None:
