@@ -38,6 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get(TOKEN_ENV),
         help=f"required unless bound to loopback (default: ${TOKEN_ENV})",
     )
+    serve.add_argument(
+        "--public-url",
+        action="append",
+        default=[],
+        help="an address the dashboard is reached at (proxy, DNS name); repeatable. Requests "
+        "naming any other host are refused (DNS rebinding)",
+    )
 
     ingest = sub.add_parser("ingest", help="ingest the inbox once, without serving")
     ingest.add_argument("--dir", default=None, help=store_help)
@@ -135,7 +142,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         from trainlight.app.server import ServeOptions, serve
 
-        serve(ServeOptions(directory=args.dir, host=args.host, port=args.port, token=args.token))
+        options = ServeOptions(
+            directory=args.dir,
+            host=args.host,
+            port=args.port,
+            token=args.token,
+            public_urls=tuple(args.public_url),
+        )
+        serve(options)
         return 0
     if args.command == "demo":
         return _demo(args)

@@ -17,6 +17,7 @@ from types import FrameType
 from waitress.server import create_server
 
 from trainlight.app.factory import create_app
+from trainlight.app.intent import HostPolicy
 from trainlight.app.store.database import Store
 from trainlight.app.store.inbox import Ingester
 from trainlight.app.store.queries import DEFAULT_STALE_AFTER
@@ -31,6 +32,7 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 8050
     token: str | None = None
+    public_urls: tuple[str, ...] = ()
     threads: int = 8
     # Every HTTP collector keeps one keep-alive connection open; waitress's default limit of 100
     # would stop accepting (and make collectors back off) beyond ~90 remote runs.
@@ -69,7 +71,8 @@ def serve(options: ServeOptions) -> None:
         daemon=True,
     )
     thread.start()
-    app = create_app(store, options.token, options.stale_after)
+    hosts = HostPolicy.serving(options.host, options.public_urls)
+    app = create_app(store, options.token, options.stale_after, hosts)
     server = create_server(
         app.server,
         host=options.host,

@@ -57,6 +57,8 @@ class HttpSink:
         self._problems = problems
         self._timeout = timeout_s
         self._session = requests.Session()
+        # Proof of intent the server asks of every state-changing request (app/intent.py).
+        self._session.headers["X-Trainlight"] = "1"
         token = token if token is not None else os.environ.get(TOKEN_ENV)
         if token:
             self._session.headers["Authorization"] = f"Bearer {token}"

@@ -46,7 +46,7 @@ def test_pages_api_and_callbacks_are_refused_without_the_token(store: Store) -> 
     assert b"needs its token" in page.data
     assert client.get("/api/v1/runs").status_code == 401
     assert client.post("/_dash-update-component", json={}).status_code == 401
-    assert client.post("/api/v1/runs/r-1/stop").status_code == 401
+    assert client.post("/api/v1/runs/r-1/stop", headers={"X-Trainlight": "1"}).status_code == 401
     assert not store.layout.control_path("r-1").exists()
 
 
@@ -84,3 +84,12 @@ def test_bearer_header_and_cookie_digest_are_the_two_proofs() -> None:
     assert not is_authorised(TOKEN, "Bearer nope", cookie_value("other"))
     assert not is_authorised(TOKEN, TOKEN, None)  # no scheme
     assert COOKIE == "trainlight_token"
+
+
+def test_only_the_exact_health_path_is_open(store: Store) -> None:
+    client = client_for(store, TOKEN)
+    for path in ("/healthzX", "/healthz/", "/healthz.html", "/_favicon.icoX"):
+        reply = client.get(path)
+        assert reply.status_code == 401, path
+        assert b"_dash-config" not in reply.data  # not the page shell
+    assert client_for(store, None).get("/healthz").get_json() == {"ok": True}
