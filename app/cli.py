@@ -155,11 +155,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _demo(args)
     if args.command == "landscape":
         return _landscape(args)
-    from trainlight.app.store.database import Store, StoreLockedError
+    from trainlight.app.store.database import Store, StoreOpenError
 
     try:
         store = Store(StoreLayout.resolve(args.dir))
-    except StoreLockedError as exc:
+    except StoreOpenError as exc:
         print(f"trainlight: {exc}", file=sys.stderr)
         return 2
     try:
@@ -230,12 +230,12 @@ def _slice_settings(args: argparse.Namespace) -> tuple[int, float, int]:
 
 
 def _recorded_settings(layout: StoreLayout, run_id: str) -> SliceSettings:
-    from trainlight.app.store.database import Store, StoreLockedError
+    from trainlight.app.store.database import Store, StoreOpenError
     from trainlight.app.store.landscape import recorded_settings
 
     try:
         store = Store(layout)
-    except StoreLockedError as exc:
+    except StoreOpenError as exc:
         raise ValueError(f"{exc} Or pass --seed, --span and --points.") from exc
     try:
         with store.read() as cur:

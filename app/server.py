@@ -18,7 +18,7 @@ from waitress.server import create_server
 
 from trainlight.app.factory import create_app
 from trainlight.app.intent import HostPolicy
-from trainlight.app.store.database import Store
+from trainlight.app.store.database import Store, StoreOpenError
 from trainlight.app.store.inbox import Ingester
 from trainlight.app.store.queries import DEFAULT_STALE_AFTER
 from trainlight.collectors.schema import StoreLayout
@@ -61,7 +61,10 @@ def check_bind(options: ServeOptions) -> None:
 
 def serve(options: ServeOptions) -> None:
     check_bind(options)
-    store = Store(StoreLayout.resolve(options.directory))
+    try:
+        store = Store(StoreLayout.resolve(options.directory))
+    except StoreOpenError as exc:
+        raise SystemExit(f"trainlight: {exc}") from exc
     stop = threading.Event()
     ingester = Ingester(store)
     thread = threading.Thread(
