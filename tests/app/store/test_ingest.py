@@ -191,3 +191,23 @@ def test_a_corrupt_database_is_reported_as_corrupt_not_as_locked(
     err = capsys.readouterr().err
     assert "corrupt" in err and "another process" not in err
     assert layout.database.read_bytes() == content  # reported, never overwritten
+
+
+@pytest.mark.parametrize("ahead_s", [3600.0, 10 * 365 * 86400.0])
+def test_a_heartbeat_from_the_future_does_not_pin_a_run_as_running(
+    store: Store, ahead_s: float
+) -> None:
+    import time
+    from datetime import timedelta
+
+    before = utc_naive()
+    store.layout.run_inbox("r-1").mkdir(parents=True)
+    segment = metrics_segment("r-1", 0, [(0, "x", 1.0)], sent_at=time.time() + ahead_s)
+    write_atomically(store.layout.segment_path("r-1", 0), segment)
+    Ingester(store).ingest_pending()
+    with store.read() as cur:
+        (updated,) = cur.execute("SELECT updated_at FROM runs WHERE run_id = 'r-1'").fetchone()
+        assert before <= updated <= utc_naive()  # clamped to the server's clock
+        stale = timedelta(seconds=30)
+        later = list_runs(cur, utc_naive() + stale + timedelta(seconds=1), stale)
+    assert [run.status for run in later] == ["stale"]
