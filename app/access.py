@@ -16,8 +16,10 @@ import hashlib
 import hmac
 from urllib.parse import urlencode
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 from markupsafe import escape
+
+from trainlight.app.errors import AUTHENTICATED
 
 COOKIE = "trainlight_token"
 TOKEN_PARAM = "token"
@@ -58,6 +60,7 @@ def install_token_guard(server: Flask, token: str | None) -> None:
     def guard() -> Response | None:
         header = request.headers.get("Authorization", "")
         if is_authorised(token, header, request.cookies.get(COOKIE)):
+            setattr(g, AUTHENTICATED, True)  # full tracebacks for its failures (app/errors.py)
             return None
         offered = request.args.get(TOKEN_PARAM)
         if offered is not None and request.method == "GET":

@@ -13,6 +13,7 @@ import dash
 from trainlight.app.access import install_token_guard
 from trainlight.app.api import create_api
 from trainlight.app.cache import create_cache
+from trainlight.app.errors import TrainlightFlask
 from trainlight.app.intent import HostPolicy, install_intent_guard
 from trainlight.app.pages import compare, grid, lca, run
 from trainlight.app.store.database import Store
@@ -28,6 +29,7 @@ def create_app(
 ) -> dash.Dash:
     app = dash.Dash(
         __name__,
+        server=TrainlightFlask(__name__),
         use_pages=True,
         pages_folder="",
         assets_folder=str(ASSETS_DIR),
