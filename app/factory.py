@@ -29,7 +29,7 @@ def create_app(
 ) -> dash.Dash:
     app = dash.Dash(
         __name__,
-        server=TrainlightFlask(__name__),
+        server=TrainlightFlask(__name__),  # type: ignore[arg-type]  # Dash accepts a Flask
         use_pages=True,
         pages_folder="",
         assets_folder=str(ASSETS_DIR),
