@@ -16,12 +16,15 @@ import hashlib
 import hmac
 from urllib.parse import urlencode
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 from markupsafe import escape
+
+from trainlight.app.errors import AUTHENTICATED
 
 COOKIE = "trainlight_token"
 TOKEN_PARAM = "token"
-OPEN_PREFIXES = ("/assets/", "/_dash-component-suites/", "/_favicon.ico", "/healthz")
+OPEN_PREFIXES = ("/assets/", "/_dash-component-suites/")
+OPEN_PATHS = frozenset({"/_favicon.ico", "/healthz"})  # exact: "/healthzX" is a page
 _UNAUTHORISED_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>trainlight</title>
 <link rel="stylesheet" href="/assets/style.css"></head><body><main class="page notfound">
 <h1>This dashboard needs its token</h1>
@@ -45,22 +48,24 @@ def is_authorised(token: str, authorization: str, cookie: str | None) -> bool:
 
 def install_token_guard(server: Flask, token: str | None) -> None:
     """Refuse every request without the token (when one is set), before any route runs."""
-    if not token:
-        return
 
     @server.route("/healthz")
     def healthz() -> Response:
         return Response('{"ok": true}', mimetype="application/json")
 
+    if not token:
+        return
+
     @server.before_request
     def guard() -> Response | None:
         header = request.headers.get("Authorization", "")
         if is_authorised(token, header, request.cookies.get(COOKIE)):
+            setattr(g, AUTHENTICATED, True)  # full tracebacks for its failures (app/errors.py)
             return None
         offered = request.args.get(TOKEN_PARAM)
         if offered is not None and request.method == "GET":
             return _login(token, offered)
-        if request.path.startswith(OPEN_PREFIXES):
+        if request.path in OPEN_PATHS or request.path.startswith(OPEN_PREFIXES):
             return None
         return _refusal()
 

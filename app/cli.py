@@ -44,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=60,
         help="seconds before a connection with no request in flight is closed (default: 60)",
     )
+    serve.add_argument(
+        "--public-url",
+        action="append",
+        default=[],
+        help="an address the dashboard is reached at (proxy, DNS name); repeatable. Requests "
+        "naming any other host are refused (DNS rebinding)",
+    )
 
     ingest = sub.add_parser("ingest", help="ingest the inbox once, without serving")
     ingest.add_argument("--dir", default=None, help=store_help)
@@ -147,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             port=args.port,
             token=args.token,
             idle_timeout=args.idle_timeout,
+            public_urls=tuple(args.public_url),
         )
         serve(options)
         return 0
@@ -154,11 +162,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _demo(args)
     if args.command == "landscape":
         return _landscape(args)
-    from trainlight.app.store.database import Store, StoreLockedError
+    from trainlight.app.store.database import Store, StoreOpenError
 
     try:
         store = Store(StoreLayout.resolve(args.dir))
-    except StoreLockedError as exc:
+    except StoreOpenError as exc:
         print(f"trainlight: {exc}", file=sys.stderr)
         return 2
     try:
@@ -229,12 +237,12 @@ def _slice_settings(args: argparse.Namespace) -> tuple[int, float, int]:
 
 
 def _recorded_settings(layout: StoreLayout, run_id: str) -> SliceSettings:
-    from trainlight.app.store.database import Store, StoreLockedError
+    from trainlight.app.store.database import Store, StoreOpenError
     from trainlight.app.store.landscape import recorded_settings
 
     try:
         store = Store(layout)
-    except StoreLockedError as exc:
+    except StoreOpenError as exc:
         raise ValueError(f"{exc} Or pass --seed, --span and --points.") from exc
     try:
         with store.read() as cur:

@@ -13,6 +13,8 @@ import dash
 from trainlight.app.access import install_token_guard
 from trainlight.app.api import MAX_SEGMENT_BYTES, create_api
 from trainlight.app.cache import create_cache
+from trainlight.app.errors import TrainlightFlask
+from trainlight.app.intent import HostPolicy, install_intent_guard
 from trainlight.app.pages import compare, grid, lca, run
 from trainlight.app.store.database import Store
 from trainlight.app.store.queries import DEFAULT_STALE_AFTER
@@ -24,10 +26,14 @@ MAX_REQUEST_BYTES = MAX_SEGMENT_BYTES + 1024
 
 
 def create_app(
-    store: Store, token: str | None = None, stale_after: timedelta = DEFAULT_STALE_AFTER
+    store: Store,
+    token: str | None = None,
+    stale_after: timedelta = DEFAULT_STALE_AFTER,
+    hosts: HostPolicy | None = None,
 ) -> dash.Dash:
     app = dash.Dash(
         __name__,
+        server=TrainlightFlask(__name__),  # type: ignore[arg-type]  # Dash accepts a Flask
         use_pages=True,
         pages_folder="",
         assets_folder=str(ASSETS_DIR),
@@ -35,7 +41,9 @@ def create_app(
         update_title="",  # keep the tab title still during refreshes
         suppress_callback_exceptions=True,
     )
-    install_token_guard(app.server, token)  # first: it must run before any page or route
+    # First: they must run before any page or route (misdirected and cross-site, then the token).
+    install_intent_guard(app.server, hosts or HostPolicy.serving())
+    install_token_guard(app.server, token)
     cache = create_cache(app.server)
     grid.register(app, store, stale_after, cache)
     lca.register(app, store, cache)  # before run: "/run/<run_id>" also matches "/run/<id>/lca"

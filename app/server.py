@@ -26,7 +26,8 @@ from trainlight.app.connections import (
     install_channel,
 )
 from trainlight.app.factory import MAX_REQUEST_BYTES, create_app
-from trainlight.app.store.database import Store
+from trainlight.app.intent import HostPolicy
+from trainlight.app.store.database import Store, StoreOpenError
 from trainlight.app.store.inbox import Ingester
 from trainlight.app.store.queries import DEFAULT_STALE_AFTER
 from trainlight.collectors.schema import StoreLayout
@@ -40,6 +41,7 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 8050
     token: str | None = None
+    public_urls: tuple[str, ...] = ()
     threads: int = 8
     # Every HTTP collector keeps one keep-alive connection open; waitress's default limit of 100
     # would stop accepting (and make collectors back off) beyond ~90 remote runs. Clamped at start
@@ -92,7 +94,10 @@ def http_server(app: Flask, options: ServeOptions) -> Any:
 
 def serve(options: ServeOptions) -> None:
     check_bind(options)
-    store = Store(StoreLayout.resolve(options.directory))
+    try:
+        store = Store(StoreLayout.resolve(options.directory))
+    except StoreOpenError as exc:
+        raise SystemExit(f"trainlight: {exc}") from exc
     stop = threading.Event()
     ingester = Ingester(store)
     thread = threading.Thread(
@@ -102,7 +107,8 @@ def serve(options: ServeOptions) -> None:
         daemon=True,
     )
     thread.start()
-    app = create_app(store, options.token, options.stale_after)
+    hosts = HostPolicy.serving(options.host, options.public_urls)
+    app = create_app(store, options.token, options.stale_after, hosts)
     server = http_server(app.server, options)
 
     def shutdown(_signum: int, _frame: FrameType | None) -> None:

@@ -62,9 +62,11 @@ def _colour_badges(line: str, health: Mapping[str, str]) -> str:
 
 
 def _cells(run: RunSummary, now: datetime) -> tuple[str, ...]:
-    values = ", ".join(f"{k}={format_value(v)}" for k, v in sorted(run.last_values.items()))
+    values = ", ".join(
+        f"{_printable(k)}={format_value(v)}" for k, v in sorted(run.last_values.items())
+    )
     return (
-        run.run_id,
+        _printable(run.run_id),
         _clip(_printable(run.name)),
         _clip(_printable(run.project)),
         _clip(_printable(run.group)),
@@ -77,8 +79,9 @@ def _cells(run: RunSummary, now: datetime) -> tuple[str, ...]:
 
 
 def _printable(text: str) -> str:
-    # Names are free text; control characters must not move the terminal's cursor.
-    return "".join(ch if ch.isprintable() else "?" for ch in text)
+    """Names and metric keys are free text from the trainer: control characters (escape
+    sequences, carriage returns, bidi overrides) are shown escaped, never sent to the terminal."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in text)
 
 
 def _clip(text: str, limit: int = _MAX_CELL) -> str:

@@ -15,6 +15,8 @@ from urllib.parse import urlencode
 SMOOTH_MAX = 0.99
 TRUE_WORDS = ("1", "true", "yes", "on")
 
+MAX_QUERY_INT = 2**53 - 1  # JavaScript's Number.MAX_SAFE_INTEGER
+
 
 @dataclass(frozen=True)
 class RunView:
@@ -119,13 +121,18 @@ def _float(raw: object) -> float | None:
 
 
 def _int(raw: object) -> int | None:
+    """An integer from a link or an input, clamped to what a browser's number keeps exactly
+    (±2^53): `?from=1e300` must not reach a BIGINT query parameter (or overflow in one)."""
     if raw is None or isinstance(raw, bool):
         return None
     try:
-        return int(str(raw).strip())
+        value = int(str(raw).strip())
     except ValueError:
-        value = _float(raw)
-        return int(value) if value is not None else None
+        number = _float(raw)
+        if number is None:
+            return None
+        value = int(min(max(number, -MAX_QUERY_INT), MAX_QUERY_INT))
+    return min(max(value, -MAX_QUERY_INT), MAX_QUERY_INT)
 
 
 def _bool(raw: object) -> bool:

@@ -69,7 +69,10 @@ class HttpSink:
         self._problems = problems
         self._timeout = timeout_s
         token = token if token is not None else os.environ.get(TOKEN_ENV)
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        # Proof of intent the server asks of every state-changing request (app/intent.py).
+        headers = {"X-Trainlight": "1"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         self._client = DeadlineClient(self.base_url, headers, read_timeout_s=timeout_s)
         self._finish_by: float | None = None
         self._memory = MemoryBacklog(problems)

@@ -25,8 +25,19 @@ TERMINAL_STATUSES = ("finished", "crashed", "stopped")
 # `stale` is never stored: it is how a `running` run without a recent heartbeat is shown.
 STALE = "stale"
 
+# Caps on the free text a header carries (checked by the collector when the run is described,
+# and by the server before it acknowledges a segment): every segment repeats the header, and
+# every dashboard row shows it.
+MAX_LABEL_CHARS = 200  # name, project, group, each tag, each role's key
+MAX_TAGS = 64
+MAX_CONFIG_BYTES = 64 * 1024  # the config as JSON
 _RUN_ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,79}")
 _SLUG_DROP = re.compile(r"[^a-z0-9]+")
+
+
+def _check_label(what: str, text: str) -> None:
+    if len(text) > MAX_LABEL_CHARS:
+        raise ValueError(f"{what} is {len(text)} characters long, at most {MAX_LABEL_CHARS}")
 
 
 def make_run_id(name: str) -> str:
@@ -142,7 +153,24 @@ class RunHeader:
         tags = self.tags
         if not isinstance(tags, (list, tuple)) or not all(isinstance(t, str) for t in tags):
             raise ValueError("run tags must be a list of strings")
+        self._check_sizes()
         return self
+
+    def _check_sizes(self) -> None:
+        for name in ("name", "project", "group"):
+            _check_label(f"run {name}", getattr(self, name))
+        if len(self.tags) > MAX_TAGS:
+            raise ValueError(f"run tags: {len(self.tags)} tags, at most {MAX_TAGS} allowed")
+        for tag in self.tags:
+            _check_label("run tag", tag)
+        for key in self.roles.values():
+            _check_label("run role key", key)
+        try:
+            size = len(json.dumps(self.config, default=str).encode())
+        except RecursionError:
+            raise ValueError("run config is nested too deeply") from None
+        if size > MAX_CONFIG_BYTES:
+            raise ValueError(f"run config is {size} bytes as JSON, at most {MAX_CONFIG_BYTES}")
 
     def _validate_health(self) -> None:
         roles = self.roles

@@ -26,6 +26,7 @@ from trainlight.app.figures.style import (
     compact,
     figure,
     hline,
+    plain,
     subplot_title,
 )
 from trainlight.app.store.series import Series
@@ -48,7 +49,7 @@ def lca_layers_figure(
         {
             "type": "bar",
             "x": compact([totals[k] for k in layers]),
-            "y": layers,
+            "y": [plain(k) for k in layers],
             "orientation": "h",
             "showlegend": False,
             "marker": {"color": [GREEN if totals[k] < 0 else RED for k in layers]},
@@ -101,7 +102,7 @@ def _layer_line(series: Series, color: str, *, legend: bool, axes: int) -> Trace
         "xaxis": f"x{axes}",
         "yaxis": f"y{axes}",
         "mode": "lines",
-        "name": series.name,
+        "name": plain(series.name),
         "legendgroup": series.name,
         "showlegend": legend,
         "line": {"color": color},
@@ -143,7 +144,7 @@ def heatmap_figure(layer: str, *, uirevision: str = "", compact_view: bool = Fal
 
 
 def heatmap_title(layer: str, step: int) -> str:
-    return f"{layer} — step {step:,}"
+    return plain(f"{layer} — step {step:,}")  # into the Plotly title, as text
 
 
 def compare_lca_figure(totals: Sequence[tuple[str, Mapping[str, float]]]) -> Figure:
@@ -158,9 +159,9 @@ def compare_lca_figure(totals: Sequence[tuple[str, Mapping[str, float]]]) -> Fig
     data = [
         {
             "type": "bar",
-            "x": list(per_layer),
+            "x": [plain(k) for k in per_layer],
             "y": compact(list(per_layer.values())),
-            "name": label,
+            "name": plain(label),
             "marker": {"color": colour(i)},
         }
         for i, (label, per_layer) in enumerate(totals)

@@ -25,6 +25,7 @@ from trainlight.app.figures.style import (
     compact,
     ema,
     figure,
+    plain,
     transparent,
     vline,
 )
@@ -72,6 +73,7 @@ def series_traces(
 ) -> list[Trace]:
     """The min/max band when buckets hold several points, the raw line when smoothing, the
     (smoothed) mean line, and the crosses of its non-finite values."""
+    name = plain(name)
     steps = compact(series.steps)
     traces = band_traces(series, line_colour, name) if band and series.downsampled else []
     if smooth > 0:

@@ -28,6 +28,7 @@ from trainlight.app.figures.style import (
     compact,
     figure,
     hline,
+    plain,
     subplot_title,
 )
 from trainlight.app.store.series import Series
@@ -92,6 +93,7 @@ def distribution_figure(
 
 
 def _cdf_trace(quantiles: npt.NDArray[np.float64], name: str, line: dict[str, Any]) -> Trace:
+    name = plain(name)
     return {
         "type": "scatter",
         "x": compact(quantiles),

@@ -36,6 +36,13 @@ _FLOAT32_TINY = 1.0e-30  # below this float32 loses the value (denormals, then 0
 _INT32_MAX = 2**31 - 1
 
 
+def plain(text: str) -> str:
+    """User text (run names, metric keys, layer names) as Plotly shows it, not as markup:
+    Plotly renders `<a>`, `<span style>`, `<br>`… in titles, legends, ticks and hover labels,
+    and turns `&lt;`-style entities back into the characters."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def colour(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
@@ -51,13 +58,13 @@ def figure(data: list[Trace], layout: dict[str, Any]) -> Figure:
 
 def axis(title: str = "", **extra: Any) -> dict[str, Any]:
     """A quiet axis: light grid, no zero line, optional title."""
-    return {"gridcolor": GRID, "zeroline": False, "title": {"text": title}, **extra}
+    return {"gridcolor": GRID, "zeroline": False, "title": {"text": plain(title)}, **extra}
 
 
 def base_layout(title: str, uirevision: str, height: int = 300) -> dict[str, Any]:
     """Calm shared layout: white background, light grid, legend below, zoom kept on refresh."""
     return {
-        "title": {"text": title, "x": 0.01, "font": {"size": 14}},
+        "title": {"text": plain(title), "x": 0.01, "font": {"size": 14}},
         "height": height,
         "margin": {"l": 56, "r": 16, "t": 40, "b": 40},
         "paper_bgcolor": "#ffffff",
@@ -75,7 +82,7 @@ def base_layout(title: str, uirevision: str, height: int = 300) -> dict[str, Any
 def subplot_title(text: str, x: float, y: float) -> dict[str, Any]:
     """A small grey title above one subplot (paper coordinates of its top centre)."""
     return {
-        "text": text,
+        "text": plain(text),
         "x": x,
         "y": y,
         "xref": "paper",
@@ -114,7 +121,7 @@ def vline(
         "line": {"color": colour_, "dash": "dash", "width": 1.5},
     }
     label = {
-        "text": text,
+        "text": plain(text),
         "x": step,
         "y": 1,
         "xref": xref,

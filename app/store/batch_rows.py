@@ -9,6 +9,7 @@ the number of runs in it, so a pass of 200 runs costs what a pass of one did.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -191,6 +192,8 @@ def upsert_runs(cur: duckdb.DuckDBPyConnection, runs: Sequence[RunBatch]) -> Non
             "config": pa.array([_config_json(h.config) for h in headers], pa.string()),
             "status": pa.array([h.status for h in headers], pa.string()),
             "started_at": _timestamps(h.started_at for h in headers),
+            # The trainer's clock is not trusted beyond now: a `sent_at` in the future would
+            # keep the run "running" (fresh) until then, as `greatest()` keeps the latest.
             "updated_at": _timestamps(h.sent_at for h in headers),
             "host": pa.array([h.host for h in headers], pa.string()),
             "pid": pa.array([h.pid for h in headers], pa.int32()),
@@ -208,4 +211,7 @@ def _config_json(config: Mapping[str, Any]) -> str:
 
 
 def _timestamps(seconds: Iterable[float | None]) -> pa.Array:
-    return pa.array([utc_naive(s) for s in seconds], pa.timestamp("us"))
+    """Trainer clock readings as timestamps, clamped to [epoch, server's now] (None: now)."""
+    now = time.time()
+    clamped = [now if s is None else min(max(s, 0.0), now) for s in seconds]
+    return pa.array([utc_naive(s) for s in clamped], pa.timestamp("us"))

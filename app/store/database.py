@@ -18,8 +18,16 @@ import duckdb
 from trainlight.collectors.schema import StoreLayout, migrate
 
 
-class StoreLockedError(RuntimeError):
+class StoreOpenError(RuntimeError):
+    """The store's database cannot be opened; the message says why and what to do."""
+
+
+class StoreLockedError(StoreOpenError):
     """Another process (usually a running `trainlight serve`) has the database open."""
+
+
+class StoreCorruptError(StoreOpenError):
+    """The database file exists but is not a readable DuckDB database (truncated, overwritten)."""
 
 
 class Store:
@@ -30,14 +38,7 @@ class Store:
         layout.root.mkdir(parents=True, exist_ok=True)
         layout.inbox.mkdir(exist_ok=True)
         layout.control.mkdir(exist_ok=True)
-        try:
-            self._con = duckdb.connect(str(layout.database))
-        except duckdb.IOException as exc:
-            raise StoreLockedError(
-                f"cannot open {layout.database}: another process holds it ({exc}). Only one "
-                "trainlight process may open a store at a time; use the running server's "
-                "HTTP API or stop it first."
-            ) from exc
+        self._con = _connect(layout)
         self.schema_version = migrate(self._con)
         self._write_lock = threading.Lock()
         self._version_lock = threading.Lock()
@@ -78,6 +79,22 @@ class Store:
     def close(self) -> None:
         with self._write_lock:
             self._con.close()
+
+
+def _connect(layout: StoreLayout) -> duckdb.DuckDBPyConnection:
+    try:
+        return duckdb.connect(str(layout.database))
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise StoreLockedError(
+                f"cannot open {layout.database}: another process holds it ({exc}). Only one "
+                "trainlight process may open a store at a time; use the running server's "
+                "HTTP API or stop it first."
+            ) from exc
+        raise StoreCorruptError(
+            f"cannot open {layout.database}: the file is corrupt or not a DuckDB database "
+            f"({exc}). Move it aside (keep it for recovery) to start a new store."
+        ) from exc
 
 
 def utc_naive(seconds: float | None = None) -> datetime:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,11 +27,13 @@ import pyarrow as pa
 from trainlight.app.store.control import publish_stop
 from trainlight.app.store.database import Store
 from trainlight.app.store.ingest import Segment, SegmentError, decode_segment, ingest_batch
+from trainlight.app.store.orphans import remove_orphan_temporaries
 from trainlight.collectors.schema import list_segment_files, process_namespace, write_atomically
 
 log = logging.getLogger("trainlight.ingest")
 _Item = tuple[Segment, Path]  # a decoded segment and the inbox file it came from
 _UNLINK_THREADS = 4
+ORPHAN_SWEEP_S = 60.0  # how often the serving loop looks for abandoned temporaries
 # Errors that mean "this data cannot be stored", as opposed to "storing failed right now".
 _DATA_ERRORS = (
     duckdb.ConversionException,
@@ -79,8 +82,12 @@ class Ingester:
 
     def run(self, stop: threading.Event, interval: float = 0.5) -> None:
         """Ingest until `stop` is set; errors are logged and retried, never fatal to the server."""
+        swept = 0.0
         while not stop.is_set():
             try:
+                if time.monotonic() - swept > ORPHAN_SWEEP_S:
+                    swept = time.monotonic()
+                    remove_orphan_temporaries(self.store.layout.inbox)
                 self.ingest_pending()
             except Exception:
                 log.exception("ingest pass failed; retrying")

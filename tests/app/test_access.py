@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def test_pages_api_and_callbacks_are_refused_without_the_token(store: Store) -> 
     assert b"needs its token" in page.data
     assert client.get("/api/v1/runs").status_code == 401
     assert client.post("/_dash-update-component", json={}).status_code == 401
-    assert client.post("/api/v1/runs/r-1/stop").status_code == 401
+    assert client.post("/api/v1/runs/r-1/stop", headers={"X-Trainlight": "1"}).status_code == 401
     assert not store.layout.control_path("r-1").exists()
 
 
@@ -84,3 +85,53 @@ def test_bearer_header_and_cookie_digest_are_the_two_proofs() -> None:
     assert not is_authorised(TOKEN, "Bearer nope", cookie_value("other"))
     assert not is_authorised(TOKEN, TOKEN, None)  # no scheme
     assert COOKIE == "trainlight_token"
+
+
+def test_only_the_exact_health_path_is_open(store: Store) -> None:
+    client = client_for(store, TOKEN)
+    for path in ("/healthzX", "/healthz/", "/healthz.html", "/_favicon.icoX"):
+        reply = client.get(path)
+        assert reply.status_code == 401, path
+        assert b"_dash-config" not in reply.data  # not the page shell
+    assert client_for(store, None).get("/healthz").get_json() == {"ok": True}
+
+
+def _failing_client(store: Store, token: str | None) -> FlaskClient:
+    server = create_app(store, token).server
+
+    @server.route("/api/v1/boom")
+    def boom() -> str:
+        raise ValueError("deep\nfailure")
+
+    return server.test_client()
+
+
+def _failures(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_an_unauthenticated_failure_is_logged_in_one_line(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = _failing_client(store, None)
+    with caplog.at_level(logging.INFO):
+        for _ in range(3):
+            assert client.get("/api/v1/boom").status_code == 500
+    records = _failures(caplog)
+    assert len(records) == 3
+    for record in records:
+        text = record.getMessage()
+        assert record.exc_info is None and "\n" not in text
+        assert "ValueError" in text and "/api/v1/boom" in text and "test_access.py" in text
+
+
+def test_an_authenticated_failure_keeps_its_traceback(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = _failing_client(store, TOKEN)
+    with caplog.at_level(logging.INFO):
+        assert client.get("/api/v1/boom").status_code == 401  # refused before it can fail
+        reply = client.get("/api/v1/boom", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert reply.status_code == 500
+    (record,) = _failures(caplog)
+    assert record.exc_info is not None and record.exc_info[0] is ValueError

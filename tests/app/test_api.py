@@ -14,11 +14,14 @@ from flask.testing import FlaskClient
 from tests.support.segments import metrics_segment
 from trainlight.app.access import install_token_guard
 from trainlight.app.api import create_api
+from trainlight.app.intent import INTENT_HEADER, HostPolicy, install_intent_guard
 from trainlight.app.store.database import Store
 from trainlight.app.store.inbox import Ingester
+from trainlight.collectors.http_sink import SEGMENT_CONTENT_TYPE
 from trainlight.collectors.schema import StoreLayout
 
 TOKEN = "s3cret"
+INTENT = {INTENT_HEADER: "1"}
 
 
 @pytest.fixture
@@ -30,6 +33,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 def client_for(store: Store, token: str | None = None, max_bytes: int = 1 << 20) -> FlaskClient:
     app = Flask(__name__)
+    install_intent_guard(app, HostPolicy.serving())
     install_token_guard(app, token)
     app.register_blueprint(create_api(store, timedelta(seconds=60), max_bytes))
     return app.test_client()
@@ -95,7 +99,7 @@ def test_malformed_ingest_gets_a_4xx_naming_the_problem_and_changes_nothing(
     message: str,
 ) -> None:
     body = payload if payload is not None else metrics_segment("r-1", 0, [(0, "x", 1.0)])
-    reply = client.post(f"/api/v1/ingest?{query}", data=body)
+    reply = client.post(f"/api/v1/ingest?{query}", data=body, content_type=SEGMENT_CONTENT_TYPE)
     assert reply.status_code == status
     assert message in reply.get_json()["error"]
     assert not list(store.layout.inbox.glob("*/*"))
@@ -103,7 +107,9 @@ def test_malformed_ingest_gets_a_4xx_naming_the_problem_and_changes_nothing(
 
 def test_oversized_segment_is_refused_with_413(store: Store) -> None:
     client = client_for(store, max_bytes=1000)
-    reply = client.post("/api/v1/ingest?run_id=r-1&seq=0", data=b"x" * 1001)
+    reply = client.post(
+        "/api/v1/ingest?run_id=r-1&seq=0", data=b"x" * 1001, content_type=SEGMENT_CONTENT_TYPE
+    )
     assert reply.status_code == 413
     assert "larger than 1000 bytes" in reply.get_json()["error"]
 
@@ -111,7 +117,7 @@ def test_oversized_segment_is_refused_with_413(store: Store) -> None:
 def test_stop_unknown_run_is_404_and_known_run_publishes_control(
     client: FlaskClient, store: Store
 ) -> None:
-    assert client.post("/api/v1/runs/nope-1/stop").status_code == 404
+    assert client.post("/api/v1/runs/nope-1/stop", headers=INTENT).status_code == 404
     post_segment(client, "r-1", 0, metrics_segment("r-1", 0, []))
     Ingester(store).ingest_pending()
     assert client.get("/api/v1/runs/r-1/control").get_json()["stop"] is False
@@ -146,7 +152,7 @@ def test_with_a_token_every_route_needs_it_and_a_refusal_changes_nothing(store: 
     ok = post_segment(client, "r-1", 0, payload, headers={"Authorization": f"Bearer {TOKEN}"})
     assert ok.status_code == 202
     Ingester(store).ingest_pending()
-    assert client.post("/api/v1/runs/r-1/stop").status_code == 401
+    assert client.post("/api/v1/runs/r-1/stop", headers=INTENT).status_code == 401
     assert client.get("/api/v1/runs").status_code == 401
     authorised = {"Authorization": f"Bearer {TOKEN}"}
     control = client.get("/api/v1/runs/r-1/control", headers=authorised).get_json()

@@ -130,7 +130,9 @@ def test_malformed_run_requests_never_fail_the_server(
     with_token: bool,
 ) -> None:
     client, _store = app_and_store
-    kwargs: dict[str, object] = {"headers": AUTH if with_token else {}}
+    # The intent header passes the cross-site guard (tests/app/test_intent.py) to reach the routes.
+    headers = {**(AUTH if with_token else {}), "X-Trainlight": "1"}
+    kwargs: dict[str, object] = {"headers": headers}
     if isinstance(body, bytes):
         kwargs["data"] = body
     elif body is not None:
@@ -157,7 +159,11 @@ def test_after_the_fuzz_the_store_is_consistent_and_still_serves(
     assert run_ids <= {"ok-1", "ok-2", "other-9"}
     fresh = metrics_segment("fresh-1", 0, [(0, "loss", 0.25)], name="after 'the' fuzz")
     accepted = client.post(
-        "/api/v1/ingest", query_string={"run_id": "fresh-1", "seq": "0"}, data=fresh, headers=AUTH
+        "/api/v1/ingest",
+        query_string={"run_id": "fresh-1", "seq": "0"},
+        data=fresh,
+        headers=AUTH,
+        content_type="application/octet-stream",
     )
     assert accepted.status_code == 202
     Ingester(store).ingest_pending()

@@ -66,3 +66,11 @@ def test_value_and_age_formatting() -> None:
     ]
     assert format_age(NOW - timedelta(hours=3), NOW) == "3h ago"
     assert format_age(None, NOW) == "never"
+
+
+def test_control_characters_in_metric_keys_are_shown_escaped() -> None:
+    key = "loss\x1b]0;owned\x07\x1b[2J\r\u202e"
+    text = runs_table_text([summary(name="a\x1bb", last_values={key: 1.0})], NOW)
+    assert not any(ch in text for ch in "\x1b\x07\r\u202e")
+    assert "a\\x1bb" in text and "loss\\x1b]0;owned" in text
+    assert len(text.splitlines()) == 3

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
+from tests.support.segments import metrics_segment
+from trainlight.app.store.database import Store, utc_naive
+from trainlight.app.store.inbox import Ingester
+from trainlight.app.store.run_data import load_run_page
+from trainlight.app.store.series import StepRange
 from trainlight.app.viewstate import (
     CompareView,
     LcaView,
@@ -19,6 +25,7 @@ from trainlight.app.viewstate import (
     range_from_relayout,
     run_query,
 )
+from trainlight.collectors.schema import StoreLayout, write_atomically
 
 
 def query_dict(query: str) -> dict[str, str]:
@@ -90,3 +97,26 @@ def test_range_from_relayout() -> None:
     assert range_from_relayout({"xaxis.range[0]": 10.4, "xaxis.range[1]": 99.2}) == (10, 100)
     assert range_from_relayout({"xaxis.range": [50, 20]}) == (20, 50)
     assert range_from_relayout({"yaxis.range[0]": 1, "yaxis.range[1]": 2}) is None
+
+
+@pytest.mark.parametrize(
+    "query",
+    [{"from": "1e300"}, {"from": "-1e300", "to": "9" * 40}, {"to": 1e300}, {"from": "1e400"}],
+)
+def test_huge_step_links_are_clamped_and_the_run_page_still_loads(
+    tmp_path: Path, query: dict[str, object]
+) -> None:
+    view = parse_run_view(query)
+    for bound in (view.start, view.end):
+        assert bound is None or abs(bound) <= 2**53 - 1
+    store = Store(StoreLayout.resolve(tmp_path))
+    try:
+        store.layout.run_inbox("r-1").mkdir(parents=True)
+        segment = metrics_segment("r-1", 0, [(0, "x", 1.0), (5, "x", 2.0)])
+        write_atomically(store.layout.segment_path("r-1", 0), segment)
+        Ingester(store).ingest_pending()
+        with store.read() as cur:
+            data = load_run_page(cur, "r-1", StepRange(view.start, view.end), utc_naive())
+        assert data is not None
+    finally:
+        store.close()

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.segments import metrics_segment
-from trainlight.app.store.database import Store, StoreLockedError, utc_naive
+from trainlight.app.store.database import Store, StoreCorruptError, StoreLockedError, utc_naive
 from trainlight.app.store.inbox import Ingester
 from trainlight.app.store.ingest import (
     IngestResult,
@@ -174,3 +174,40 @@ def test_second_process_gets_a_clear_error_while_the_store_is_open(store: Store)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode != 0
     assert StoreLockedError.__name__ in result.stderr and "only one" in result.stderr.lower()
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00" * 4096, b"not a database " * 500])
+def test_a_corrupt_database_is_reported_as_corrupt_not_as_locked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes
+) -> None:
+    from trainlight.app.cli import main
+
+    layout = StoreLayout.resolve(tmp_path / "store")
+    layout.root.mkdir(parents=True)
+    layout.database.write_bytes(content)
+    with pytest.raises(StoreCorruptError, match="corrupt"):
+        Store(layout)
+    assert main(["runs", "--dir", str(layout.root)]) == 2
+    err = capsys.readouterr().err
+    assert "corrupt" in err and "another process" not in err
+    assert layout.database.read_bytes() == content  # reported, never overwritten
+
+
+@pytest.mark.parametrize("ahead_s", [3600.0, 10 * 365 * 86400.0])
+def test_a_heartbeat_from_the_future_does_not_pin_a_run_as_running(
+    store: Store, ahead_s: float
+) -> None:
+    import time
+    from datetime import timedelta
+
+    before = utc_naive()
+    store.layout.run_inbox("r-1").mkdir(parents=True)
+    segment = metrics_segment("r-1", 0, [(0, "x", 1.0)], sent_at=time.time() + ahead_s)
+    write_atomically(store.layout.segment_path("r-1", 0), segment)
+    Ingester(store).ingest_pending()
+    with store.read() as cur:
+        (updated,) = cur.execute("SELECT updated_at FROM runs WHERE run_id = 'r-1'").fetchone()
+        assert before <= updated <= utc_naive()  # clamped to the server's clock
+        stale = timedelta(seconds=30)
+        later = list_runs(cur, utc_naive() + stale + timedelta(seconds=1), stale)
+    assert [run.status for run in later] == ["stale"]
