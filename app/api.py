@@ -17,8 +17,8 @@ from flask import Blueprint, Response, request
 from trainlight.app.jsonsafe import jsonable
 from trainlight.app.store.control import request_stop
 from trainlight.app.store.database import Store, utc_naive
-from trainlight.app.store.ingest import SegmentError, decode_segment
 from trainlight.app.store.queries import RunDetail, RunSummary, get_run, list_runs, stop_state
+from trainlight.app.store.segment_limits import LimitError, check_segment
 from trainlight.collectors.schema import is_valid_run_id, write_atomically
 
 MAX_SEGMENT_BYTES = 64 * 1024 * 1024
@@ -84,11 +84,11 @@ def create_api(
         payload = request.get_data(cache=False)
         if len(payload) > max_segment_bytes:
             return too_large
-        try:
-            segment = decode_segment(payload)
-        except SegmentError as exc:
+        try:  # the footer, the header and the key columns: no decode of the value lists
+            header = check_segment(payload)
+        except LimitError as exc:
             return error(422, f"malformed segment: {exc}")
-        if (segment.header.run_id, segment.header.seq) != (run_id, int(seq_text)):
+        if (header.run_id, header.seq) != (run_id, int(seq_text)):
             return error(422, "run_id/seq in the URL do not match the segment's header")
         # Durable in the inbox before we acknowledge; the ingester thread takes it from there.
         directory = store.layout.run_inbox(run_id)

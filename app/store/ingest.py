@@ -37,9 +37,10 @@ from trainlight.app.store.database import Store, utc_naive
 from trainlight.app.store.health import HealthOutcome, evaluate_runs
 from trainlight.app.store.registered import registered
 from trainlight.app.store.segment import Segment
+from trainlight.app.store.segment_limits import check_footer, check_rows, header_bytes, parse_header
 from trainlight.app.store.sparklines import update_sparklines
 from trainlight.collectors.health.verdict import Transition
-from trainlight.collectors.schema import normalise_segment, read_header
+from trainlight.collectors.schema import normalise_segment
 
 __all__ = [
     "IngestResult",
@@ -68,17 +69,21 @@ class IngestResult:
 
 
 def decode_segment(payload: bytes) -> Segment:
-    """Parse and validate segment bytes; raises SegmentError with a message fit for a 4xx reply."""
+    """Parse and validate segment bytes; raises SegmentError with a message fit for a 4xx reply.
+
+    The caps of `segment_limits` are checked from the footer before anything is decompressed,
+    and the header before it is parsed, so a bomb that reached the inbox is refused here too."""
     try:
         # ParquetFile (no dataset layer) and no thread pool: a small file reads in about half
         # of read_table's time, and ingest decodes up to hundreds of small files per pass.
-        table = pq.ParquetFile(pa.BufferReader(payload)).read(use_threads=False)
+        parquet = pq.ParquetFile(pa.BufferReader(payload))
+        check_footer(parquet.metadata)
+        header = parse_header(header_bytes(parquet.schema_arrow))
+        table = normalise_segment(parquet.read(use_threads=False))
+        check_rows(table)
     except (pa.ArrowException, OSError) as exc:
         raise SegmentError(f"not a readable Parquet file: {exc}") from exc
-    try:
-        header = read_header(table)
-        table = normalise_segment(table)
-    except (ValueError, TypeError, pa.ArrowException) as exc:
+    except (ValueError, TypeError, KeyError, RecursionError) as exc:
         raise SegmentError(str(exc)) from exc
     return Segment(header, table)
 

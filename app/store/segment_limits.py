@@ -1,0 +1,144 @@
+"""Cheap checks of a segment before it is acknowledged: caps read from the Parquet footer, the run
+header scanned before it is parsed, and the few columns the ingester's keys depend on.
+
+Why here, before the 202: what the server acknowledges, the collector deletes, so everything the
+ingester would refuse must be refused while the collector still holds its copy. And why without a
+full decode: a 3.6 KiB file can hold one list of 250M floats (a decompression bomb); the footer
+tells the row count, each column chunk's value count and uncompressed size without decompressing
+anything, so the caps hold before a byte of page data is expanded. The header JSON is scanned for
+its nesting depth without recursion before `json.loads` sees it. The columns read afterwards
+(`table`, `step`, `key`, `wall_time`) are bounded by the caps already checked; the `values` lists
+are decoded once, by the ingester. The ingester applies the same checks (`decode_segment`), so a
+segment that reached the inbox another way is quarantined rather than decoded.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from trainlight.collectors.schema import (
+    HEADER_KEY,
+    SEGMENT_TABLES,
+    RunHeader,
+    check_segment_schema,
+)
+
+MAX_ROWS = 1_000_000
+MAX_UNCOMPRESSED_BYTES = 256 * 1024 * 1024  # all column chunks together, as the footer says
+MAX_LIST_VALUES = 32 * 1024 * 1024  # float32 values in all of a segment's `values` lists
+MAX_HEADER_BYTES = 1024 * 1024
+MAX_HEADER_DEPTH = 32  # nested JSON objects/lists in the run header (its config included)
+MAX_ABS_STEP = 2**53  # exact in a float64, far from int64 overflow in bucket arithmetic
+MAX_WALL_TIME_US = 10**17  # unix microseconds, year ~5138; the header's clock fields say 1e11 s
+KEYED_TABLES = ("metrics", "layer_metrics")  # their key is part of `latest`'s primary key
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+class LimitError(ValueError):
+    """A segment over a cap or with values the store cannot take; the message names which."""
+
+
+def check_footer(metadata: pq.FileMetaData) -> None:
+    """Row count, uncompressed size and list values from the footer alone (nothing decoded)."""
+    if metadata.num_rows > MAX_ROWS:
+        raise LimitError(f"segment has {metadata.num_rows} rows, more than {MAX_ROWS}")
+    uncompressed = 0
+    list_values = 0
+    for g in range(metadata.num_row_groups):
+        group = metadata.row_group(g)
+        for c in range(group.num_columns):
+            chunk = group.column(c)
+            uncompressed += max(chunk.total_uncompressed_size, 0)
+            if chunk.path_in_schema.split(".")[0] == "values":
+                list_values += max(chunk.num_values, 0)
+    if uncompressed > MAX_UNCOMPRESSED_BYTES:
+        raise LimitError(
+            f"segment decompresses to {uncompressed} bytes, more than {MAX_UNCOMPRESSED_BYTES}"
+        )
+    if list_values > MAX_LIST_VALUES:
+        raise LimitError(f"segment lists hold {list_values} values, more than {MAX_LIST_VALUES}")
+
+
+def json_depth(raw: bytes) -> int:
+    """The deepest nesting of objects/lists in a JSON text, by a flat scan (no recursion):
+    strings are dropped first, so brackets inside them do not count."""
+    brackets = _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    steps = (1 if b in b"[{" else -1 for b in brackets)
+    return max(itertools.accumulate(steps), default=0)
+
+
+def parse_header(raw: bytes) -> RunHeader:
+    """The run header, its size and depth checked before `json.loads` sees it."""
+    if len(raw) > MAX_HEADER_BYTES:
+        raise LimitError(f"run header has {len(raw)} bytes, more than {MAX_HEADER_BYTES}")
+    depth = json_depth(raw)
+    if depth > MAX_HEADER_DEPTH:
+        raise LimitError(f"run header is nested {depth} deep, more than {MAX_HEADER_DEPTH}")
+    try:
+        return RunHeader.from_bytes(raw)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise LimitError(f"invalid run header: {exc}") from exc
+
+
+def header_bytes(schema: pa.Schema) -> bytes:
+    metadata = schema.metadata or {}
+    if HEADER_KEY not in metadata:
+        raise LimitError("not a trainlight segment: the Parquet metadata has no run header")
+    return bytes(metadata[HEADER_KEY])
+
+
+def check_rows(table: pa.Table) -> None:
+    """Row values the store cannot take: unknown or null targets, steps out of the safe range,
+    rows of keyed tables without a key, clock values out of range. `table` needs the columns
+    `table`, `step`, `key` and `wall_time` (any others are ignored)."""
+    if table.num_rows == 0:
+        return
+    for name in ("table", "step"):
+        if table[name].null_count:
+            raise LimitError(f"segment column {name!r} has null values")
+    kinds = set(table["table"].unique().to_pylist())
+    unknown = kinds - set(SEGMENT_TABLES)
+    if unknown:
+        raise LimitError(f"segment rows target unknown tables {sorted(map(str, unknown))}")
+    _check_range(table["step"], MAX_ABS_STEP, "step")
+    wall = table["wall_time"].cast(pa.int64())
+    _check_range(wall, MAX_WALL_TIME_US, "wall_time (microseconds)")
+    keyed = pc.is_in(table["table"].cast(pa.string()), pa.array(KEYED_TABLES))
+    nulls = pc.sum(pc.and_(keyed, pc.is_null(table["key"]))).as_py() or 0
+    if nulls:
+        raise LimitError(f"{nulls} rows of {'/'.join(KEYED_TABLES)} have no key")
+
+
+def _check_range(column: pa.ChunkedArray, bound: int, what: str) -> None:
+    extremes = pc.min_max(column)
+    low, high = extremes["min"].as_py(), extremes["max"].as_py()
+    if low is not None and not (-bound < low and high < bound):
+        raise LimitError(f"segment {what} values [{low}, {high}] outside (-{bound}, {bound})")
+
+
+def check_segment(payload: bytes) -> RunHeader:
+    """Everything the ingester would refuse, checked without decoding the value lists; the run
+    header, or LimitError naming the problem (fit for a 4xx reply)."""
+    try:
+        parquet = pq.ParquetFile(pa.BufferReader(payload))
+        check_footer(parquet.metadata)
+        schema = parquet.schema_arrow
+    except (pa.ArrowException, OSError) as exc:
+        raise LimitError(f"not a readable Parquet file: {exc}") from exc
+    header = parse_header(header_bytes(schema))
+    try:
+        check_segment_schema(schema)
+        keys = parquet.read(columns=["table", "step", "key", "wall_time"], use_threads=False)
+    except (pa.ArrowException, OSError, ValueError, KeyError) as exc:
+        raise LimitError(str(exc)) from exc
+    check_rows(keys)
+    return header
+
+
+__all__ = ["LimitError", "check_footer", "check_rows", "check_segment", "json_depth"]
