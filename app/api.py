@@ -17,6 +17,7 @@ from flask import Blueprint, Response, request
 from trainlight.app.jsonsafe import jsonable
 from trainlight.app.store.control import request_stop
 from trainlight.app.store.database import Store, utc_naive
+from trainlight.app.store.quarantine import rejected_summary
 from trainlight.app.store.queries import RunDetail, RunSummary, get_run, list_runs, stop_state
 from trainlight.app.store.segment_limits import LimitError, check_segment
 from trainlight.collectors.schema import is_valid_run_id, write_atomically
@@ -95,6 +96,13 @@ def create_api(
         directory.mkdir(parents=True, exist_ok=True)
         write_atomically(store.layout.segment_path(run_id, int(seq_text)), payload)
         return json_response({"run_id": run_id, "seq": int(seq_text), **_control(run_id)}, 202)
+
+    @api.get("/health")
+    def health() -> Response:
+        """Ingest health: entries the ingester quarantined (count, newest reasons)."""
+        rejected = rejected_summary(store.layout)
+        latest = [{"entry": name, "reason": reason} for name, reason in rejected.latest]
+        return json_response({"rejected_segments": rejected.count, "latest_rejections": latest})
 
     @api.get("/runs")
     def runs() -> Response:

@@ -30,7 +30,7 @@ from trainlight.collectors.schema import (
 
 MAX_ROWS = 1_000_000
 MAX_UNCOMPRESSED_BYTES = 256 * 1024 * 1024  # all column chunks together, as the footer says
-MAX_LIST_VALUES = 32 * 1024 * 1024  # float32 values in all of a segment's `values` lists
+MAX_LIST_VALUES = 16 * 1024 * 1024  # float32 values (64 MiB) in a segment's `values` lists
 MAX_HEADER_BYTES = 1024 * 1024
 MAX_HEADER_DEPTH = 32  # nested JSON objects/lists in the run header (its config included)
 MAX_ABS_STEP = 2**53  # exact in a float64, far from int64 overflow in bucket arithmetic
