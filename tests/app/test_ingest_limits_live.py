@@ -5,7 +5,6 @@ ingester would refuse is refused before the 202, so nothing acknowledged is lost
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,11 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.support.segments import metrics_segment
+from tests.support.segments import metrics_segment, nested_header
 from tests.support.server import LiveServer, running_server
 from trainlight.app.store.segment_limits import MAX_LIST_VALUES, MAX_ROWS
-from trainlight.collectors.schema import HEADER_KEY, RunHeader, segment_table
-from trainlight.collectors.writer import encode_segment
+from trainlight.collectors.schema import RunHeader, segment_table
 
 MIB = 1024 * 1024
 
@@ -62,22 +60,6 @@ def row_bomb(run_id: str) -> bytes:
     }
     table = segment_table(columns, RunHeader(run_id=run_id, seq=0, name="bomb"))
     return repeated_row_groups(table, 10)
-
-
-def with_raw_header(payload: bytes, raw: bytes) -> bytes:
-    table = pq.read_table(io.BytesIO(payload))
-    out = io.BytesIO()
-    pq.write_table(table.replace_schema_metadata({HEADER_KEY: raw}), out)
-    return out.getvalue()
-
-
-def nested_header(run_id: str, depth: int) -> bytes:
-    """A valid segment whose header config is `depth` lists deep (json.dumps would recurse)."""
-    valid = metrics_segment(run_id, 0, [(0, "loss", 1.0)])
-    header = json.loads(pq.read_schema(io.BytesIO(valid)).metadata[HEADER_KEY])
-    header["config"] = {"deep": "DEEP"}
-    raw = json.dumps(header).replace('"DEEP"', "[" * depth + "]" * depth)
-    return with_raw_header(valid, raw.encode())
 
 
 def peak_rss_mib(server: LiveServer) -> float:
