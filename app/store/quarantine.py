@@ -107,6 +107,14 @@ def rejected_summary(layout: StoreLayout, latest: int = 5) -> Rejected:
     return Rejected(len(notes), tuple(shown))
 
 
+def rejected_count(layout: StoreLayout) -> int:
+    """How many entries are quarantined (one scan of rejected/; nothing read)."""
+    try:
+        return sum(1 for e in os.scandir(rejected_dir(layout)) if e.name.endswith(REASON_SUFFIX))
+    except OSError:
+        return 0
+
+
 def _mtime(entry: os.DirEntry[str]) -> float:
     try:
         return entry.stat().st_mtime
