@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from trainlight.collectors.schema import (
     HEADER_KEY,
+    SEGMENT_SCHEMA,
     SEGMENT_TABLES,
     RunHeader,
     check_segment_schema,
@@ -30,12 +31,15 @@ from trainlight.collectors.schema import (
 
 MAX_ROWS = 1_000_000
 MAX_UNCOMPRESSED_BYTES = 256 * 1024 * 1024  # all column chunks together, as the footer says
+MAX_DECODED_BYTES = 256 * 1024 * 1024  # the Arrow table the ingester builds, estimated
 MAX_LIST_VALUES = 16 * 1024 * 1024  # float32 values (64 MiB) in a segment's `values` lists
 MAX_HEADER_BYTES = 1024 * 1024
 MAX_HEADER_DEPTH = 32  # nested JSON objects/lists in the run header (its config included)
 MAX_ABS_STEP = 2**53  # exact in a float64, far from int64 overflow in bucket arithmetic
 MAX_WALL_TIME_US = 10**17  # unix microseconds, year ~5138; the header's clock fields say 1e11 s
 KEYED_TABLES = ("metrics", "layer_metrics")  # their key is part of `latest`'s primary key
+DICTIONARY_COLUMNS = ("table", "key", "layer")  # read as dictionaries: a repeated string once
+_WIDTHS = {"BOOLEAN": 1, "INT32": 4, "FLOAT": 4, "INT64": 8, "DOUBLE": 8, "INT96": 12}
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
@@ -45,24 +49,36 @@ class LimitError(ValueError):
 
 
 def check_footer(metadata: pq.FileMetaData) -> None:
-    """Row count, uncompressed size and list values from the footer alone (nothing decoded)."""
-    if metadata.num_rows > MAX_ROWS:
-        raise LimitError(f"segment has {metadata.num_rows} rows, more than {MAX_ROWS}")
-    uncompressed = 0
-    list_values = 0
+    """Rows, uncompressed size, list values and decoded size from the footer alone (nothing
+    decoded). The footer's "uncompressed" size is that of the encoded pages, which a run-length
+    or dictionary encoding keeps tiny for a billion zeros; what bounds memory is each column
+    chunk's value count times its width (strings: 4-byte indices, as they are read as
+    dictionaries, plus their pages). Columns outside the schema are never decoded."""
+    rows = metadata.num_rows
+    uncompressed = decoded = list_values = 0
     for g in range(metadata.num_row_groups):
         group = metadata.row_group(g)
+        rows = max(rows, group.num_rows)
         for c in range(group.num_columns):
             chunk = group.column(c)
             uncompressed += max(chunk.total_uncompressed_size, 0)
-            if chunk.path_in_schema.split(".")[0] == "values":
+            name = chunk.path_in_schema.split(".")[0]
+            if name not in SEGMENT_SCHEMA.names:
+                continue
+            decoded += max(chunk.num_values, 0) * _WIDTHS.get(chunk.physical_type, 4)
+            if chunk.physical_type in ("BYTE_ARRAY", "FIXED_LEN_BYTE_ARRAY"):
+                decoded += max(chunk.total_uncompressed_size, 0)
+            if name == "values":
                 list_values += max(chunk.num_values, 0)
-    if uncompressed > MAX_UNCOMPRESSED_BYTES:
-        raise LimitError(
-            f"segment decompresses to {uncompressed} bytes, more than {MAX_UNCOMPRESSED_BYTES}"
-        )
-    if list_values > MAX_LIST_VALUES:
-        raise LimitError(f"segment lists hold {list_values} values, more than {MAX_LIST_VALUES}")
+    _cap(rows, MAX_ROWS, "segment has {} rows")
+    _cap(uncompressed, MAX_UNCOMPRESSED_BYTES, "segment pages hold {} bytes uncompressed")
+    _cap(list_values, MAX_LIST_VALUES, "segment lists hold {} values")
+    _cap(decoded, MAX_DECODED_BYTES, "segment decodes to about {} bytes")
+
+
+def _cap(value: int, cap: int, what: str) -> None:
+    if value > cap:
+        raise LimitError(f"{what.format(value)}, more than {cap}")
 
 
 def json_depth(raw: bytes) -> int:
@@ -124,11 +140,17 @@ def _check_range(column: pa.ChunkedArray, bound: int, what: str) -> None:
         raise LimitError(f"segment {what} values [{low}, {high}] outside (-{bound}, {bound})")
 
 
+def open_segment(payload: bytes) -> pq.ParquetFile:
+    """The segment's Parquet file, its footer parsed, nothing decoded; strings read as
+    dictionaries whatever type the writer declared."""
+    return pq.ParquetFile(pa.BufferReader(payload), read_dictionary=DICTIONARY_COLUMNS)
+
+
 def check_segment(payload: bytes) -> RunHeader:
     """Everything the ingester would refuse, checked without decoding the value lists; the run
     header, or LimitError naming the problem (fit for a 4xx reply)."""
     try:
-        parquet = pq.ParquetFile(pa.BufferReader(payload))
+        parquet = open_segment(payload)
         check_footer(parquet.metadata)
         schema = parquet.schema_arrow
     except (pa.ArrowException, OSError) as exc:
@@ -143,4 +165,11 @@ def check_segment(payload: bytes) -> RunHeader:
     return header
 
 
-__all__ = ["LimitError", "check_footer", "check_rows", "check_segment", "json_depth"]
+__all__ = [
+    "LimitError",
+    "check_footer",
+    "check_rows",
+    "check_segment",
+    "json_depth",
+    "open_segment",
+]

@@ -3,9 +3,13 @@ of what json.loads builds, and the caps against segments just over and just unde
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,6 +23,7 @@ from trainlight.app.store.segment_limits import (
     check_segment,
     json_depth,
 )
+from trainlight.collectors.schema import RunHeader, segment_table
 
 JSON = st.recursive(
     st.one_of(
@@ -79,3 +84,50 @@ def test_limits_leave_valid_segments_alone() -> None:
     assert naive_depth(check_segment(deep).config) == MAX_HEADER_DEPTH - 1
     with pytest.raises(LimitError, match="nested"):
         check_segment(nested_header("r-1", MAX_HEADER_DEPTH - 1))
+
+
+def test_an_extra_column_bomb_is_never_decoded() -> None:
+    """9 row groups of a 4M-float list in a column outside the schema (144 MiB decoded, a few
+    KiB on disk, and a tiny "uncompressed" size, as run-length encoding keeps the pages small):
+    accepted, and the ingester never reads the column."""
+    per_group = 4 * 1024 * 1024
+    junk = pa.ListArray.from_arrays(
+        pa.array([0, per_group], pa.int32()), pa.array(np.zeros(per_group, np.float32))
+    )
+    segment = pq.read_table(io.BytesIO(metrics_segment("r-1", 0, [(0, "loss", 1.0)])))
+    table = segment.append_column("junk", junk)
+    out = io.BytesIO()
+    with pq.ParquetWriter(out, table.schema, compression="zstd") as writer:
+        for _ in range(9):
+            writer.write_table(table)
+    assert len(out.getvalue()) < 256 * 1024
+    pool = pa.default_memory_pool()
+    before = pool.bytes_allocated()
+    decoded = decode_segment(out.getvalue())
+    assert "junk" not in decoded.table.column_names and decoded.table.num_rows == 9
+    assert pool.bytes_allocated() - before < 16 * 1024 * 1024
+
+
+def test_a_string_bomb_is_read_as_a_dictionary() -> None:
+    """1M rows whose key is one 1 KiB string, written without the Arrow schema so that a plain
+    read would build 1 GiB of strings: read as a dictionary, it takes a few MiB."""
+    n = 1_000_000
+    table = segment_table(
+        {
+            "table": ["metrics"] * n,
+            "step": pa.array(np.arange(n, dtype=np.int64)),
+            "key": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), ["k" * 1024]),
+            "value": pa.array(np.zeros(n)),
+        },
+        RunHeader(run_id="r-1", seq=0, name="strings"),
+    )
+    out = io.BytesIO()
+    with pq.ParquetWriter(out, table.schema, compression="zstd", store_schema=False) as writer:
+        writer.write_table(table)
+        writer.add_key_value_metadata(table.schema.metadata)
+    assert pq.read_schema(io.BytesIO(out.getvalue())).field("key").type == pa.string()
+    pool = pa.default_memory_pool()
+    before = pool.max_memory()  # the peak so far: building this table took ~30 MiB
+    decoded = decode_segment(out.getvalue())
+    assert decoded.table.num_rows == n
+    assert pool.max_memory() - before < 64 * 1024 * 1024
