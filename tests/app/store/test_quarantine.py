@@ -39,8 +39,8 @@ def put(store: Store, run_id: str, name: str, payload: bytes | None) -> Path:
 
 
 def poison(store: Store, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
-    """Four poisonous entries of four runs; the unreadable one reads as root reads 0600 files
-    of another user from a server running as a third (PermissionError)."""
+    """Four poisonous entries of four runs. The unreadable one fails as a 0600 file of another
+    user fails for the server (PermissionError); tests run as root, so the read is patched."""
     unreadable = put(store, "bad-perm", "000000000000.parquet", metrics_segment("bad-perm", 0, []))
     real_read = Path.read_bytes
 
