@@ -17,8 +17,9 @@ from flask import Blueprint, Response, request
 from trainlight.app.jsonsafe import jsonable
 from trainlight.app.store.control import request_stop
 from trainlight.app.store.database import Store, utc_naive
-from trainlight.app.store.ingest import SegmentError, decode_segment
+from trainlight.app.store.quarantine import rejected_summary
 from trainlight.app.store.queries import RunDetail, RunSummary, get_run, list_runs, stop_state
+from trainlight.app.store.segment_limits import LimitError, check_segment
 from trainlight.collectors.schema import is_valid_run_id, write_atomically
 
 MAX_SEGMENT_BYTES = 64 * 1024 * 1024
@@ -84,17 +85,24 @@ def create_api(
         payload = request.get_data(cache=False)
         if len(payload) > max_segment_bytes:
             return too_large
-        try:
-            segment = decode_segment(payload)
-        except SegmentError as exc:
+        try:  # the footer, the header and the key columns: no decode of the value lists
+            header = check_segment(payload)
+        except LimitError as exc:
             return error(422, f"malformed segment: {exc}")
-        if (segment.header.run_id, segment.header.seq) != (run_id, int(seq_text)):
+        if (header.run_id, header.seq) != (run_id, int(seq_text)):
             return error(422, "run_id/seq in the URL do not match the segment's header")
         # Durable in the inbox before we acknowledge; the ingester thread takes it from there.
         directory = store.layout.run_inbox(run_id)
         directory.mkdir(parents=True, exist_ok=True)
         write_atomically(store.layout.segment_path(run_id, int(seq_text)), payload)
         return json_response({"run_id": run_id, "seq": int(seq_text), **_control(run_id)}, 202)
+
+    @api.get("/health")
+    def health() -> Response:
+        """Ingest health: entries the ingester quarantined (count, newest reasons)."""
+        rejected = rejected_summary(store.layout)
+        latest = [{"entry": name, "reason": reason} for name, reason in rejected.latest]
+        return json_response({"rejected_segments": rejected.count, "latest_rejections": latest})
 
     @api.get("/runs")
     def runs() -> Response:

@@ -129,8 +129,9 @@ class RunHeader:
 
     def validated(self) -> RunHeader:
         check_run_id(self.run_id)
-        if not isinstance(self.seq, int) or self.seq < 0:
-            raise ValueError(f"segment seq must be a non-negative integer, got {self.seq!r}")
+        seq = self.seq
+        if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 10**18:
+            raise ValueError(f"segment seq must be an integer in [0, 10**18), got {seq!r}")
         if self.status not in RUN_STATUSES:
             raise ValueError(f"unknown run status {self.status!r}; expected one of {RUN_STATUSES}")
         if not isinstance(self.config, Mapping):
@@ -139,8 +140,8 @@ class RunHeader:
             if not isinstance(getattr(self, name), str):
                 raise ValueError(f"run {name} must be a string")
         steps = self.total_steps
-        if steps is not None and (type(steps) is not int or steps < 1):
-            raise ValueError(f"total_steps must be an integer >= 1, got {steps!r}")
+        if steps is not None and (type(steps) is not int or not 1 <= steps < 2**53):
+            raise ValueError(f"total_steps must be an integer in [1, 2**53), got {steps!r}")
         for name in ("pid", "dropped_rows"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**31:

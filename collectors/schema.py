@@ -63,6 +63,7 @@ __all__ = [
     "StopRequest",
     "StoreLayout",
     "check_run_id",
+    "check_segment_schema",
     "is_valid_run_id",
     "list_segment_files",
     "make_run_id",
@@ -239,13 +240,7 @@ def normalise_segment(table: pa.Table) -> pa.Table:
     Writers on other pyarrow versions may send plain or large strings where we write
     dictionaries, or extra columns; after this every segment of a batch has one schema.
     """
-    missing = [f.name for f in SEGMENT_SCHEMA if f.name not in table.column_names]
-    if missing:
-        raise ValueError(f"segment is missing columns {missing}")
-    for fld in SEGMENT_SCHEMA:
-        got = table.schema.field(fld.name).type
-        if not _compatible(got, fld.type):
-            raise ValueError(f"segment column {fld.name!r} has type {got}, expected {fld.type}")
+    check_segment_schema(table.schema)
     for name in ("table", "step"):
         if table[name].null_count:
             raise ValueError(f"segment column {name!r} has null values")
@@ -257,6 +252,17 @@ def normalise_segment(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=SEGMENT_SCHEMA).replace_schema_metadata(
         table.schema.metadata
     )
+
+
+def check_segment_schema(schema: pa.Schema) -> None:
+    """ValueError unless `schema` has SEGMENT_SCHEMA's columns with compatible types."""
+    missing = [f.name for f in SEGMENT_SCHEMA if f.name not in schema.names]
+    if missing:
+        raise ValueError(f"segment is missing columns {missing}")
+    for fld in SEGMENT_SCHEMA:
+        got = schema.field(fld.name).type
+        if not _compatible(got, fld.type):
+            raise ValueError(f"segment column {fld.name!r} has type {got}, expected {fld.type}")
 
 
 def _compatible(got: pa.DataType, want: pa.DataType) -> bool:

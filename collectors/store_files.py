@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,11 @@ from trainlight.collectors.run_header import check_run_id, is_valid_run_id
 
 DEFAULT_STORE_DIR = "./trainlight-runs"
 STORE_DIR_ENV = "TRAINLIGHT_DIR"
+# ASCII digits only: str.isdigit() is true for "²²", which int() refuses.
+_SEGMENT_NAME = re.compile(r"([0-9]{1,18})\.parquet")
+# Segment and control files: readable by a server running as another user (the Docker image's
+# uid 10001), writable only by their owner. mkstemp alone would leave them 0600.
+FILE_MODE = 0o644
 
 
 @dataclass(frozen=True)
@@ -77,10 +83,8 @@ def segment_file_name(seq: int) -> str:
 
 def parse_segment_file_name(name: str) -> int | None:
     """The seq of a finished segment file, or None for temporary and foreign files."""
-    stem, dot, ext = name.partition(".")
-    if ext != "parquet" or not dot or not stem.isdigit():
-        return None
-    return int(stem)
+    found = _SEGMENT_NAME.fullmatch(name)
+    return int(found.group(1)) if found else None
 
 
 def list_segment_files(root: Path) -> list[tuple[str, int, Path]]:
@@ -116,6 +120,7 @@ def write_atomically(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), FILE_MODE)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -32,6 +32,7 @@ from trainlight.app.figures.grid_rows import (
 from trainlight.app.store.control import request_stop
 from trainlight.app.store.database import Store, utc_naive
 from trainlight.app.store.grid import grid_rows
+from trainlight.app.store.quarantine import rejected_count
 from trainlight.app.url_state import SORTS, GridState, build, compare_href, parse
 from trainlight.collectors.health.verdict import STATES
 from trainlight.collectors.schema import is_valid_run_id
@@ -164,6 +165,12 @@ def _actions(state: GridState) -> html.Div:
     )
 
 
+def count_text(shown: int, total: int, rejected: int) -> str:
+    """The grid's count line; quarantined segments (app/store/quarantine.py) only when any."""
+    text = f"{total} runs" if shown == total else f"{shown} of {total} runs"
+    return f"{text} · rejected segments: {rejected}" if rejected else text
+
+
 def _selected_ids(selected: Any) -> tuple[str, ...]:
     """Run ids from AG Grid's `selectedRows` (row dicts, or `{"ids": …}` before the grid ran)."""
     if isinstance(selected, dict):
@@ -239,9 +246,7 @@ def register(app: dash.Dash, store: Store, stale_after: timedelta, cache: Cache)
         rows = cached_update(cache, store, "grid_rows", _prepared_rows)
         shown = view_rows(rows, state, utc_naive(), stale_after)
         options = filter_options([r.row for r in rows])
-        count = (
-            f"{len(rows)} runs" if len(shown) == len(rows) else f"{len(shown)} of {len(rows)} runs"
-        )
+        count = count_text(len(shown), len(rows), rejected_count(store.layout))
         meta = (
             _with(options.projects, state.project),
             _with(options.groups, state.group),

@@ -4,8 +4,9 @@
 A pass takes every pending segment of every run into one transaction (`ingest.ingest_batch`;
 more only past a row cap), because per-transaction costs, not rows, limit small segments from
 many runs. A file that cannot be ingested is moved to `rejected/` with a note, so it neither
-blocks the run's later segments, nor other runs, nor disappears. The liveness sweep marks as
-crashed the runs whose process is gone without having closed the run (`kill -9`, the OOM
+blocks the run's later segments, nor other runs, nor disappears: any exception while reading or
+decoding one entry quarantines that entry alone (app/store/quarantine.py). The liveness sweep
+marks as crashed the runs whose process is gone without having closed the run (`kill -9`, the OOM
 killer...): only for processes in the server's own boot and pid namespace, where a pid means the
 same process (not across containers or nodes).
 """
@@ -28,7 +29,8 @@ from trainlight.app.store.control import publish_stop
 from trainlight.app.store.database import Store
 from trainlight.app.store.ingest import Segment, SegmentError, decode_segment, ingest_batch
 from trainlight.app.store.orphans import remove_orphan_temporaries
-from trainlight.collectors.schema import list_segment_files, process_namespace, write_atomically
+from trainlight.app.store.quarantine import foreign_entries, quarantine
+from trainlight.collectors.schema import list_segment_files, process_namespace
 
 log = logging.getLogger("trainlight.ingest")
 _Item = tuple[Segment, Path]  # a decoded segment and the inbox file it came from
@@ -68,6 +70,7 @@ class Ingester:
         # One transaction per batch of every run's pending segments, capped so memory and
         # commit stay bounded.
         self.max_batch_rows = max_batch_rows
+        self._stuck: set[Path] = set()  # entries that failed and could not be quarantined
         _load_arrow_scan_modules(store)
 
     def ingest_pending(self) -> IngestStats:
@@ -75,7 +78,11 @@ class Ingester:
         transactions as the row cap allows."""
         stats = IngestStats()
         held: set[str] = set()  # runs whose segments wait for the next pass after a failure
-        for batch in self._batches(list_segment_files(self.store.layout.inbox), stats, held):
+        for path in foreign_entries(self.store.layout.inbox):
+            self._reject(path, "not a segment file name (ASCII digits + .parquet)", stats)
+        listed = list_segment_files(self.store.layout.inbox)
+        pending = [f for f in listed if f[2] not in self._stuck]
+        for batch in self._batches(pending, stats, held):
             self._ingest_or_hold(batch, stats, held)
         stats.crashed_runs = self.sweep_liveness()
         return stats
@@ -115,20 +122,22 @@ class Ingester:
             yield [item for item in batch if item[0].header.run_id not in held]
 
     def _decode(self, run_id: str, seq: int, path: Path, stats: IngestStats) -> Segment | None:
+        """The entry's segment, or None; any failure to read or decode it (a directory, an
+        unreadable file, a bomb, a header nested too deep) quarantines this entry alone."""
         try:
-            payload = path.read_bytes()
-        except FileNotFoundError:
-            return None
-        try:
-            segment = decode_segment(payload)
+            segment = decode_segment(path.read_bytes())
             if (segment.header.run_id, segment.header.seq) != (run_id, seq):
                 raise SegmentError(
                     f"file {run_id}/{path.name} holds segment {segment.header.seq} of run "
                     f"{segment.header.run_id}"
                 )
+        except FileNotFoundError:
+            return None
         except SegmentError as exc:
-            self._reject(path, str(exc))
-            stats.rejected += 1
+            self._reject(path, str(exc), stats)
+            return None
+        except Exception as exc:  # whatever it is, it must not stop the pass
+            self._reject(path, f"could not be read: {exc!r}", stats)
             return None
         return segment
 
@@ -169,8 +178,7 @@ class Ingester:
             return
         except _DATA_ERRORS as exc:
             if len(batch) == 1:
-                self._reject(batch[0][1], f"could not be ingested: {exc!r}")
-                stats.rejected += 1
+                self._reject(batch[0][1], f"could not be ingested: {exc!r}", stats)
                 return
         half = len(batch) // 2
         self._ingest_or_isolate(batch[:half], stats)
@@ -195,13 +203,11 @@ class Ingester:
         except OSError:
             log.exception("could not publish the auto-prune stop of run %s", run_id)
 
-    def _reject(self, path: Path, reason: str) -> None:
-        rejected = self.store.layout.root / "rejected"
-        rejected.mkdir(exist_ok=True)
-        target = rejected / f"{path.parent.name}-{path.name}"
-        os.replace(path, target)
-        write_atomically(target.with_suffix(".reason.txt"), reason.encode())
-        log.warning("rejected segment %s: %s (moved to %s)", path, reason, target)
+    def _reject(self, path: Path, reason: str, stats: IngestStats) -> None:
+        """Quarantine one entry; one that cannot even be moved is skipped from now on."""
+        if quarantine(self.store.layout, path, reason) is None and path.exists():
+            self._stuck.add(path)
+        stats.rejected += 1
 
     def sweep_liveness(self) -> list[str]:
         """Mark `crashed` the running runs whose process, visible from here, no longer exists."""

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from trainlight.app.store.batch_rows import (
     RunBatch,
@@ -37,9 +36,16 @@ from trainlight.app.store.database import Store, utc_naive
 from trainlight.app.store.health import HealthOutcome, evaluate_runs
 from trainlight.app.store.registered import registered
 from trainlight.app.store.segment import Segment
+from trainlight.app.store.segment_limits import (
+    check_footer,
+    check_rows,
+    header_bytes,
+    open_segment,
+    parse_header,
+)
 from trainlight.app.store.sparklines import update_sparklines
 from trainlight.collectors.health.verdict import Transition
-from trainlight.collectors.schema import normalise_segment, read_header
+from trainlight.collectors.schema import SEGMENT_SCHEMA, check_segment_schema, normalise_segment
 
 __all__ = [
     "IngestResult",
@@ -49,6 +55,9 @@ __all__ = [
     "ingest_batch",
     "ingest_segments",
 ]
+
+
+_COLUMNS = SEGMENT_SCHEMA.names
 
 
 class SegmentError(ValueError):
@@ -68,17 +77,23 @@ class IngestResult:
 
 
 def decode_segment(payload: bytes) -> Segment:
-    """Parse and validate segment bytes; raises SegmentError with a message fit for a 4xx reply."""
+    """Parse and validate segment bytes; raises SegmentError with a message fit for a 4xx reply.
+
+    The caps of `segment_limits` are checked from the footer before anything is decompressed,
+    and the header before it is parsed, so a bomb that reached the inbox is refused here too."""
     try:
         # ParquetFile (no dataset layer) and no thread pool: a small file reads in about half
         # of read_table's time, and ingest decodes up to hundreds of small files per pass.
-        table = pq.ParquetFile(pa.BufferReader(payload)).read(use_threads=False)
+        parquet = open_segment(payload)
+        check_footer(parquet.metadata)
+        header = parse_header(header_bytes(parquet.schema_arrow))
+        check_segment_schema(parquet.schema_arrow)  # extra columns are never decoded
+        table = parquet.read(columns=_COLUMNS, use_threads=False)
+        table = normalise_segment(table.replace_schema_metadata(parquet.schema_arrow.metadata))
+        check_rows(table)
     except (pa.ArrowException, OSError) as exc:
         raise SegmentError(f"not a readable Parquet file: {exc}") from exc
-    try:
-        header = read_header(table)
-        table = normalise_segment(table)
-    except (ValueError, TypeError, pa.ArrowException) as exc:
+    except (ValueError, TypeError, KeyError, RecursionError) as exc:
         raise SegmentError(str(exc)) from exc
     return Segment(header, table)
 

@@ -61,6 +61,8 @@ class HealthSettings:
             "catch_window",
             "catch_patience",
             "runaway_patience",
+            "lca_window",
+            "lca_red_windows",
         ):
             value = getattr(self, name)
             if value is None and name in _DERIVED:
@@ -95,4 +97,21 @@ class HealthSettings:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown health settings {sorted(unknown)}; known: {sorted(known)}")
+        for name, value in data.items():
+            allowed = _TYPES[_FIELD_TYPES[name]]
+            if isinstance(value, bool) or not isinstance(value, allowed):
+                raise ValueError(
+                    f"health setting {name} must be of type {_FIELD_TYPES[name]}, got {value!r}"
+                )
         return cls(**dict(data))
+
+
+# Types a setting may have in a header (JSON): checked strictly, so `lca_window="10"` is refused
+# where it arrives instead of failing later inside a rule.
+_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "int | None": (int, type(None)),
+}
+_FIELD_TYPES = {f.name: str(f.type) for f in fields(HealthSettings)}
+assert set(_FIELD_TYPES.values()) <= set(_TYPES), _FIELD_TYPES

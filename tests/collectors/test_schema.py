@@ -18,6 +18,7 @@ from trainlight.collectors.schema import (
     read_header,
     segment_file_name,
     segment_table,
+    write_atomically,
 )
 
 HOSTILE_NAMES = [
@@ -74,6 +75,12 @@ def test_header_round_trips_through_segment_metadata() -> None:
         ("status", "exploded", "status"),
         ("run_id", "../x", "run id"),
         ("tags", [1], "tags"),
+        ("seq", 2**63 - 1, "seq"),
+        ("seq", True, "seq"),
+        ("total_steps", 2**63, "total_steps"),
+        ("health", {"lca_window": "10"}, "lca_window must be of type int"),
+        ("health", {"dead_amber": True}, "dead_amber must be of type float"),
+        ("health", {"lca_window": 0}, "lca_window must be an integer >= 1"),
     ],
 )
 def test_bad_headers_are_refused_with_the_field_named(
@@ -131,6 +138,14 @@ def test_segment_files_listed_in_sequence_order_ignoring_temporaries(tmp_path) -
     (tmp_path / "not a run id").mkdir()
     assert [seq for _, seq, _ in list_segment_files(tmp_path)] == [1, 2, 10]
     assert parse_segment_file_name(".000000000003.parquet.123.tmp") is None
+    assert "²".isdigit() and parse_segment_file_name("²².parquet") is None  # int() refuses it
+    assert parse_segment_file_name("٣.parquet") is None  # Arabic-Indic digit: not ASCII
+
+
+def test_store_files_are_readable_by_a_server_running_as_another_user(tmp_path) -> None:
+    path = tmp_path / segment_file_name(0)
+    write_atomically(path, b"x")
+    assert path.stat().st_mode & 0o777 == 0o644  # mkstemp alone leaves 0600
 
 
 def test_segments_from_other_writers_are_normalised_or_refused() -> None:

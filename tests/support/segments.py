@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import json
 import time
 from collections.abc import Sequence
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from trainlight.collectors.schema import RunHeader
+from trainlight.collectors.schema import HEADER_KEY, RunHeader
 from trainlight.collectors.writer import build_segment, encode_segment
 
 
@@ -61,3 +64,19 @@ def rows_table(
         },
     ]
     return build_segment(parts, RunHeader(run_id="r-1", seq=0, name="t"))
+
+
+def with_raw_header(payload: bytes, raw: bytes) -> bytes:
+    table = pq.read_table(io.BytesIO(payload))
+    out = io.BytesIO()
+    pq.write_table(table.replace_schema_metadata({HEADER_KEY: raw}), out)
+    return out.getvalue()
+
+
+def nested_header(run_id: str, depth: int) -> bytes:
+    """A valid segment whose header config is `depth` lists deep (json.dumps would recurse)."""
+    valid = metrics_segment(run_id, 0, [(0, "loss", 1.0)])
+    header = json.loads(pq.read_schema(io.BytesIO(valid)).metadata[HEADER_KEY])
+    header["config"] = {"deep": "DEEP"}
+    raw = json.dumps(header).replace('"DEEP"', "[" * depth + "]" * depth)
+    return with_raw_header(valid, raw.encode())
