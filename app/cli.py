@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trainlight.app.backlog import BacklogLimits
 from trainlight.collectors.schema import DEFAULT_STORE_DIR, STORE_DIR_ENV, StoreLayout
 
 if TYPE_CHECKING:
@@ -52,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
         "naming any other host are refused (DNS rebinding)",
     )
 
+    _add_throughput_options(serve)
+
     ingest = sub.add_parser("ingest", help="ingest the inbox once, without serving")
     ingest.add_argument("--dir", default=None, help=store_help)
 
@@ -60,6 +63,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_parser(sub, store_help)
     _add_landscape_parser(sub, store_help)
     return parser
+
+
+def _add_throughput_options(serve: argparse.ArgumentParser) -> None:
+    serve.add_argument(
+        "--max-backlog",
+        type=int,
+        default=BacklogLimits.max_segments,
+        help="refuse ingest with 503 + Retry-After while more segments than this wait in the "
+        f"inbox (0: no bound; default: {BacklogLimits.max_segments})",
+    )
+    serve.add_argument(
+        "--max-lag",
+        type=float,
+        default=BacklogLimits.max_lag_s,
+        help="... or while the oldest waiting segment is older than this many seconds "
+        f"(0: no bound; default: {BacklogLimits.max_lag_s:g})",
+    )
+    serve.add_argument(
+        "--ingest-interval",
+        type=float,
+        default=0.5,
+        help="seconds between ingest passes when the inbox is empty (default: 0.5)",
+    )
 
 
 def _add_demo_parser(
@@ -155,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             token=args.token,
             idle_timeout=args.idle_timeout,
             public_urls=tuple(args.public_url),
+            ingest_interval=args.ingest_interval,
+            backlog=BacklogLimits(args.max_backlog, args.max_lag),
         )
         serve(options)
         return 0

@@ -10,7 +10,7 @@ import ipaddress
 import logging
 import signal
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from types import FrameType
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 from flask import Flask
 from waitress.server import create_server
 
+from trainlight.app.backlog import BacklogGauge, BacklogLimits
 from trainlight.app.connections import (
     CHANNEL_TIMEOUT_S,
     CLEANUP_INTERVAL_S,
@@ -50,6 +51,7 @@ class ServeOptions:
     idle_timeout: int = CHANNEL_TIMEOUT_S
     ingest_interval: float = 0.5
     stale_after: timedelta = DEFAULT_STALE_AFTER
+    backlog: BacklogLimits = field(default_factory=BacklogLimits)
 
 
 def is_loopback(host: str) -> bool:
@@ -70,8 +72,9 @@ def check_bind(options: ServeOptions) -> None:
         )
 
 
-def http_server(app: Flask, options: ServeOptions) -> Any:
-    """Waitress on a poll() loop, limited to what it can hold and read (app/connections.py)."""
+def http_server(app: Flask, options: ServeOptions, gauge: BacklogGauge | None = None) -> Any:
+    """Waitress on a poll() loop, limited to what it can hold and read (app/connections.py),
+    refusing ingest while `gauge` says the inbox is too far behind (app/backlog.py)."""
     limits = connection_limits(options.connection_limit)
     server = create_server(
         app,
@@ -84,8 +87,9 @@ def http_server(app: Flask, options: ServeOptions) -> Any:
         cleanup_interval=max(1, min(CLEANUP_INTERVAL_S, options.idle_timeout // 2)),
         max_request_body_size=MAX_REQUEST_BYTES + 1,  # waitress refuses >= this
     )
-    if options.token:
-        install_channel(server, guarded_channel(options.token))
+    busy = gauge.retry_after if gauge is not None else None
+    if options.token or busy is not None:
+        install_channel(server, guarded_channel(options.token, busy))
     log.info(
         "up to %d connections (open-file limit %d)", limits.connection_limit, limits.open_files
     )
@@ -109,7 +113,9 @@ def serve(options: ServeOptions) -> None:
     thread.start()
     hosts = HostPolicy.serving(options.host, options.public_urls)
     app = create_app(store, options.token, options.stale_after, hosts)
-    server = http_server(app.server, options)
+    gauge = BacklogGauge(store.layout.inbox, options.backlog)
+    gauge.start()
+    server = http_server(app.server, options, gauge)
 
     def shutdown(_signum: int, _frame: FrameType | None) -> None:
         server.close()
@@ -127,5 +133,6 @@ def serve(options: ServeOptions) -> None:
         pass
     finally:
         stop.set()
+        gauge.stop()
         thread.join(timeout=10)
         store.close()
