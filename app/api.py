@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, request
@@ -67,8 +69,11 @@ def create_api(
     store: Store,
     stale_after: timedelta,
     max_segment_bytes: int = MAX_SEGMENT_BYTES,
+    persist: Callable[[Path, bytes], None] = write_atomically,
 ) -> Blueprint:
-    """The API blueprint bound to one store (access is checked in front of it: app/access.py)."""
+    """The API blueprint bound to one store (access is checked in front of it: app/access.py).
+    `persist` makes a received segment durable in the inbox: `write_atomically`, or a group
+    commit's `write` (app/store/group_commit.py)."""
     api = Blueprint("trainlight_api", __name__, url_prefix="/api/v1")
 
     @api.post("/ingest")
@@ -94,7 +99,7 @@ def create_api(
         # Durable in the inbox before we acknowledge; the ingester thread takes it from there.
         directory = store.layout.run_inbox(run_id)
         directory.mkdir(parents=True, exist_ok=True)
-        write_atomically(store.layout.segment_path(run_id, int(seq_text)), payload)
+        persist(store.layout.segment_path(run_id, int(seq_text)), payload)
         return json_response({"run_id": run_id, "seq": int(seq_text), **_control(run_id)}, 202)
 
     @api.get("/health")

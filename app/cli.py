@@ -81,6 +81,12 @@ def _add_throughput_options(serve: argparse.ArgumentParser) -> None:
         f"(0: no bound; default: {BacklogLimits.max_lag_s:g})",
     )
     serve.add_argument(
+        "--group-commit",
+        action="store_true",
+        help="make concurrent ingests durable with one syncfs per group instead of an fsync per "
+        "file (helps where a flush is slow and the store's file system is not busy otherwise)",
+    )
+    serve.add_argument(
         "--ingest-interval",
         type=float,
         default=0.5,
@@ -182,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             idle_timeout=args.idle_timeout,
             public_urls=tuple(args.public_url),
             ingest_interval=args.ingest_interval,
+            group_commit=args.group_commit,
             backlog=BacklogLimits(args.max_backlog, args.max_lag),
         )
         serve(options)

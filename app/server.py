@@ -52,6 +52,7 @@ class ServeOptions:
     ingest_interval: float = 0.5
     stale_after: timedelta = DEFAULT_STALE_AFTER
     backlog: BacklogLimits = field(default_factory=BacklogLimits)
+    group_commit: bool = False  # app/store/group_commit.py; off: it lost to plain fsyncs here
 
 
 def is_loopback(host: str) -> bool:
@@ -112,7 +113,7 @@ def serve(options: ServeOptions) -> None:
     )
     thread.start()
     hosts = HostPolicy.serving(options.host, options.public_urls)
-    app = create_app(store, options.token, options.stale_after, hosts)
+    app = create_app(store, options.token, options.stale_after, hosts, options.group_commit)
     gauge = BacklogGauge(store.layout.inbox, options.backlog)
     gauge.start()
     server = http_server(app.server, options, gauge)
