@@ -81,6 +81,13 @@ def _add_throughput_options(serve: argparse.ArgumentParser) -> None:
         f"(0: no bound; default: {BacklogLimits.max_lag_s:g})",
     )
     serve.add_argument(
+        "--receivers",
+        type=int,
+        default=0,
+        help="extra processes that accept ingest on the same port (SO_REUSEPORT) and write to "
+        "the same inbox; the main process keeps the database, dashboard and API (default: 0)",
+    )
+    serve.add_argument(
         "--group-commit",
         action="store_true",
         help="make concurrent ingests durable with one syncfs per group instead of an fsync per "
@@ -189,6 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             public_urls=tuple(args.public_url),
             ingest_interval=args.ingest_interval,
             group_commit=args.group_commit,
+            receivers=args.receivers,
             backlog=BacklogLimits(args.max_backlog, args.max_lag),
         )
         serve(options)

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -28,6 +33,7 @@ from trainlight.app.connections import (
 )
 from trainlight.app.factory import MAX_REQUEST_BYTES, create_app
 from trainlight.app.intent import HostPolicy
+from trainlight.app.receiver import TOKEN_ENV as RECEIVER_TOKEN_ENV
 from trainlight.app.store.database import Store, StoreOpenError
 from trainlight.app.store.inbox import Ingester
 from trainlight.app.store.queries import DEFAULT_STALE_AFTER
@@ -52,6 +58,7 @@ class ServeOptions:
     ingest_interval: float = 0.5
     stale_after: timedelta = DEFAULT_STALE_AFTER
     backlog: BacklogLimits = field(default_factory=BacklogLimits)
+    receivers: int = 0  # extra processes accepting ingest on the same port (app/receiver.py)
     group_commit: bool = False  # app/store/group_commit.py; off: it lost to plain fsyncs here
 
 
@@ -73,14 +80,28 @@ def check_bind(options: ServeOptions) -> None:
         )
 
 
-def http_server(app: Flask, options: ServeOptions, gauge: BacklogGauge | None = None) -> Any:
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A bound TCP socket that other processes may bind too (`SO_REUSEPORT`): the kernel then
+    spreads new connections over all of them."""
+    info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(info[0], socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(info[4])
+    return sock
+
+
+def http_server(
+    app: Flask, options: ServeOptions, gauge: BacklogGauge | None = None, sockets: Any = None
+) -> Any:
     """Waitress on a poll() loop, limited to what it can hold and read (app/connections.py),
-    refusing ingest while `gauge` says the inbox is too far behind (app/backlog.py)."""
+    refusing ingest while `gauge` says the inbox is too far behind (app/backlog.py); on
+    `sockets` if given, else on host:port."""
     limits = connection_limits(options.connection_limit)
+    where = {"sockets": sockets} if sockets else {"host": options.host, "port": options.port}
     server = create_server(
         app,
-        host=options.host,
-        port=options.port,
+        **where,
         threads=options.threads,
         connection_limit=limits.connection_limit,
         asyncore_use_poll=True,  # select() fails on descriptors >= 1024
@@ -116,7 +137,15 @@ def serve(options: ServeOptions) -> None:
     app = create_app(store, options.token, options.stale_after, hosts, options.group_commit)
     gauge = BacklogGauge(store.layout.inbox, options.backlog)
     gauge.start()
-    server = http_server(app.server, options, gauge)
+    if options.receivers:
+        public = reuse_port_socket(options.host, options.port)
+        private = socket.create_server(("127.0.0.1", 0))  # what receivers relay to
+        server = http_server(app.server, options, gauge, [public, private])
+        port = public.getsockname()[1]
+        receivers = start_receivers(options, store.layout.root, port, private.getsockname()[1])
+    else:
+        server = http_server(app.server, options, gauge)
+        port, receivers = server.effective_port, []
 
     def shutdown(_signum: int, _frame: FrameType | None) -> None:
         server.close()
@@ -124,8 +153,7 @@ def serve(options: ServeOptions) -> None:
 
     signal.signal(signal.SIGTERM, shutdown)
     print(
-        f"trainlight serving http://{options.host}:{server.effective_port}/ "
-        f"(store {store.layout.root})",
+        f"trainlight serving http://{options.host}:{port}/ (store {store.layout.root})",
         flush=True,
     )
     try:
@@ -135,5 +163,37 @@ def serve(options: ServeOptions) -> None:
     finally:
         stop.set()
         gauge.stop()
+        stop_receivers(receivers)
         thread.join(timeout=10)
         store.close()
+
+
+def start_receivers(
+    options: ServeOptions, root: Path, port: int, backend_port: int
+) -> list[subprocess.Popen[bytes]]:
+    """`options.receivers` receiver processes on `port` (app/receiver.py), token in their env."""
+    command = [sys.executable, "-m", "trainlight.app.receiver", "--dir", str(root)]
+    command += ["--host", options.host, "--port", str(port), "--backend-port", str(backend_port)]
+    command += ["--parent", str(os.getpid()), "--threads", str(options.threads)]
+    command += ["--max-backlog", str(options.backlog.max_segments)]
+    command += ["--max-lag", str(options.backlog.max_lag_s)]
+    for url in options.public_urls:
+        command += ["--public-url", url]
+    env = {**os.environ, RECEIVER_TOKEN_ENV: options.token or ""}
+    env.pop("TRAINLIGHT_TOKEN", None)
+    started = [
+        subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
+        for _ in range(options.receivers)
+    ]
+    log.info("%d receivers: pids %s", len(started), [p.pid for p in started])
+    return started
+
+
+def stop_receivers(receivers: list[subprocess.Popen[bytes]]) -> None:
+    for process in receivers:
+        process.terminate()
+    for process in receivers:
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
