@@ -80,10 +80,17 @@ def check_bind(options: ServeOptions) -> None:
         )
 
 
-def reuse_port_socket(host: str, port: int) -> socket.socket:
+def reuse_port_socket(host: str, port: int, first: bool = False) -> socket.socket:
     """A bound TCP socket that other processes may bind too (`SO_REUSEPORT`): the kernel then
-    spreads new connections over all of them."""
+    spreads new connections over all of them. `first`: fail if anything listens on the port
+    already (another server started with receivers would otherwise share it silently)."""
     info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    if first:  # a plain bind fails on a port that anyone (SO_REUSEPORT or not) holds
+        with socket.socket(info[0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(info[4])
+            port = probe.getsockname()[1]
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     sock = socket.socket(info[0], socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -138,7 +145,7 @@ def serve(options: ServeOptions) -> None:
     gauge = BacklogGauge(store.layout.inbox, options.backlog)
     gauge.start()
     if options.receivers:
-        public = reuse_port_socket(options.host, options.port)
+        public = reuse_port_socket(options.host, options.port, first=True)
         private = socket.create_server(("127.0.0.1", 0))  # what receivers relay to
         server = http_server(app.server, options, gauge, [public, private])
         port = public.getsockname()[1]

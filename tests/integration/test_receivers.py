@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import requests
@@ -39,6 +41,15 @@ def alive(pid: int) -> bool:
         return False
 
 
+def second_server_fails(base_url: str, store_dir: Path) -> bool:
+    """Another `serve --receivers` on a port in use must not silently share it."""
+    port = base_url.rstrip("/").rsplit(":", 1)[1]
+    command = [sys.executable, "-m", "trainlight.app.cli", "serve", "--dir", str(store_dir)]
+    command += ["--port", port, "--receivers", "1"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    return done.returncode != 0 and "Address already in use" in done.stderr
+
+
 def test_receivers_ingest_relay_guard_and_die_with_the_main_process(tmp_path: Path) -> None:
     store_dir = tmp_path / "store"
     store_dir.mkdir()
@@ -68,6 +79,7 @@ def test_receivers_ingest_relay_guard_and_die_with_the_main_process(tmp_path: Pa
             return run.status_code == 200 and run.json()["last_step"] == CONNECTIONS - 1
 
         assert server.wait_for(ingested, 30, "every segment ingested")
+        assert second_server_fails(server.base_url, tmp_path / "other")
         stop = requests.post(
             server.url("api/v1/runs/spread/stop"), headers={**AUTH, "X-Trainlight": "1"}, timeout=10
         )
