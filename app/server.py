@@ -2,6 +2,9 @@
 
 One process, many threads (waitress): DuckDB allows a single process to hold a database file that
 is being written, so the ingester thread, the API and the Dash callbacks share one connection.
+With `--receivers N`, N more processes share the port and take ingest off this one
+(app/receiver.py); they never open the database. Ingest is refused with 503 + Retry-After while
+the inbox is too far behind (app/backlog.py).
 """
 
 from __future__ import annotations
@@ -144,15 +147,7 @@ def serve(options: ServeOptions) -> None:
     app = create_app(store, options.token, options.stale_after, hosts, options.group_commit)
     gauge = BacklogGauge(store.layout.inbox, options.backlog)
     gauge.start()
-    if options.receivers:
-        public = reuse_port_socket(options.host, options.port, first=True)
-        private = socket.create_server(("127.0.0.1", 0))  # what receivers relay to
-        server = http_server(app.server, options, gauge, [public, private])
-        port = public.getsockname()[1]
-        receivers = start_receivers(options, store.layout.root, port, private.getsockname()[1])
-    else:
-        server = http_server(app.server, options, gauge)
-        port, receivers = server.effective_port, []
+    server, port, receivers = listen(app.server, options, gauge, store.layout.root)
 
     def shutdown(_signum: int, _frame: FrameType | None) -> None:
         server.close()
@@ -173,6 +168,21 @@ def serve(options: ServeOptions) -> None:
         stop_receivers(receivers)
         thread.join(timeout=10)
         store.close()
+
+
+def listen(
+    app: Flask, options: ServeOptions, gauge: BacklogGauge, root: Path
+) -> tuple[Any, int, list[subprocess.Popen[bytes]]]:
+    """The HTTP server, its port and its receivers: with receivers, the public port is shared
+    (`SO_REUSEPORT`) and a private loopback one takes what they relay."""
+    if not options.receivers:
+        server = http_server(app, options, gauge)
+        return server, server.effective_port, []
+    public = reuse_port_socket(options.host, options.port, first=True)
+    private = socket.create_server(("127.0.0.1", 0))
+    server = http_server(app, options, gauge, [public, private])
+    port = public.getsockname()[1]
+    return server, port, start_receivers(options, root, port, private.getsockname()[1])
 
 
 def start_receivers(
