@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, request
@@ -22,7 +20,7 @@ from trainlight.app.store.database import Store, utc_naive
 from trainlight.app.store.quarantine import rejected_summary
 from trainlight.app.store.queries import RunDetail, RunSummary, get_run, list_runs, stop_state
 from trainlight.app.store.segment_limits import LimitError, check_segment
-from trainlight.collectors.schema import StoreLayout, is_valid_run_id, write_atomically
+from trainlight.collectors.schema import is_valid_run_id, write_atomically
 
 MAX_SEGMENT_BYTES = 64 * 1024 * 1024
 _SEQ = re.compile(r"[0-9]{1,18}")  # ASCII digits only: str.isdigit() accepts "²"
@@ -65,55 +63,39 @@ def detail_json(detail: RunDetail) -> dict[str, Any]:
     }
 
 
-def receive_segment(
-    layout: StoreLayout,
-    persist: Callable[[Path, bytes], None],
-    max_segment_bytes: int,
-    control: Callable[[str], tuple[bool, str]],
-) -> Response:
-    """`POST /api/v1/ingest` (here and in receiver processes, app/receiver.py): check the URL,
-    the size, the footer, the header and the key columns (no decode of the value lists), then
-    make the segment durable in the inbox before the 202; the ingester takes it from there."""
-    run_id = request.args.get("run_id", "")
-    seq_text = request.args.get("seq", "")
-    if not is_valid_run_id(run_id):
-        return error(400, f"invalid or missing run_id {run_id[:100]!r}")
-    if not _SEQ.fullmatch(seq_text):
-        return error(400, f"seq must be a non-negative integer, got {seq_text[:40]!r}")
-    too_large = error(413, f"segment larger than {max_segment_bytes} bytes")
-    if request.content_length is not None and request.content_length > max_segment_bytes:
-        return too_large
-    payload = request.get_data(cache=False)
-    if len(payload) > max_segment_bytes:
-        return too_large
-    try:
-        header = check_segment(payload)
-    except LimitError as exc:
-        return error(422, f"malformed segment: {exc}")
-    if (header.run_id, header.seq) != (run_id, int(seq_text)):
-        return error(422, "run_id/seq in the URL do not match the segment's header")
-    layout.run_inbox(run_id).mkdir(parents=True, exist_ok=True)
-    persist(layout.segment_path(run_id, int(seq_text)), payload)
-    stop, reason = control(run_id)
-    return json_response(
-        {"run_id": run_id, "seq": int(seq_text), "stop": stop, "reason": reason}, 202
-    )
-
-
 def create_api(
     store: Store,
     stale_after: timedelta,
     max_segment_bytes: int = MAX_SEGMENT_BYTES,
-    persist: Callable[[Path, bytes], None] = write_atomically,
 ) -> Blueprint:
-    """The API blueprint bound to one store (access is checked in front of it: app/access.py).
-    `persist` makes a received segment durable in the inbox: `write_atomically`, or a group
-    commit's `write` (app/store/group_commit.py)."""
+    """The API blueprint bound to one store (access is checked in front of it: app/access.py)."""
     api = Blueprint("trainlight_api", __name__, url_prefix="/api/v1")
 
     @api.post("/ingest")
     def ingest() -> Response:
-        return receive_segment(store.layout, persist, max_segment_bytes, control_state)
+        run_id = request.args.get("run_id", "")
+        seq_text = request.args.get("seq", "")
+        if not is_valid_run_id(run_id):
+            return error(400, f"invalid or missing run_id {run_id[:100]!r}")
+        if not _SEQ.fullmatch(seq_text):
+            return error(400, f"seq must be a non-negative integer, got {seq_text[:40]!r}")
+        too_large = error(413, f"segment larger than {max_segment_bytes} bytes")
+        if request.content_length is not None and request.content_length > max_segment_bytes:
+            return too_large
+        payload = request.get_data(cache=False)
+        if len(payload) > max_segment_bytes:
+            return too_large
+        try:  # the footer, the header and the key columns: no decode of the value lists
+            header = check_segment(payload)
+        except LimitError as exc:
+            return error(422, f"malformed segment: {exc}")
+        if (header.run_id, header.seq) != (run_id, int(seq_text)):
+            return error(422, "run_id/seq in the URL do not match the segment's header")
+        # Durable in the inbox before we acknowledge; the ingester thread takes it from there.
+        directory = store.layout.run_inbox(run_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        write_atomically(store.layout.segment_path(run_id, int(seq_text)), payload)
+        return json_response({"run_id": run_id, "seq": int(seq_text), **_control(run_id)}, 202)
 
     @api.get("/health")
     def health() -> Response:
@@ -160,12 +142,10 @@ def create_api(
             return error(404, f"no run {run_id!r} in this store (yet)")
         return json_response({"run_id": run_id, "stop": state[0], "reason": state[1]})
 
-    def control_state(run_id: str) -> tuple[bool, str]:
-        with store.read() as cur:
-            return stop_state(cur, run_id) or (False, "")
-
     def _control(run_id: str) -> dict[str, Any]:
-        stop_requested, reason = control_state(run_id)
+        with store.read() as cur:
+            state = stop_state(cur, run_id)
+        stop_requested, reason = state or (False, "")
         return {"stop": stop_requested, "reason": reason}
 
     return api

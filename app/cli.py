@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from trainlight.app.backlog import BacklogLimits
 from trainlight.collectors.schema import DEFAULT_STORE_DIR, STORE_DIR_ENV, StoreLayout
 
 if TYPE_CHECKING:
@@ -53,8 +52,6 @@ def build_parser() -> argparse.ArgumentParser:
         "naming any other host are refused (DNS rebinding)",
     )
 
-    _add_throughput_options(serve)
-
     ingest = sub.add_parser("ingest", help="ingest the inbox once, without serving")
     ingest.add_argument("--dir", default=None, help=store_help)
 
@@ -63,42 +60,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_parser(sub, store_help)
     _add_landscape_parser(sub, store_help)
     return parser
-
-
-def _add_throughput_options(serve: argparse.ArgumentParser) -> None:
-    serve.add_argument(
-        "--max-backlog",
-        type=int,
-        default=BacklogLimits.max_segments,
-        help="refuse ingest with 503 + Retry-After while more segments than this wait in the "
-        f"inbox (0: no bound; default: {BacklogLimits.max_segments})",
-    )
-    serve.add_argument(
-        "--max-lag",
-        type=float,
-        default=BacklogLimits.max_lag_s,
-        help="... or while the oldest waiting segment is older than this many seconds "
-        f"(0: no bound; default: {BacklogLimits.max_lag_s:g})",
-    )
-    serve.add_argument(
-        "--receivers",
-        type=int,
-        default=0,
-        help="extra processes that accept ingest on the same port (SO_REUSEPORT) and write to "
-        "the same inbox; the main process keeps the database, dashboard and API (default: 0)",
-    )
-    serve.add_argument(
-        "--group-commit",
-        action="store_true",
-        help="make concurrent ingests durable with one syncfs per group instead of an fsync per "
-        "file (helps where a flush is slow and the store's file system is not busy otherwise)",
-    )
-    serve.add_argument(
-        "--ingest-interval",
-        type=float,
-        default=0.5,
-        help="seconds between ingest passes when the inbox is empty (default: 0.5)",
-    )
 
 
 def _add_demo_parser(
@@ -194,10 +155,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             token=args.token,
             idle_timeout=args.idle_timeout,
             public_urls=tuple(args.public_url),
-            ingest_interval=args.ingest_interval,
-            group_commit=args.group_commit,
-            receivers=args.receivers,
-            backlog=BacklogLimits(args.max_backlog, args.max_lag),
         )
         serve(options)
         return 0

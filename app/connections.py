@@ -12,15 +12,12 @@ Nothing is spooled before it could be accepted: waitress's body limit is the ing
 1 GiB default), and with a token set, a request that carries a body is refused with 401 as soon
 as its headers are parsed, before any of the body is read, unless its `Authorization` header or
 cookie passes the same check as `app/access.py`. Body-less requests still reach the Flask guard.
-While the ingester is far behind, `POST /api/v1/ingest` is refused the same way, with 503 and
-`Retry-After` (app/backlog.py).
 """
 
 from __future__ import annotations
 
 import json
 import resource
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,8 +37,6 @@ FD_RESERVE = 256
 CHANNEL_TIMEOUT_S = 60
 CLEANUP_INTERVAL_S = 10
 REFUSAL = "missing or wrong token: send 'Authorization: Bearer <token>'"
-BUSY = "the server is behind with ingest; keep the segment and retry after Retry-After seconds"
-INGEST_PATH = "/api/v1/ingest"
 
 
 @dataclass(frozen=True)
@@ -92,62 +87,30 @@ def header_authorised(token: str, headers: dict[str, str]) -> bool:
     return is_authorised(token, headers.get("AUTHORIZATION", ""), cookie)
 
 
-class ServiceUnavailable(Error):
-    """Waitress's error response for an ingest refused before its body is read: back-pressure."""
+def guarded_channel(token: str) -> type[HTTPChannel]:
+    """A channel whose parser refuses an unauthenticated body once the headers are in."""
 
-    code = 503
-    reason = "Service Unavailable"
-
-    def __init__(self, body: str, retry_after_s: int) -> None:
-        super().__init__(body)
-        self.retry_after_s = retry_after_s
-
-    def to_response(self, ident: str | None = None) -> tuple[str, list[tuple[str, str]], bytes]:
-        body = json.dumps({"error": self.body, "retry_after": self.retry_after_s}).encode()
-        headers = [("Content-Type", "application/json"), ("Retry-After", str(self.retry_after_s))]
-        return f"{self.code} {self.reason}", headers, body
-
-
-def is_ingest(parser: HTTPRequestParser) -> bool:
-    return bool(parser.command == "POST" and parser.path.rstrip("/") == INGEST_PATH)
-
-
-def guarded_channel(
-    token: str | None, busy: Callable[[], int | None] | None = None
-) -> type[HTTPChannel]:
-    """A channel whose parser, once the headers are in, refuses an unauthenticated body (401)
-    and, while `busy()` returns seconds, an ingest (503 with that `Retry-After`)."""
-
-    def refusal(parser: HTTPRequestParser) -> Error | None:
-        if token is not None and not header_authorised(token, parser.headers):
-            return Unauthorised(REFUSAL)
-        wait = busy() if busy is not None and is_ingest(parser) else None
-        if wait is not None:
-            return ServiceUnavailable(BUSY, wait)
-        return None
-
-    class GuardParser(HTTPRequestParser):
+    class TokenParser(HTTPRequestParser):
         def received(self, data: bytes) -> int:
             was_in_headers = not self.headers_finished
             consumed: int = super().received(data)
             if not (was_in_headers and self.headers_finished and has_body(self)):
                 return consumed
-            error = refusal(self)
-            if error is None:
+            if header_authorised(token, self.headers):
                 return consumed
             # Refuse now: drop whatever body bytes came along, never send `100 Continue`, and
             # let waitress answer the error and close the connection once it is flushed.
-            self.error = error
+            self.error = Unauthorised(REFUSAL)
             self.completed = True
             self.expect_continue = False
             self.close()
             self.body_rcv = None
             return len(data)
 
-    class GuardChannel(HTTPChannel):
-        parser_class = GuardParser
+    class TokenChannel(HTTPChannel):
+        parser_class = TokenParser
 
-    return GuardChannel
+    return TokenChannel
 
 
 def install_channel(server: Any, channel: type[HTTPChannel]) -> None:

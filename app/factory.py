@@ -17,10 +17,8 @@ from trainlight.app.errors import TrainlightFlask
 from trainlight.app.intent import HostPolicy, install_intent_guard
 from trainlight.app.pages import compare, grid, lca, run
 from trainlight.app.store.database import Store
-from trainlight.app.store.group_commit import GroupCommit
 from trainlight.app.store.queries import DEFAULT_STALE_AFTER
 from trainlight.assets import ASSETS_DIR
-from trainlight.collectors.schema import write_atomically
 
 # The largest request body read at all: one ingest segment plus room for a multipart envelope;
 # waitress refuses anything larger before spooling it (app/connections.py).
@@ -32,7 +30,6 @@ def create_app(
     token: str | None = None,
     stale_after: timedelta = DEFAULT_STALE_AFTER,
     hosts: HostPolicy | None = None,
-    group_commit: bool = False,
 ) -> dash.Dash:
     app = dash.Dash(
         __name__,
@@ -60,7 +57,6 @@ def create_app(
             dash.page_container,
         ]
     )
-    persist = GroupCommit(store.layout.inbox).write if group_commit else write_atomically
-    app.server.register_blueprint(create_api(store, stale_after, persist=persist))
+    app.server.register_blueprint(create_api(store, stale_after))
     app.server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     return app

@@ -22,13 +22,11 @@ logged row of every run (no duplicate).
     python bench/load_test.py --quick                      # smoke: 20 runs, 15 s (~1 min)
     python bench/load_test.py                              # 200 runs, 10 Hz, 60 s (~3-4 min)
     python bench/load_test.py --post-every 1.0 0.1         # both readings, one after the other
-    python bench/load_test.py --serve "--receivers 2" --pin 0 1   # server on CPU 0, load on 1
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import subprocess
@@ -67,7 +65,6 @@ class Load:
     post_every: float
     workers: int
     poll_every: float = 0.5
-    pin: tuple[int, int] | None = None  # (server CPU, load generator CPU)
 
     @property
     def ticks(self) -> int:
@@ -215,28 +212,10 @@ def _settle(server: LiveServer, workers: list[Worker], expected: dict[str, int])
     return leftovers, _wait_drained(server, expected)
 
 
-def pin_server(server: LiveServer, cpus: set[int]) -> None:
-    """Pin the server and the processes it started (receivers) to `cpus`."""
-    pids = [server.process.pid]
-    for entry in Path("/proc").iterdir():
-        try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if entry.name.isdigit() and int(stat[1]) == server.process.pid:
-            pids.append(int(entry.name))
-    for pid in pids:
-        os.sched_setaffinity(pid, cpus)
-
-
-def scenario(load: Load, workdir: Path, serve_args: tuple[str, ...] = ()) -> Outcome:
+def scenario(load: Load, workdir: Path) -> Outcome:
     """One load run on a fresh store; returns its figures."""
     workdir.mkdir(parents=True, exist_ok=True)
-    server = start_server(workdir / "store", workdir / "serve.log", extra_args=serve_args)
-    if load.pin is not None:
-        time.sleep(2.0)  # receivers started
-        pin_server(server, {load.pin[0]})
-        os.sched_setaffinity(0, {load.pin[1]})  # this process and the workers it starts
+    server = start_server(workdir / "store", workdir / "serve.log")
     workers = _start_workers(load, server, workdir)
     readers = Readers.create(server.base_url, load)
     try:
@@ -292,10 +271,6 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=4, help="collector processes")
     parser.add_argument("--quick", action="store_true", help="20 runs, 15 s, 2 workers")
     parser.add_argument("--dir", type=Path, help="work directory (default: a new temp dir)")
-    parser.add_argument("--serve", default="", help="extra `trainlight serve` options, one string")
-    parser.add_argument(
-        "--pin", type=int, nargs=2, metavar=("SERVER_CPU", "LOAD_CPU"), help="taskset-like"
-    )
     args = parser.parse_args()
     if args.quick:
         args.runs, args.duration, args.workers = 20, 15.0, 2
@@ -304,9 +279,8 @@ def main() -> int:
     ok = True
     for post_every in args.post_every:
         load = Load(args.runs, args.hz, args.duration, args.clients, post_every, args.workers)
-        load = dataclasses.replace(load, pin=(args.pin[0], args.pin[1]) if args.pin else None)
-        print(f"\n== {load} serve {args.serve!r}", flush=True)
-        outcome = scenario(load, workdir / f"post-{post_every:g}", tuple(args.serve.split()))
+        print(f"\n== {load}", flush=True)
+        outcome = scenario(load, workdir / f"post-{post_every:g}")
         ok &= print_outcome(outcome)
     return 0 if ok else 1
 
