@@ -159,9 +159,12 @@ def check_segment(payload: bytes) -> RunHeader:
     try:
         check_segment_schema(schema)
         keys = parquet.read(columns=["table", "step", "key", "wall_time"], use_threads=False)
-    except (pa.ArrowException, OSError, ValueError, KeyError) as exc:
-        raise LimitError(str(exc)) from exc
-    check_rows(keys)
+        check_rows(keys)
+    except LimitError:
+        raise
+    except (pa.ArrowException, OSError, ValueError, KeyError, TypeError) as exc:
+        # A damaged file can decode to columns of other names or types than its schema says.
+        raise LimitError(f"unreadable segment columns: {exc}") from exc
     return header
 
 
