@@ -87,14 +87,12 @@ def parse_segment_file_name(name: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def list_segment_files(root: Path) -> list[tuple[str, int, Path]]:
-    """(run_id, seq, path) of every finished segment in `root/<run_id>/`, in delivery order.
-
-    Used for the store's inbox and for a collector's HTTP outbox, which share this layout.
-    """
-    found: list[tuple[str, int, Path]] = []
+def run_entries(root: Path) -> list[tuple[str, str, Path]]:
+    """(run_id, name, path) of every entry in `root/<run_id>/` whose folder is a valid run id;
+    unreadable folders are skipped (the inbox and the outbox share this layout)."""
+    found: list[tuple[str, str, Path]] = []
     try:
-        run_dirs = [entry for entry in os.scandir(root) if entry.is_dir()]
+        run_dirs = [e for e in os.scandir(root) if e.is_dir() and is_valid_run_id(e.name)]
     except OSError:
         return found
     for run_dir in run_dirs:
@@ -102,10 +100,17 @@ def list_segment_files(root: Path) -> list[tuple[str, int, Path]]:
             names = os.listdir(run_dir.path)
         except OSError:
             continue
-        for name in names:
-            seq = parse_segment_file_name(name)
-            if seq is not None and is_valid_run_id(run_dir.name):
-                found.append((run_dir.name, seq, Path(run_dir.path) / name))
+        found.extend((run_dir.name, name, Path(run_dir.path) / name) for name in names)
+    return found
+
+
+def list_segment_files(root: Path) -> list[tuple[str, int, Path]]:
+    """(run_id, seq, path) of every finished segment in `root/<run_id>/`, in delivery order."""
+    found = [
+        (run_id, seq, path)
+        for run_id, name, path in run_entries(root)
+        if (seq := parse_segment_file_name(name)) is not None
+    ]
     found.sort(key=lambda item: (item[0], item[1]))
     return found
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from trainlight.collectors.schema import (
     StoreLayout,
-    is_valid_run_id,
     parse_segment_file_name,
     write_atomically,
 )
+from trainlight.collectors.store_files import run_entries
 
 log = logging.getLogger("trainlight.ingest")
 REASON_SUFFIX = ".reason.txt"
@@ -70,24 +70,13 @@ def _free_name(directory: Path, name: str) -> Path:
 def foreign_entries(inbox: Path) -> list[Path]:
     """Entries of run directories that look like segments (`*.parquet`, not a writer's hidden
     temporary) but have no valid segment name, e.g. `²².parquet`."""
-    found: list[Path] = []
-    try:
-        run_dirs = [e for e in os.scandir(inbox) if e.is_dir() and is_valid_run_id(e.name)]
-    except OSError:
-        return found
-    for run_dir in run_dirs:
-        try:
-            names = os.listdir(run_dir.path)
-        except OSError:
-            continue
-        found.extend(
-            Path(run_dir.path) / name
-            for name in names
-            if name.endswith(".parquet")
-            and not name.startswith(".")
-            and parse_segment_file_name(name) is None
-        )
-    return found
+    return [
+        path
+        for _, name, path in run_entries(inbox)
+        if name.endswith(".parquet")
+        and not name.startswith(".")
+        and parse_segment_file_name(name) is None
+    ]
 
 
 def rejected_summary(layout: StoreLayout, latest: int = 5) -> Rejected:
