@@ -65,6 +65,10 @@ def worker(rank: int, port: int, root: str, scenario: str) -> None:
         result = SCENARIOS[scenario](rank, Path(root))
         (Path(root) / f"rank{rank}.json").write_text(json.dumps(result))
     finally:
+        # Every rank done with every collective (ours and the Monitor's own gloo group) before
+        # any rank tears its groups down: destroying a group another rank still talks to aborts
+        # that rank's gloo threads ("terminate called without an active exception").
+        dist.barrier()
         dist.destroy_process_group()
 
 
