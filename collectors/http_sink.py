@@ -38,6 +38,9 @@ SEGMENT_CONTENT_TYPE = "application/vnd.apache.parquet"
 _PERMANENT_REJECTIONS = {400, 413, 415, 422}
 _MAX_BACKOFF_S = 30.0
 _BUSY = {429, 503}  # answers that may carry a Retry-After back-pressure hint
+# An ingest reply carries the run's stop state; a control poll this soon after one is skipped, so
+# a run that posts on every flush costs one request per flush, not two.
+CONTROL_FRESH_S = 0.5
 MAX_RETRY_AFTER_S = 60.0  # a Retry-After beyond this is capped (a bad hint must not stall a run)
 _TRANSPORT_ERRORS = (OSError, http.client.HTTPException)
 
@@ -77,6 +80,7 @@ class HttpSink:
         self._finish_by: float | None = None
         self._memory = MemoryBacklog(problems)
         self._stops: dict[str, StopRequest] = {}
+        self._heard: dict[str, float] = {}  # run_id -> when a reply last told its stop state
         self._failures = 0
         self._next_try = 0.0
         self._owned: dict[str, int] = {}  # run_id -> fd holding that outbox folder's lock
@@ -167,8 +171,11 @@ class HttpSink:
     def poll_stop(self, run_id: str) -> StopRequest | None:
         if run_id in self._stops:
             return self._stops[run_id]
-        if time.monotonic() < self._next_try or self._out_of_time():
+        now = time.monotonic()
+        if now < self._next_try or self._out_of_time():
             return None
+        if now - self._heard.get(run_id, -CONTROL_FRESH_S) < CONTROL_FRESH_S:
+            return None  # an ingest reply just told us
         try:
             reply = self._client.request(
                 "GET", f"/api/v1/runs/{quote(run_id)}/control", self._deadline()
@@ -234,6 +241,7 @@ class HttpSink:
             stop = StopRequest.from_bytes(reply.content)
         except ValueError:
             return None
+        self._heard[run_id] = time.monotonic()
         if stop is not None:
             self._stops[run_id] = stop
         return stop

@@ -248,10 +248,14 @@ def normalise_segment(table: pa.Table) -> pa.Table:
     unknown = kinds - set(SEGMENT_TABLES)
     if unknown:
         raise ValueError(f"segment rows target unknown tables {sorted(map(str, unknown))}")
-    columns = [table[f.name].cast(f.type) for f in SEGMENT_SCHEMA]
+    columns = [_as_type(table[f.name], f.type) for f in SEGMENT_SCHEMA]
     return pa.Table.from_arrays(columns, schema=SEGMENT_SCHEMA).replace_schema_metadata(
         table.schema.metadata
     )
+
+
+def _as_type(column: pa.ChunkedArray, type_: pa.DataType) -> pa.ChunkedArray:
+    return column if column.type == type_ else column.cast(type_)
 
 
 def check_segment_schema(schema: pa.Schema) -> None:

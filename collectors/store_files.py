@@ -106,9 +106,14 @@ def run_entries(root: Path) -> list[tuple[str, str, Path]]:
 
 def list_segment_files(root: Path) -> list[tuple[str, int, Path]]:
     """(run_id, seq, path) of every finished segment in `root/<run_id>/`, in delivery order."""
+    return segment_files(run_entries(root))
+
+
+def segment_files(entries: list[tuple[str, str, Path]]) -> list[tuple[str, int, Path]]:
+    """The finished segments among `run_entries`, in delivery order."""
     found = [
         (run_id, seq, path)
-        for run_id, name, path in run_entries(root)
+        for run_id, name, path in entries
         if (seq := parse_segment_file_name(name)) is not None
     ]
     found.sort(key=lambda item: (item[0], item[1]))

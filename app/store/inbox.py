@@ -30,7 +30,8 @@ from trainlight.app.store.database import Store
 from trainlight.app.store.ingest import Segment, SegmentError, decode_segment, ingest_batch
 from trainlight.app.store.orphans import remove_orphan_temporaries
 from trainlight.app.store.quarantine import foreign_entries, quarantine
-from trainlight.collectors.schema import list_segment_files, process_namespace
+from trainlight.collectors.schema import process_namespace
+from trainlight.collectors.store_files import parse_segment_file_name, run_entries, segment_files
 
 log = logging.getLogger("trainlight.ingest")
 _Item = tuple[Segment, Path]  # a decoded segment and the inbox file it came from
@@ -78,10 +79,10 @@ class Ingester:
         transactions as the row cap allows."""
         stats = IngestStats()
         held: set[str] = set()  # runs whose segments wait for the next pass after a failure
-        for path in foreign_entries(self.store.layout.inbox):
+        entries = run_entries(self.store.layout.inbox)  # one walk of the inbox per pass
+        for path in foreign_entries(entries):
             self._reject(path, "not a segment file name (ASCII digits + .parquet)", stats)
-        listed = list_segment_files(self.store.layout.inbox)
-        pending = [f for f in listed if f[2] not in self._stuck]
+        pending = [f for f in segment_files(entries) if f[2] not in self._stuck]
         for batch in self._batches(pending, stats, held):
             self._ingest_or_hold(batch, stats, held)
         stats.crashed_runs = self.sweep_liveness()
@@ -219,8 +220,9 @@ class Ingester:
                 [self.namespace],
             ).fetchall()
         dead = [(run_id, pid) for run_id, pid in rows if pid and not _process_alive(pid)]
-        pending = {run_id for run_id, _, _ in list_segment_files(self.store.layout.inbox)}
-        crashed = [run_id for run_id, _ in dead if run_id not in pending]
+        # A dead run's segments still waiting (its last words) are ingested first.
+        layout = self.store.layout
+        crashed = [run_id for run_id, _ in dead if not _has_segments(layout.run_inbox(run_id))]
         for run_id in crashed:
             pid = dict(dead)[run_id]
             with self.store.write() as cur:
@@ -252,6 +254,13 @@ def _unlink(paths: list[Path]) -> None:
         return
     with ThreadPoolExecutor(_UNLINK_THREADS, thread_name_prefix="trainlight-unlink") as pool:
         list(pool.map(lambda path: path.unlink(missing_ok=True), paths))
+
+
+def _has_segments(run_inbox: Path) -> bool:
+    try:
+        return any(parse_segment_file_name(name) is not None for name in os.listdir(run_inbox))
+    except OSError:
+        return False
 
 
 def _process_alive(pid: int) -> bool:

@@ -86,10 +86,11 @@ def decode_segment(payload: bytes) -> Segment:
         # of read_table's time, and ingest decodes up to hundreds of small files per pass.
         parquet = open_segment(payload)
         check_footer(parquet.metadata)
-        header = parse_header(header_bytes(parquet.schema_arrow))
-        check_segment_schema(parquet.schema_arrow)  # extra columns are never decoded
+        schema = parquet.schema_arrow  # built from the footer on each access: once
+        header = parse_header(header_bytes(schema))
+        check_segment_schema(schema)  # extra columns are never decoded
         table = parquet.read(columns=_COLUMNS, use_threads=False)
-        table = normalise_segment(table.replace_schema_metadata(parquet.schema_arrow.metadata))
+        table = normalise_segment(table.replace_schema_metadata(schema.metadata))
         check_rows(table)
     except (pa.ArrowException, OSError) as exc:
         raise SegmentError(f"not a readable Parquet file: {exc}") from exc

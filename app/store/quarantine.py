@@ -21,7 +21,6 @@ from trainlight.collectors.schema import (
     parse_segment_file_name,
     write_atomically,
 )
-from trainlight.collectors.store_files import run_entries
 
 log = logging.getLogger("trainlight.ingest")
 REASON_SUFFIX = ".reason.txt"
@@ -67,12 +66,12 @@ def _free_name(directory: Path, name: str) -> Path:
     raise OSError(f"{_MAX_NAME_TRIES} rejected entries already named {name}")
 
 
-def foreign_entries(inbox: Path) -> list[Path]:
-    """Entries of run directories that look like segments (`*.parquet`, not a writer's hidden
-    temporary) but have no valid segment name, e.g. `²².parquet`."""
+def foreign_entries(entries: list[tuple[str, str, Path]]) -> list[Path]:
+    """Of the inbox's `run_entries`, those that look like segments (`*.parquet`, not a writer's
+    hidden temporary) but have no valid segment name, e.g. `²².parquet`."""
     return [
         path
-        for _, name, path in run_entries(inbox)
+        for _, name, path in entries
         if name.endswith(".parquet")
         and not name.startswith(".")
         and parse_segment_file_name(name) is None
