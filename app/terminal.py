@@ -11,7 +11,7 @@ from datetime import datetime
 
 from trainlight.app.formatting import format_age, format_value
 from trainlight.app.store.queries import RunSummary
-from trainlight.collectors.health.verdict import SIGNALS
+from trainlight.collectors.health.verdict import SIGNALS, STATE_SHAPES
 
 _COLUMNS = (
     "RUN ID",
@@ -25,7 +25,6 @@ _COLUMNS = (
     "LAST VALUES",
 )
 _MAX_CELL = 48
-_SHAPES = {"green": "●", "amber": "▲", "red": "■", "grey": "○"}
 _ANSI = {"green": "\033[32m", "amber": "\033[33m", "red": "\033[31m", "grey": "\033[90m"}
 _RESET = "\033[0m"
 HEALTH_LEGEND = "health: " + " ".join(f"{s[:3]}" for s in SIGNALS) + "  (● ok ▲ warn ■ bad ○ none)"
@@ -49,7 +48,7 @@ def runs_table_text(runs: Sequence[RunSummary], now: datetime, color: bool = Fal
 
 def badges(health: Mapping[str, str]) -> str:
     """One shape per signal, in the order of SIGNALS."""
-    return "".join(_SHAPES.get(health.get(signal, "grey"), "?") for signal in SIGNALS)
+    return "".join(STATE_SHAPES.get(health.get(signal, "grey"), "?") for signal in SIGNALS)
 
 
 def _colour_badges(line: str, health: Mapping[str, str]) -> str:

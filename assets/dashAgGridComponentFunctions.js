@@ -8,7 +8,6 @@
  */
 var dagcomfuncs = (window.dashAgGridComponentFunctions = window.dashAgGridComponentFunctions || {});
 
-var TL_SHAPES = { green: "\u25CF", amber: "\u25B2", red: "\u25A0", grey: "\u25CB" };
 var TL_LIGHTS = { helping: "\u25CF", hurting: "\u25A0", none: "\u25CB" };
 
 dagcomfuncs.RunLink = function (props) {
@@ -37,7 +36,7 @@ dagcomfuncs.HealthBadge = function (props) {
   return React.createElement(
     "span",
     { className: "badge badge-" + state, title: reason, "data-state": state, "aria-label": reason },
-    TL_SHAPES[state] || "?"
+    (props.shapes || {})[state] || "?"  // STATE_SHAPES, from the column definition
   );
 };
 

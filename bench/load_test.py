@@ -22,11 +22,15 @@ logged row of every run (no duplicate).
     python bench/load_test.py --quick                      # smoke: 20 runs, 15 s (~1 min)
     python bench/load_test.py                              # 200 runs, 10 Hz, 60 s (~3-4 min)
     python bench/load_test.py --post-every 1.0 0.1         # both readings, one after the other
+    python bench/load_test.py --pin                        # server on one core, load on the other
+    python bench/load_test.py --runs 200 100 50            # find the largest count meeting the goal
+    python bench/load_test.py --serve-args "--receivers 1" # extra `trainlight serve` options
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -212,10 +216,34 @@ def _settle(server: LiveServer, workers: list[Worker], expected: dict[str, int])
     return leftovers, _wait_drained(server, expected)
 
 
-def scenario(load: Load, workdir: Path) -> Outcome:
+def pin_process_tree(root_pid: int, cpus: set[int]) -> int:
+    """Pin every thread of `root_pid` and of its descendants (receivers) to `cpus`; how many.
+
+    Threads started later inherit the affinity of the thread that starts them."""
+    family, pinned = {root_pid}, 0
+    for entry in sorted(Path("/proc").iterdir(), key=lambda e: e.name):
+        try:
+            stat = (entry / "stat").read_text()
+        except (OSError, ValueError):
+            continue
+        if entry.name.isdigit() and int(stat.rsplit(")", 1)[1].split()[1]) in family:
+            family.add(int(entry.name))
+    for pid in family:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            os.sched_setaffinity(int(tid), cpus)
+            pinned += 1
+    return pinned
+
+
+def scenario(load: Load, workdir: Path, pin: bool, serve_args: tuple[str, ...]) -> Outcome:
     """One load run on a fresh store; returns its figures."""
     workdir.mkdir(parents=True, exist_ok=True)
-    server = start_server(workdir / "store", workdir / "serve.log")
+    server = start_server(workdir / "store", workdir / "serve.log", extra_args=serve_args)
+    if pin:  # the server on the last core, this process, its clients and workers on the others
+        cores = sorted(os.sched_getaffinity(0))
+        threads = pin_process_tree(server.process.pid, {cores[-1]})
+        os.sched_setaffinity(0, set(cores[:-1]))
+        print(f"pinned: server ({threads} threads) to CPU {cores[-1]}, load to {cores[:-1]}")
     workers = _start_workers(load, server, workdir)
     readers = Readers.create(server.base_url, load)
     try:
@@ -263,7 +291,7 @@ def _slip(result: Mapping[str, Any], hz: float) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--runs", type=int, nargs="+", default=[200], help="one load per count")
     parser.add_argument("--hz", type=float, default=10.0, help="steps logged per second per run")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of logging")
     parser.add_argument("--clients", type=int, default=10, help="browsers reloading the grid")
@@ -271,16 +299,23 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=4, help="collector processes")
     parser.add_argument("--quick", action="store_true", help="20 runs, 15 s, 2 workers")
     parser.add_argument("--dir", type=Path, help="work directory (default: a new temp dir)")
+    parser.add_argument(
+        "--pin", action="store_true", help="server on one core, load generator on the others"
+    )
+    parser.add_argument("--serve-args", default="", help="extra `trainlight serve` arguments")
     args = parser.parse_args()
     if args.quick:
-        args.runs, args.duration, args.workers = 20, 15.0, 2
+        args.runs, args.duration, args.workers = [20], 15.0, 2
     workdir = args.dir or Path(tempfile.mkdtemp(prefix="trainlight-load-"))
     print(f"load test: work dir {workdir}; {os.cpu_count()} CPUs, load {os.getloadavg()}")
+    every_cpu = os.sched_getaffinity(0)
     ok = True
-    for post_every in args.post_every:
-        load = Load(args.runs, args.hz, args.duration, args.clients, post_every, args.workers)
-        print(f"\n== {load}", flush=True)
-        outcome = scenario(load, workdir / f"post-{post_every:g}")
+    for runs, post_every in itertools.product(args.runs, args.post_every):
+        os.sched_setaffinity(0, every_cpu)
+        load = Load(runs, args.hz, args.duration, args.clients, post_every, args.workers)
+        print(f"\n== {load} pinned={args.pin} serve {args.serve_args!r}", flush=True)
+        where = workdir / f"runs-{runs}-post-{post_every:g}"
+        outcome = scenario(load, where, args.pin, tuple(args.serve_args.split()))
         ok &= print_outcome(outcome)
     return 0 if ok else 1
 

@@ -9,7 +9,6 @@ unchanged: they are data (the `nonfinite` signal reads them).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +27,9 @@ class ScalarColumns:
     value: list[float] = field(default_factory=list)
     wall_time: list[float] = field(default_factory=list)
     max_slot: int = -1  # highest tensor slot these rows used
+    # (key, step) of tensor values whose slot was not read (a bookkeeping bug, not data): they
+    # get no row, because a NaN there would paint a false red `nonfinite`.
+    missing: list[tuple[str, int]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.step)
@@ -59,7 +61,8 @@ def records_to_columns(
     records: Sequence[Record], slot_base: int = 0, slot_values: Sequence[float | None] = ()
 ) -> ScalarColumns:
     """Flatten records into metric rows; tensor slots are read from `slot_values[slot - base]`
-    (None there: a value whose device could not be read, already reported: no row)."""
+    (None there: a value whose device could not be read, already reported: no row; a slot
+    outside `slot_values`: no row, listed in `missing` for the caller to report)."""
     cols = ScalarColumns()
     for step, wall_time, values in records:
         for key, value in values.items():
@@ -68,7 +71,10 @@ def records_to_columns(
             elif value.__class__ is int:
                 index = value - slot_base
                 cols.max_slot = max(cols.max_slot, value)
-                read = slot_values[index] if 0 <= index < len(slot_values) else math.nan
+                if not 0 <= index < len(slot_values):
+                    cols.missing.append((key, step))
+                    continue
+                read = slot_values[index]
                 if read is None:
                     continue
                 cols.value.append(read)

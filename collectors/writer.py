@@ -234,6 +234,13 @@ class SegmentWriter:
         if self._carry:
             base, values = self._carry_base, self._carry + values
         columns = records_to_columns(records, base, values)
+        if columns.missing:
+            key, step = columns.missing[0]
+            self.problems.report(
+                "tensor_slot_missing",
+                f"{len(columns.missing)} logged tensor value(s) were lost before they could be "
+                f"read (first: {key!r} at step {step}); they are left out, not recorded as NaN",
+            )
         # Slots after the last one used belong to records logged after the drain: keep them.
         keep_from = max(columns.max_slot + 1, base) - base
         self._carry_base, self._carry = base + keep_from, values[keep_from:]

@@ -16,8 +16,8 @@ from dash.development.base_component import Component
 from trainlight.app.formatting import format_value
 from trainlight.app.store.queries import RunDetail
 from trainlight.app.store.series import HealthChange
+from trainlight.collectors.health.verdict import STATE_SHAPES
 
-SHAPES = {"green": "●", "amber": "▲", "red": "■", "grey": "○"}
 SIGNAL_TITLES = {
     "catch": "Catch (adversary vs content)",
     "runaway": "Runaway (generated vs reference)",
@@ -47,7 +47,7 @@ NOT_MEASURED = {
 
 def badge(state: str, text: str | None = None) -> html.Span:
     return html.Span(
-        f"{SHAPES.get(state, '○')} {text or state}",
+        f"{STATE_SHAPES.get(state, '○')} {text or state}",
         className=f"verdict verdict-{state}",
         title=state,
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trainlight.collectors.health.verdict import SIGNALS
+from trainlight.collectors.health.verdict import SIGNALS, STATE_SHAPES
 
 SIGNAL_TITLES = {
     "catch": ("catch", "Adversary caught up after the content loss plateaued"),
@@ -43,7 +43,7 @@ def signal_column(signal: str) -> dict[str, Any]:
         "field": f"h_{signal}",
         "colId": f"h_{signal}",
         "cellRenderer": "HealthBadge",
-        "cellRendererParams": {"reasonField": f"r_{signal}"},
+        "cellRendererParams": {"reasonField": f"r_{signal}", "shapes": STATE_SHAPES},
         "width": 96,
         "cellClass": "cell-center",
         "headerClass": "header-center",

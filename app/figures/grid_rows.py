@@ -23,10 +23,9 @@ from trainlight.app.formatting import format_value
 from trainlight.app.store.grid import GridRow
 from trainlight.app.store.queries import display_status
 from trainlight.app.url_state import GridState
-from trainlight.collectors.health.verdict import GREY, SIGNALS, worst
+from trainlight.collectors.health.verdict import GREY, SIGNALS, severity, worst
 
 SPARK_WIDTH, SPARK_HEIGHT = 120, 24
-_SEVERITY = {GREY: 0, "green": 1, "amber": 2, "red": 3}
 
 
 @dataclass(frozen=True)
@@ -119,7 +118,7 @@ def sort_rows(rows: Sequence[GridRow], sort: str) -> list[GridRow]:
 
 def _health_rank(row: GridRow) -> tuple[int, int, int]:
     states = [s.state for s in row.health.values()]
-    return (-_SEVERITY.get(worst(states), 0), -states.count("red"), -states.count("amber"))
+    return (-severity(worst(states)), -states.count("red"), -states.count("amber"))
 
 
 def row_record(row: GridRow, now: datetime, stale_after: timedelta) -> dict[str, Any]:

@@ -8,7 +8,6 @@ recent windows, MAD floored at one unit), so a highlighted spike is one the rule
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +31,7 @@ from trainlight.app.figures.style import (
     subplot_title,
 )
 from trainlight.app.store.series import Series
+from trainlight.collectors.health.rules.dead_relu import undead_spikes
 from trainlight.collectors.health.settings import HealthSettings
 
 DEFAULTS = HealthSettings()
@@ -103,23 +103,6 @@ def _cdf_trace(quantiles: npt.NDArray[np.float64], name: str, line: dict[str, An
         "line": line,
         "hovertemplate": "%{x:.4g}: %{y:.0%} below<extra>" + name + "</extra>",
     }
-
-
-def undead_spikes(
-    steps: Sequence[float], counts: Sequence[float], settings: HealthSettings = DEFAULTS
-) -> list[tuple[float, float]]:
-    """(step, count) of the windows the dead_relu rule would call an undead spike."""
-    history: list[float] = []
-    spikes = []
-    for step, count in zip(steps, counts, strict=True):
-        if len(history) >= settings.undead_min_history:
-            median = statistics.median(history)
-            mad = statistics.median(abs(x - median) for x in history)
-            if count > median + settings.undead_k * max(mad, 1.0):
-                spikes.append((step, count))
-        history.append(count)
-        del history[: -settings.undead_history]
-    return spikes
 
 
 def dead_figure(

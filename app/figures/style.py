@@ -20,7 +20,6 @@ Trace = dict[str, Any]
 
 GREEN, AMBER, RED, GREY = "#1a7f37", "#b35900", "#c62828", "#8a8f98"
 INK, GRID = "#1f2328", "#eef0f2"
-STATE_COLOURS = {"green": GREEN, "amber": AMBER, "red": RED, "grey": GREY}
 # Colour-blind-friendly qualitative palette (Okabe-Ito, without yellow).
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#000000")
 # LCA: negative = helping (green), positive = hurting (red), zero = white.
@@ -183,22 +182,3 @@ def compact(values: npt.ArrayLike) -> npt.NDArray[Any]:
     if magnitude.max() < _FLOAT32_MAX and (nonzero.size == 0 or nonzero.min() > _FLOAT32_TINY):
         return x.astype(np.float32)
     return x
-
-
-def empty_figure(title: str, message: str, uirevision: str) -> Figure:
-    """A figure that says why there is nothing to draw (instead of a blank box)."""
-    layout = base_layout(title, uirevision, height=200)
-    layout["annotations"] = [
-        {
-            "text": message,
-            "showarrow": False,
-            "x": 0.5,
-            "y": 0.5,
-            "xref": "paper",
-            "yref": "paper",
-            "font": {"color": GREY, "size": 13},
-        }
-    ]
-    layout["xaxis"] = axis(visible=False)
-    layout["yaxis"] = axis(visible=False)
-    return figure([], layout)

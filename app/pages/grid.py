@@ -34,14 +34,13 @@ from trainlight.app.store.database import Store, utc_naive
 from trainlight.app.store.grid import grid_rows
 from trainlight.app.store.quarantine import rejected_count
 from trainlight.app.url_state import SORTS, GridState, build, compare_href, parse
-from trainlight.collectors.health.verdict import STATES
+from trainlight.collectors.health.verdict import STATES, state_label
 from trainlight.collectors.schema import is_valid_run_id
 
 PATH = "/"
 STOP_REASON = "stopped from the dashboard grid"
 _SORT_LABELS = {"health": "worst health", "recency": "recently updated", "name": "name"}
 _LEGEND = "● ok  ▲ warning  ■ bad  ○ no data (hover a light for the reason)"
-_STATE_LABELS = {"green": "● green", "amber": "▲ amber", "red": "■ red", "grey": "○ grey"}
 
 
 def layout(**query: Any) -> html.Div:
@@ -114,7 +113,7 @@ def _filters(state: GridState) -> html.Div:
             select("grid-tag", state.tag, "Tag"),
             dcc.Dropdown(
                 id="grid-state",
-                options=[{"label": _STATE_LABELS[s], "value": s} for s in STATES],
+                options=[{"label": state_label(s), "value": s} for s in STATES],
                 value=list(state.states),
                 multi=True,
                 placeholder="Health",

@@ -37,12 +37,6 @@ class StepMatrix:
     matrix: Matrix
 
 
-def array_keys(cur: duckdb.DuckDBPyConnection, run_id: str) -> frozenset[str]:
-    """Which array keys the run recorded (cheap: decides which panels to show)."""
-    rows = cur.execute("SELECT DISTINCT key FROM arrays WHERE run_id = ?", [run_id]).fetchall()
-    return frozenset(str(r[0]) for r in rows)
-
-
 def read_arrays(
     cur: duckdb.DuckDBPyConnection,
     run_id: str,

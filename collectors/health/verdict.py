@@ -8,6 +8,18 @@ GREEN, AMBER, RED, GREY = "green", "amber", "red", "grey"
 STATES = (GREEN, AMBER, RED, GREY)
 SIGNALS = ("catch", "runaway", "dead_relu", "lca", "nonfinite")
 _SEVERITY = {GREY: 0, GREEN: 1, AMBER: 2, RED: 3}
+# How a state is drawn wherever colour may not reach (terminals, colour-blind readers, the badge
+# glyphs of the grid, whose renderer gets this table as a parameter): one shape per state.
+STATE_SHAPES = {GREEN: "●", AMBER: "▲", RED: "■", GREY: "○"}
+
+
+def severity(state: str) -> int:
+    """Rank for sorting: grey (unknown) < green < amber < red."""
+    return _SEVERITY.get(state, 0)
+
+
+def state_label(state: str) -> str:
+    return f"{STATE_SHAPES.get(state, '?')} {state}"
 
 
 @dataclass(frozen=True)
@@ -32,7 +44,7 @@ class Transition:
 
 def worst(states: list[str]) -> str:
     """The most severe state (grey < green < amber < red); grey for none."""
-    return max(states, key=lambda s: _SEVERITY.get(s, 0), default=GREY)
+    return max(states, key=severity, default=GREY)
 
 
 @dataclass

@@ -25,6 +25,16 @@ def test_non_finite_values_are_kept_as_data() -> None:
     assert math.isnan(cols.value[0]) and cols.value[1] == math.inf and cols.value[2] == -math.inf
 
 
+def test_a_slot_that_was_never_read_is_left_out_and_named_not_turned_into_nan() -> None:
+    records = [(0, 0.0, {"loss": 0, "acc": 0.5}), (1, 1.0, {"loss": 5})]  # slot 5: not read
+    cols = records_to_columns(records, slot_base=0, slot_values=[0.25])
+    assert list(zip(cols.step, cols.key, cols.value, strict=True)) == [
+        (0, "loss", 0.25),
+        (0, "acc", 0.5),
+    ]
+    assert cols.missing == [("loss", 1)]
+
+
 def test_non_numbers_are_refused() -> None:
     with pytest.raises(TypeError, match="expected a number or a 0-d tensor, got str"):
         host_scalar("0.5")

@@ -9,7 +9,7 @@ flagged for a single waking unit).
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from trainlight.collectors.health.observations import SegmentRows
@@ -50,15 +50,38 @@ class DeadReluWindow:
 
     def _judge_undead(self, layer: str, step: int, count: float, settings: HealthSettings) -> None:
         history = self.undead_history.setdefault(layer, [])
-        if len(history) >= settings.undead_min_history:
-            median = statistics.median(history)
-            mad = statistics.median(abs(x - median) for x in history)
-            threshold = median + settings.undead_k * max(mad, 1.0)
-            if count > threshold:
-                self.spike = (layer, count, threshold, step)
-                self.spike_left = settings.spike_hold
+        threshold = undead_threshold(history, settings)
+        if threshold is not None and count > threshold:
+            self.spike = (layer, count, threshold, step)
+            self.spike_left = settings.spike_hold
         history.append(count)
         del history[: -settings.undead_history]
+
+
+def undead_threshold(history: Sequence[float], settings: HealthSettings) -> float | None:
+    """The undead count above which a layer's next window is a spike, given its recent windows
+    (median + k·MAD, MAD floored at one unit); None while the history is too short to judge."""
+    if len(history) < settings.undead_min_history:
+        return None
+    median = statistics.median(history)
+    mad = statistics.median(abs(x - median) for x in history)
+    return median + settings.undead_k * max(mad, 1.0)
+
+
+def undead_spikes(
+    steps: Sequence[float], counts: Sequence[float], settings: HealthSettings
+) -> list[tuple[float, float]]:
+    """(step, count) of the windows of one layer's undead series that the rule calls a spike:
+    what the run page rings, judged by the rule's own threshold."""
+    history: list[float] = []
+    spikes = []
+    for step, count in zip(steps, counts, strict=True):
+        threshold = undead_threshold(history, settings)
+        if threshold is not None and count > threshold:
+            spikes.append((step, count))
+        history.append(count)
+        del history[: -settings.undead_history]
+    return spikes
 
 
 class DeadReluRule:

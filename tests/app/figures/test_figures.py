@@ -18,10 +18,11 @@ from trainlight.app.figures.signals import (
     dead_figure,
     distribution_figure,
     runaway_figure,
-    undead_spikes,
 )
 from trainlight.app.figures.style import AMBER, GREEN, RED, Figure, compact, ema
 from trainlight.app.store.series import CatchMarks, Series
+from trainlight.collectors.health.observations import SegmentRows
+from trainlight.collectors.health.rules.dead_relu import DeadReluWindow, undead_spikes
 from trainlight.collectors.health.settings import HealthSettings
 
 
@@ -125,12 +126,21 @@ def test_distribution_figure_draws_both_cdfs() -> None:
     assert names(distribution_figure(ref, None)) == ["reference (real data)"]
 
 
-def test_undead_spikes_follow_the_rule() -> None:
-    counts = [1, 2, 1, 2, 1, 30, 2, 1]
-    assert undead_spikes(range(8), counts) == [(5, 30)]
-    assert undead_spikes(range(4), [0, 0, 0, 90]) == []  # not enough history yet
-    strict = HealthSettings(undead_k=100.0)
-    assert undead_spikes(range(8), counts, strict) == []
+@pytest.mark.parametrize("settings", [HealthSettings(), HealthSettings(undead_k=100.0)])
+def test_the_rings_are_the_windows_the_rule_judged_a_spike(settings: HealthSettings) -> None:
+    """One history fed to the dead_relu rule and to the figure's helper: the same spikes."""
+    rng = np.random.default_rng(3)
+    counts = rng.poisson(2, 60).astype(float)
+    counts[[12, 30, 31, 50]] = [40, 25, 60, 9]
+    window, judged = DeadReluWindow(), []
+    for step, count in enumerate(counts):
+        rows = SegmentRows(layers={"undead": {"fc1": ([step], [float(count)])}}, first_step=step)
+        for _ in window.update(rows, settings):
+            if window.spike is not None and window.spike[3] == step:
+                judged.append((step, window.spike[1]))
+    assert undead_spikes(range(60), counts.tolist(), settings) == judged
+    assert (12, 40.0) in judged or settings.undead_k == 100.0
+    assert undead_spikes(range(4), [0, 0, 0, 90], settings) == []  # not enough history yet
 
 
 def test_dead_figure_rings_spikes_and_draws_the_runs_thresholds() -> None:
