@@ -20,6 +20,8 @@ from trainlight.app.store.database import Store, utc_naive
 from trainlight.app.store.quarantine import rejected_summary
 from trainlight.app.store.queries import RunDetail, RunSummary, get_run, list_runs, stop_state
 from trainlight.app.store.segment_limits import LimitError, check_segment
+from trainlight.collectors.health.registry import signal_names
+from trainlight.collectors.health.verdict import GREY
 from trainlight.collectors.schema import is_valid_run_id, write_atomically
 
 MAX_SEGMENT_BYTES = 64 * 1024 * 1024
@@ -49,7 +51,7 @@ def summary_json(run: RunSummary) -> dict[str, Any]:
         "stop_requested": run.stop_requested,
         "stop_reason": run.stop_reason,
         "dropped_rows": run.dropped_rows,
-        "health": dict(run.health),
+        "health": {**dict.fromkeys(signal_names(), GREY), **run.health},
         "last_values": dict(run.last_values),
     }
 

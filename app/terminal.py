@@ -11,7 +11,8 @@ from datetime import datetime
 
 from trainlight.app.formatting import format_age, format_value
 from trainlight.app.store.queries import RunSummary
-from trainlight.collectors.health.verdict import SIGNALS, STATE_SHAPES
+from trainlight.collectors.health.registry import legend, signal_names
+from trainlight.collectors.health.verdict import STATE_SHAPES
 
 _COLUMNS = (
     "RUN ID",
@@ -27,7 +28,6 @@ _COLUMNS = (
 _MAX_CELL = 48
 _ANSI = {"green": "\033[32m", "amber": "\033[33m", "red": "\033[31m", "grey": "\033[90m"}
 _RESET = "\033[0m"
-HEALTH_LEGEND = "health: " + " ".join(f"{s[:3]}" for s in SIGNALS) + "  (● ok ▲ warn ■ bad ○ none)"
 
 
 def runs_table_text(runs: Sequence[RunSummary], now: datetime, color: bool = False) -> str:
@@ -43,19 +43,19 @@ def runs_table_text(runs: Sequence[RunSummary], now: datetime, color: bool = Fal
         lines = [lines[0]] + [
             _colour_badges(line, run.health) for line, run in zip(lines[1:], runs, strict=True)
         ]
-    return "\n".join([*lines, HEALTH_LEGEND])
+    return "\n".join([*lines, legend()])
 
 
 def badges(health: Mapping[str, str]) -> str:
-    """One shape per signal, in the order of SIGNALS."""
-    return "".join(STATE_SHAPES.get(health.get(signal, "grey"), "?") for signal in SIGNALS)
+    """One shape per registered signal, in the registry's order."""
+    return "".join(STATE_SHAPES.get(health.get(name, "grey"), "?") for name in signal_names())
 
 
 def _colour_badges(line: str, health: Mapping[str, str]) -> str:
     plain = badges(health)
     coloured = "".join(
         f"{_ANSI.get(health.get(signal, 'grey'), '')}{shape}{_RESET}"
-        for signal, shape in zip(SIGNALS, plain, strict=True)
+        for signal, shape in zip(signal_names(), plain, strict=True)
     )
     return line.replace(plain, coloured, 1)
 

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from trainlight.collectors.health.evaluator import ROLE_NAMES
+from trainlight.collectors.health.registry import prunable
 from trainlight.collectors.health.settings import HealthSettings
-from trainlight.collectors.health.verdict import SIGNALS
 
 SEGMENT_FORMAT = 1
 RUN_STATUSES = ("running", "finished", "crashed", "stopped")
@@ -179,9 +179,10 @@ class RunHeader:
             k in ROLE_NAMES and isinstance(v, str) for k, v in roles.items()
         ):
             raise ValueError(f"roles must map {ROLE_NAMES} to logged keys, got {roles!r}")
-        unknown = [p for p in self.prune_on if p not in SIGNALS]
+        allowed = prunable()
+        unknown = [p for p in self.prune_on if p not in allowed]
         if unknown:
-            raise ValueError(f"prune_on names unknown signals {unknown}; known: {SIGNALS}")
+            raise ValueError(f"prune_on names unknown signals {unknown}; known: {allowed}")
         if not isinstance(self.health, Mapping):
             raise ValueError("health settings must be a JSON object")
         HealthSettings.from_dict(self.health)  # raises with the bad setting named

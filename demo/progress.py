@@ -15,7 +15,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from trainlight.collectors.health.verdict import SIGNALS
+from trainlight.collectors.health.registry import legend, signal_names
+from trainlight.collectors.health.verdict import STATE_SHAPES
 from trainlight.demo.jobs import (
     CANCELLED,
     CRASHED,
@@ -27,11 +28,9 @@ from trainlight.demo.jobs import (
 )
 
 Health = Mapping[str, Mapping[str, str]]  # run_id -> signal -> state
-_SHAPES = {"green": "●", "amber": "▲", "red": "■", "grey": "○"}
 _STYLES = {"green": "green", "amber": "yellow", "red": "red", "grey": "bright_black"}
 BAR_WIDTH = 16
 NAME_WIDTH = 24
-HEALTH_LEGEND = "health: " + " ".join(SIGNALS) + "  (● ok ▲ warn ■ bad ○ none)"
 _STATE_STYLES = {
     RUNNING: "cyan",
     FINISHED: "green",
@@ -51,13 +50,13 @@ def note(status: JobStatus) -> str:
 
 
 def badge_text(health: Mapping[str, str] | None) -> Text:
-    """One coloured shape per signal, in the order of SIGNALS (blank before any data)."""
+    """One coloured shape per signal, in the registry's order (blank before any data)."""
     text = Text()
     if not health:
         return text
-    for signal in SIGNALS:
+    for signal in signal_names():
         state = health.get(signal, "grey")
-        text.append(_SHAPES.get(state, "?"), style=_STYLES.get(state, ""))
+        text.append(STATE_SHAPES.get(state, "?"), style=_STYLES.get(state, ""))
     return text
 
 
@@ -78,7 +77,7 @@ def render(statuses: Sequence[JobStatus], health: Health, title: str, width: int
         table.add_column(header, width=column_width, no_wrap=True, justify=justify)
     if health:
         table.add_column("health", width=6, no_wrap=True)
-        table.caption = HEALTH_LEGEND
+        table.caption = legend()
         table.caption_justify = "left"
     table.add_column("note", no_wrap=True)
     for status in statuses:

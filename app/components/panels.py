@@ -16,33 +16,9 @@ from dash.development.base_component import Component
 from trainlight.app.formatting import format_value
 from trainlight.app.store.queries import RunDetail
 from trainlight.app.store.series import HealthChange
+from trainlight.collectors.health.registry import spec_of
+from trainlight.collectors.health.settings import HealthSettings
 from trainlight.collectors.health.verdict import STATE_SHAPES
-
-SIGNAL_TITLES = {
-    "catch": "Catch (adversary vs content)",
-    "runaway": "Runaway (generated vs reference)",
-    "dead_relu": "Dead and undead units",
-    "lca": "Loss Change Allocation",
-    "nonfinite": "Non-finite values",
-}
-SIGNAL_HELP = {
-    "catch": "Once the content loss plateaus, the adversary should catch up (its loss rises or "
-    "becomes unstable). No catch long after the plateau means the run is unlikely to improve.",
-    "runaway": "KS distance between the generator's recent per-sample means and the real data. "
-    "Green below the critical value; red when large and not shrinking.",
-    "dead_relu": "Units that never fire in a window are dead. Amber at 10% dead in a layer, red at "
-    "50%, a whole dead layer, or a spike of units waking up (undead).",
-    "lca": "How much each layer's parameter updates lowered (helping, negative) or raised "
-    "(hurting, positive) the probe loss. Red when the total hurts for several windows.",
-    "nonfinite": "Red as soon as any logged scalar, activation or LCA gradient is NaN or ±Inf.",
-}
-NOT_MEASURED = {
-    "catch": "not judged: call mon.roles(adversary=…, content=…)",
-    "runaway": "not judged: call mon.reference(real_batch) and mon.outputs(step, fake)",
-    "dead_relu": "not measured: call mon.watch(model)",
-    "lca": "not measured: call mon.lca(model, probe_loss)",
-    "nonfinite": "no values judged yet",
-}
 
 
 def badge(state: str, text: str | None = None) -> html.Span:
@@ -111,25 +87,28 @@ def signal_panel(
     signal: str,
     history: Sequence[HealthChange],
     graphs: Sequence[Component],
+    settings: HealthSettings,
     extra: html.Div | None = None,
 ) -> html.Section:
     """One signal: badge + reason (or why it is not judged), its state changes, the evidence
-    (several plots side by side)."""
+    (several plots side by side), the help text from the run's settings."""
+    spec = spec_of(signal)
     current = history[-1] if history else None
     state = current.state if current else "grey"
+    missing = spec.missing if spec else "not judged"
     reason = (
         current.reason
         if current and current.reason
-        else ("healthy" if state == "green" else NOT_MEASURED[signal] if not current else "")
+        else ("healthy" if state == "green" else missing if not current else "")
     )
     at = f" (since step {current.step:,})" if current and current.step is not None else ""
     return html.Section(
         [
             html.Div(
-                [html.H2(SIGNAL_TITLES.get(signal, signal)), badge(state)], className="panel-title"
+                [html.H2(spec.title if spec else signal), badge(state)], className="panel-title"
             ),
             html.P(reason + at, className=f"reason reason-{state}"),
-            html.P(SIGNAL_HELP.get(signal, ""), className="help"),
+            html.P(spec.help_for(settings) if spec else "", className="help"),
             html.Details(
                 [html.Summary(f"{len(history)} state changes"), _timeline(history)],
                 className="history",

@@ -20,7 +20,7 @@ from trainlight.app.figures.run_page import NamedFigure, RunFigures
 from trainlight.app.figures.style import Figure
 from trainlight.app.store.run_data import RunPageData
 from trainlight.app.store.series import HealthChange
-from trainlight.collectors.health.verdict import SIGNALS
+from trainlight.collectors.health.registry import signal_names
 
 GRAPH_TYPE = "run-graph"
 STEP_AXIS, OTHER_AXIS = "step", "other"
@@ -81,7 +81,8 @@ def _panels(data: RunPageData, graphs: Mapping[str, list[dcc.Graph]], run_id: st
     by_signal: dict[str, list[HealthChange]] = {}
     for change in data.history:
         by_signal.setdefault(change.signal, []).append(change)
-    signals = list(SIGNALS) + sorted(set(by_signal) - set(SIGNALS))
+    known = signal_names()
+    signals = [*known, *sorted(set(by_signal) - set(known))]
     panels = []
     for signal in signals:
         extra: html.Div | None = None
@@ -93,6 +94,12 @@ def _panels(data: RunPageData, graphs: Mapping[str, list[dcc.Graph]], run_id: st
                 className="panel-link",
             )
         panels.append(
-            signal_panel(signal, by_signal.get(signal, []), graphs.get(signal, []), extra)
+            signal_panel(
+                signal,
+                by_signal.get(signal, []),
+                graphs.get(signal, []),
+                data.judging.settings,
+                extra,
+            )
         )
     return html.Div(panels, className="panels")

@@ -10,15 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from trainlight.collectors.health.verdict import SIGNALS, STATE_SHAPES
-
-SIGNAL_TITLES = {
-    "catch": ("catch", "Adversary caught up after the content loss plateaued"),
-    "runaway": ("runaway", "Generated outputs drifting away from the reference"),
-    "dead_relu": ("dead", "Dead / undead ReLU units"),
-    "lca": ("LCA", "Loss Change Allocation: is training making the probe loss worse?"),
-    "nonfinite": ("NaN", "NaN or ±Inf in logged scalars, activations or LCA"),
-}
+from trainlight.collectors.health.registry import specs
+from trainlight.collectors.health.signal_spec import SignalSpec
+from trainlight.collectors.health.verdict import STATE_SHAPES
 
 DEFAULT_COL_DEF: dict[str, Any] = {
     "sortable": False,
@@ -35,15 +29,14 @@ ROW_SELECTION: dict[str, Any] = {
 }
 
 
-def signal_column(signal: str) -> dict[str, Any]:
-    header, tooltip = SIGNAL_TITLES.get(signal, (signal, signal))
+def signal_column(spec: SignalSpec) -> dict[str, Any]:
     return {
-        "headerName": header,
-        "headerTooltip": tooltip,
-        "field": f"h_{signal}",
-        "colId": f"h_{signal}",
+        "headerName": spec.column,
+        "headerTooltip": spec.summary,
+        "field": f"h_{spec.name}",
+        "colId": f"h_{spec.name}",
         "cellRenderer": "HealthBadge",
-        "cellRendererParams": {"reasonField": f"r_{signal}", "shapes": STATE_SHAPES},
+        "cellRendererParams": {"reasonField": f"r_{spec.name}", "shapes": STATE_SHAPES},
         "width": 96,
         "cellClass": "cell-center",
         "headerClass": "header-center",
@@ -75,7 +68,7 @@ def column_defs() -> list[dict[str, Any]]:
         },
         {"headerName": "Group", "field": "group", "minWidth": 100, "flex": 1},
         {"headerName": "Status", "field": "status", "cellRenderer": "RunStatus", "width": 110},
-        *[signal_column(s) for s in SIGNALS],
+        *[signal_column(spec) for spec in specs()],
         {
             "headerName": "LCA layers",
             "headerTooltip": "Latest LCA per layer, in model order: ● helping ■ hurting ○ no data",

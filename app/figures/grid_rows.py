@@ -23,7 +23,8 @@ from trainlight.app.formatting import format_value
 from trainlight.app.store.grid import GridRow
 from trainlight.app.store.queries import display_status
 from trainlight.app.url_state import GridState
-from trainlight.collectors.health.verdict import GREY, SIGNALS, severity, worst
+from trainlight.collectors.health.registry import signal_names
+from trainlight.collectors.health.verdict import GREY, severity, worst
 
 SPARK_WIDTH, SPARK_HEIGHT = 120, 24
 
@@ -153,7 +154,7 @@ def static_record(row: GridRow) -> dict[str, Any]:
         "step_text": "" if row.last_step is None else f"{row.last_step:,}",
         "updated_ms": epoch_ms(row.updated_at),
     }
-    for signal in SIGNALS:
+    for signal in signal_names():
         current = row.health.get(signal)
         record[f"h_{signal}"] = current.state if current else GREY
         record[f"r_{signal}"] = _reason(signal, current.state if current else GREY, current)

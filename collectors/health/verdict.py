@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 GREEN, AMBER, RED, GREY = "green", "amber", "red", "grey"
 STATES = (GREEN, AMBER, RED, GREY)
-SIGNALS = ("catch", "runaway", "dead_relu", "lca", "nonfinite")
 _SEVERITY = {GREY: 0, GREEN: 1, AMBER: 2, RED: 3}
 # How a state is drawn wherever colour may not reach (terminals, colour-blind readers, the badge
 # glyphs of the grid, whose renderer gets this table as a parameter): one shape per state.

@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.support.demo_store import QuickDemo
-from trainlight.collectors.health.verdict import SIGNALS
+from trainlight.collectors.health.registry import signal_names
 
 if TYPE_CHECKING:
     from tests.browser.conftest import WatchedPage
@@ -43,7 +43,7 @@ def test_demo_grid_shows_each_badge_green_somewhere_and_red_elsewhere(
     page.set_viewport_size({"width": 1500, "height": 760})
     page.goto(server.base_url, wait_until="domcontentloaded")
     expect(page.locator(".ag-center-cols-container .ag-row")).to_have_count(DEMO_RUNS)
-    for signal in SIGNALS:
+    for signal in signal_names():
         cells = page.locator(f'.ag-center-cols-container [col-id="h_{signal}"] .badge')
         states = {cells.nth(i).get_attribute("data-state") for i in range(cells.count())}
         assert {"green", "red"} <= states, (signal, states)

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from trainlight.collectors.health.registry import signal_names
 from trainlight.collectors.health.settings import HealthSettings
-from trainlight.collectors.health.verdict import SIGNALS
 from trainlight.demo.catalogue import demo_runs
 from trainlight.demo.events import PREFIX, Event, encode, parse
 from trainlight.demo.recipes import DigitsRecipe, GanRecipe, RunSpec
@@ -25,7 +25,7 @@ def test_the_catalogue_names_are_unique_and_its_settings_valid() -> None:
     assert len({s.name for s in quick}) == len(quick)
     for short, long in zip(quick, full, strict=True):
         assert short.steps <= long.steps
-        assert set(short.prune_on) <= set(SIGNALS)
+        assert set(short.prune_on) <= set(signal_names())
         HealthSettings.from_dict(short.health)  # raises on an unknown or bad setting
         assert short.config()["total_steps"] == short.steps
 

@@ -20,7 +20,7 @@ import pytest
 from tests.support.demo_store import QuickDemo
 from trainlight.app.store.repro import evaluate_repro
 from trainlight.collectors.health.prediction_difference import PairDifference, pair_difference
-from trainlight.collectors.health.verdict import SIGNALS
+from trainlight.collectors.health.registry import signal_names
 from trainlight.demo.catalogue import demo_runs
 
 pytestmark = pytest.mark.slow
@@ -82,7 +82,7 @@ def test_every_demo_run_is_in_the_store_with_its_planned_length(demo: DemoResult
 
 
 def test_each_badge_ends_green_on_one_run_and_red_on_another(demo: DemoResult) -> None:
-    for signal in SIGNALS:
+    for signal in signal_names():
         states = {state for (_, s), (state, _) in demo.health.items() if s == signal}
         assert {"green", "red"} <= states, (signal, states)
     earned = {key: demo.health.get(key, ("missing", ""))[0] for key in EXPECTED}

@@ -39,7 +39,7 @@ def test_the_table_shows_progress_and_the_dashboard_badges() -> None:
     console.print(render(STATUSES, health, "12s"))
     text = console.export_text()
     rows = {line.split()[0]: line for line in text.splitlines() if line.strip()}
-    # badges in SIGNALS order: catch runaway dead_relu lca nonfinite
+    # badges in the registry's order: catch runaway dead_relu lca nonfinite
     assert "○○●○●" in rows["healthy"] and "300/300" in rows["healthy"]
     assert "■●○○●" in rows["pruned"] and "437/900" in rows["pruned"]
     assert "saved 463 steps" in rows["pruned"]

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from trainlight.collectors.health.observations import SegmentRows, Series
 from trainlight.collectors.health.settings import HealthSettings
+from trainlight.collectors.health.signal_spec import SignalSpec
 from trainlight.collectors.health.time_scale import (
     CADENCE_POINTS,
     Levels,
@@ -28,6 +29,20 @@ from trainlight.collectors.health.time_scale import (
     window_steps,
 )
 from trainlight.collectors.health.verdict import AMBER, GREEN, GREY, RED, Verdict
+
+SPEC = SignalSpec(
+    name="catch",
+    column="catch",
+    title="Catch (adversary vs content)",
+    summary="Adversary caught up after the content loss plateaued",
+    explain=lambda s: (
+        "Once the content loss plateaus, the adversary should catch up (its window mean rises "
+        f"{s.catch_kappa:.0%} above its minimum, or its spread grows {s.catch_gamma:g}x its "
+        "early baseline). No catch long after the plateau means the run is unlikely to improve."
+    ),
+    missing="not judged: call mon.roles(adversary=…, content=…)",
+    needs=("roles",),
+)
 
 
 @dataclass

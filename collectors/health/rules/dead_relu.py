@@ -14,7 +14,22 @@ from dataclasses import dataclass, field
 
 from trainlight.collectors.health.observations import SegmentRows
 from trainlight.collectors.health.settings import HealthSettings
+from trainlight.collectors.health.signal_spec import SignalSpec
 from trainlight.collectors.health.verdict import AMBER, GREEN, GREY, RED, Verdict
+
+SPEC = SignalSpec(
+    name="dead_relu",
+    column="dead",
+    title="Dead and undead units",
+    summary="Dead / undead ReLU units",
+    explain=lambda s: (
+        f"Units that never fire in a window are dead. Amber at {s.dead_amber:.0%} dead in a "
+        f"layer, red at {s.dead_red:.0%}, a whole dead layer, or a spike of units waking up "
+        f"(undead: more than the median + {s.undead_k:g}·MAD of the layer's recent windows)."
+    ),
+    missing="not measured: call mon.watch(model)",
+    needs=("watch",),
+)
 
 
 @dataclass

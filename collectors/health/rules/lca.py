@@ -14,7 +14,23 @@ from dataclasses import dataclass, field
 
 from trainlight.collectors.health.observations import SegmentRows
 from trainlight.collectors.health.settings import HealthSettings
+from trainlight.collectors.health.signal_spec import SignalSpec
 from trainlight.collectors.health.verdict import AMBER, GREEN, GREY, RED, Verdict
+
+SPEC = SignalSpec(
+    name="lca",
+    column="LCA",
+    title="Loss Change Allocation",
+    summary="Loss Change Allocation: is training making the probe loss worse?",
+    explain=lambda s: (
+        "How much each layer's parameter updates lowered (helping, negative) or raised "
+        f"(hurting, positive) the probe loss, over windows of {s.lca_window} measured steps. "
+        f"Red when the total hurts for {s.lca_red_windows} windows in a row."
+    ),
+    missing="not measured: call mon.lca(model, probe_loss)",
+    needs=("lca",),
+    reads=("lca/total",),
+)
 
 
 @dataclass

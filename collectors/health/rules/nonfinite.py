@@ -6,7 +6,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from trainlight.collectors.health.observations import SegmentRows
+from trainlight.collectors.health.signal_spec import SignalSpec
 from trainlight.collectors.health.verdict import GREEN, GREY, RED, Verdict
+
+SPEC = SignalSpec(
+    name="nonfinite",
+    column="NaN",
+    title="Non-finite values",
+    summary="NaN or ±Inf in logged scalars, activations or LCA",
+    explain=lambda _: (
+        "Red as soon as any logged scalar, activation or LCA gradient is NaN or ±Inf."
+    ),
+    missing="no values judged yet",
+)
 
 
 @dataclass

@@ -1,0 +1,54 @@
+"""The health signals trainlight knows, in the order the grid shows them.
+
+Every place that names signals (the grid's badge columns and legend, the terminal legend, the
+API's health fields, the run page's panels, the choices `prune_on` accepts) asks this registry
+at call time, so a registered signal appears everywhere with no other edit.
+"""
+
+from __future__ import annotations
+
+from trainlight.collectors.health.rules import catch, dead_relu, lca, nonfinite, runaway
+from trainlight.collectors.health.signal_spec import SignalSpec
+from trainlight.collectors.health.verdict import STATE_SHAPES
+
+_WORDS = ("ok", "warn", "bad", "none")  # what each of STATE_SHAPES means, in its order
+BUILTIN = (catch.SPEC, runaway.SPEC, dead_relu.SPEC, lca.SPEC, nonfinite.SPEC)
+_REGISTRY: dict[str, SignalSpec] = {spec.name: spec for spec in BUILTIN}
+
+
+def register(spec: SignalSpec) -> SignalSpec:
+    """Add a signal after the others (or replace one of the same name in place)."""
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def unregister(name: str) -> None:
+    """Remove a signal (a test that registered a toy one cleans up with this)."""
+    if name in {spec.name for spec in BUILTIN}:
+        raise ValueError(f"{name!r} is a built-in signal")
+    _REGISTRY.pop(name, None)
+
+
+def specs() -> tuple[SignalSpec, ...]:
+    return tuple(_REGISTRY.values())
+
+
+def signal_names() -> tuple[str, ...]:
+    return tuple(_REGISTRY)
+
+
+def spec_of(name: str) -> SignalSpec | None:
+    return _REGISTRY.get(name)
+
+
+def legend() -> str:
+    """The key under a text table whose badge column has one shape per signal."""
+    shapes = " ".join(
+        f"{shape} {word}" for shape, word in zip(STATE_SHAPES.values(), _WORDS, strict=True)
+    )
+    return f"health: {' '.join(signal_names())}  ({shapes})"
+
+
+def prunable() -> tuple[str, ...]:
+    """The signals `prune_on` may name."""
+    return tuple(spec.name for spec in _REGISTRY.values() if spec.may_prune)

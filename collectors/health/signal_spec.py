@@ -1,0 +1,29 @@
+"""What trainlight shows and says about one health signal, declared next to its rule.
+
+A signal's rule module declares one `SignalSpec`; `registry.py` lists them. Plain Python: the app
+(no torch) and the collectors (no dash) both import it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from trainlight.collectors.health.settings import HealthSettings
+
+
+@dataclass(frozen=True)
+class SignalSpec:
+    name: str  # the wire name: `health.signal`, `prune_on`, API fields
+    column: str  # the grid's badge column header and the terminal legend's word (short)
+    title: str  # the run page's panel title
+    summary: str  # one line: the grid header's tooltip
+    explain: Callable[[HealthSettings], str]  # the panel's help text, from the run's settings
+    missing: str  # shown while the signal was never judged: what the user has to call
+    needs: tuple[str, ...] = ()  # what must be recorded: "watch", "lca", "roles", "outputs"...
+    reads: tuple[str, ...] = ()  # metric keys the rule reads (beyond the roles)
+    depends_on: tuple[str, ...] = ()  # signals whose windows it consults
+    may_prune: bool = True  # may be named in `prune_on`
+
+    def help_for(self, settings: HealthSettings) -> str:
+        return self.explain(settings)
