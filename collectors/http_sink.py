@@ -120,6 +120,10 @@ class HttpSink:
         self._finish_by = deadline
         self._routes.cut_off(deadline)
 
+    def address_for(self, run_id: str) -> str:
+        """Where the run's segments go now: the server's URL or the receiver it advertised."""
+        return self._routes.address_for(run_id)
+
     def _out_of_time(self) -> bool:
         return self._finish_by is not None and time.monotonic() >= self._finish_by
 

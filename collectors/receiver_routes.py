@@ -64,6 +64,11 @@ class Routes:
             return None
         return self._ports[zlib.crc32(run_id.encode()) % len(self._ports)]
 
+    def address_for(self, run_id: str) -> str:
+        """The address the run's next request goes to (before any fallback)."""
+        port = self.receiver_for(run_id)
+        return self.base_url if port is None else f"http://{self._host}:{port}"
+
     def cut_off(self, deadline: float | None) -> None:
         """No request, on any address, runs past `deadline` (see DeadlineClient.cut_off)."""
         self._cut_off = deadline
