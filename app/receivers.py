@@ -21,6 +21,7 @@ its end and the receiver stops. A normal stop closes the pipes, then waits, then
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import socket
@@ -43,20 +44,30 @@ WATCH_INTERVAL_S = 0.5
 RESTART_AFTER_S = 1.0  # a receiver that keeps dying is restarted at most this often
 STOP_WAIT_S = 5.0
 LISTEN_BACKLOG = 1024
+BIND_PATIENCE_S = 5.0
 
 
 def bind_listener(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on host:port (0: any free port); SystemExit when it is taken."""
+    """A listening TCP socket on host:port (0: any free port); SystemExit when it stays taken.
+
+    A port in use is tried again for `BIND_PATIENCE_S`: the receivers of a server that was just
+    killed may still be on their way out (they leave once they see their pipe end)."""
     family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(LISTEN_BACKLOG)
-    except OSError as exc:
-        sock.close()
-        raise SystemExit(f"trainlight: cannot listen on {host}:{port} (receiver): {exc}") from exc
-    return sock
+    give_up = time.monotonic() + BIND_PATIENCE_S
+    while True:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(LISTEN_BACKLOG)
+            return sock
+        except OSError as exc:
+            sock.close()
+            if exc.errno != errno.EADDRINUSE or time.monotonic() >= give_up:
+                raise SystemExit(
+                    f"trainlight: cannot listen on {host}:{port} (receiver): {exc}"
+                ) from exc
+        time.sleep(0.1)
 
 
 def receiver_settings(

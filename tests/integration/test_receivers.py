@@ -15,7 +15,13 @@ from pathlib import Path
 import requests
 
 from tests.support.segments import metrics_segment
-from tests.support.server import LiveServer, start_server, stop_server, wait_until
+from tests.support.server import (
+    LiveServer,
+    receiver_pids,
+    start_server,
+    stop_server,
+    wait_until,
+)
 from trainlight.app.store.database import Store
 from trainlight.collectors import Monitor
 from trainlight.collectors.http_sink import HttpSink
@@ -24,22 +30,6 @@ from trainlight.collectors.schema import StoreLayout
 
 SEGMENT = {"Content-Type": "application/vnd.apache.parquet", "X-Trainlight": "1"}
 STEPS = 120
-
-
-def receiver_pids(main_pid: int) -> list[int]:
-    """Live `trainlight.app.receiver` processes whose parent is `main_pid`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            command = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(stat[1]) == main_pid and stat[0] != "Z" and b"trainlight.app.receiver" in command:
-            found.append(int(entry.name))
-    return found
 
 
 def alive(pid: int) -> bool:
