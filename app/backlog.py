@@ -58,6 +58,13 @@ def measure_backlog(inbox: Path) -> Backlog:
     return Backlog(segments, size)
 
 
+def busy_message(retry_after_s: int) -> str:
+    return (
+        f"the server's inbox is past its backlog bound; retry in {retry_after_s} s "
+        "(the segment was not taken)"
+    )
+
+
 def retry_after(backlog: Backlog, limits: BacklogLimits) -> int | None:
     """Seconds a collector should wait, or None while the backlog is within its bounds."""
     ratios = []

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, request
 
-from trainlight.app.backlog import BacklogGauge
+from trainlight.app.backlog import BacklogGauge, busy_message
 from trainlight.app.jsonsafe import jsonable
 from trainlight.app.store.segment_limits import LimitError, check_segment
 from trainlight.collectors.schema import StoreLayout, is_valid_run_id, write_atomically
@@ -67,11 +67,7 @@ def error(status: int, message: str) -> Response:
 
 
 def busy(retry_after_s: int) -> Response:
-    response = error(
-        503,
-        f"the server's inbox is past its backlog bound; retry in {retry_after_s} s "
-        "(the segment was not taken)",
-    )
+    response = error(503, busy_message(retry_after_s))
     response.headers["Retry-After"] = str(retry_after_s)
     return response
 
@@ -107,7 +103,7 @@ def add_intake_routes(api: Blueprint, intake: Intake) -> None:
         if request.content_length is not None and request.content_length > limit:
             return too_large
         wait = settings.backlog.retry_after() if settings.backlog is not None else None
-        if wait is not None:
+        if wait is not None:  # usually refused before its body was read (app/connections.py)
             return busy(wait)
         payload = request.get_data(cache=False)
         if len(payload) > limit:

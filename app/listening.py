@@ -20,6 +20,7 @@ from trainlight.app.backlog import DEFAULT_BACKLOG_LIMITS, BacklogGauge, Backlog
 from trainlight.app.connections import (
     CHANNEL_TIMEOUT_S,
     CLEANUP_INTERVAL_S,
+    RetryAfter,
     connection_limits,
     guarded_channel,
     install_channel,
@@ -72,9 +73,15 @@ def check_bind(options: ServeOptions) -> None:
         )
 
 
-def http_server(app: Flask, options: ServeOptions, listener: socket.socket | None = None) -> Any:
+def http_server(
+    app: Flask,
+    options: ServeOptions,
+    listener: socket.socket | None = None,
+    busy: RetryAfter | None = None,
+) -> Any:
     """Waitress on a poll() loop, limited to what it can hold and read (app/connections.py);
-    on `listener` when given (a receiver's inherited socket), else on options.host:port."""
+    on `listener` when given (a receiver's inherited socket), else on options.host:port; ingest
+    refused before its body while `busy()` gives a wait."""
     limits = connection_limits(options.connection_limit)
     where: dict[str, Any] = (
         {"sockets": [listener]}
@@ -91,8 +98,8 @@ def http_server(app: Flask, options: ServeOptions, listener: socket.socket | Non
         cleanup_interval=max(1, min(CLEANUP_INTERVAL_S, options.idle_timeout // 2)),
         max_request_body_size=MAX_REQUEST_BYTES + 1,  # waitress refuses >= this
     )
-    if options.token:
-        install_channel(server, guarded_channel(options.token))
+    if options.token or busy is not None:
+        install_channel(server, guarded_channel(options.token, busy))
     log.info(
         "up to %d connections (open-file limit %d)", limits.connection_limit, limits.open_files
     )

@@ -101,7 +101,9 @@ def main(argv: list[str]) -> int:
     layout = StoreLayout.resolve(options.directory)
     intake = intake_settings(options, layout, tuple(settings["receiver_ports"]))
     hosts = HostPolicy.serving(options.host, options.public_urls)
-    server = http_server(receiver_app(layout, options.token, hosts, intake), options, listener)
+    app = receiver_app(layout, options.token, hosts, intake)
+    busy = intake.backlog.retry_after if intake.backlog is not None else None
+    server = http_server(app, options, listener, busy)
 
     def shutdown(_signum: int, _frame: FrameType | None) -> None:
         server.close()

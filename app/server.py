@@ -51,7 +51,8 @@ def _serve(options: ServeOptions, store: Store, receivers: Receivers) -> None:
     hosts = HostPolicy.serving(options.host, options.public_urls)
     intake = intake_settings(options, store.layout, receivers.ports)
     app = create_app(store, options.token, options.stale_after, hosts, intake)
-    server = http_server(app.server, options)
+    busy = intake.backlog.retry_after if intake.backlog is not None else None
+    server = http_server(app.server, options, busy=busy)
     receivers.start()
 
     def shutdown(_signum: int, _frame: FrameType | None) -> None:

@@ -5,6 +5,7 @@ drains when the test ingests."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -31,7 +32,8 @@ SEGMENT = {"Content-Type": "application/vnd.apache.parquet", "X-Trainlight": "1"
 def serving(store: Store, options: ServeOptions) -> Iterator[tuple[str, BacklogGauge]]:
     intake = intake_settings(options, store.layout)
     assert intake.backlog is not None
-    server = http_server(create_app(store, intake=intake).server, options)
+    busy = intake.backlog.retry_after
+    server = http_server(create_app(store, intake=intake).server, options, busy=busy)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -50,6 +52,20 @@ def post(url: str, seq: int) -> requests.Response:
         headers=SEGMENT,
         timeout=10,
     )
+
+
+def refused_before_the_body(url: str) -> bytes:
+    """The answer to an ingest whose headers announce a body that is never sent."""
+    port = int(url.rstrip("/").rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            f"POST /api/v1/ingest?run_id={RUN}&seq=9 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            "Content-Type: application/vnd.apache.parquet\r\nX-Trainlight: 1\r\n"
+            "Content-Length: 100000\r\n\r\n".encode()
+        )
+        answer = sock.recv(65536)  # a timeout here: the server waited for the body
+    assert b"Retry-After: " in answer
+    return answer
 
 
 def ingested_seqs(store: Store) -> list[int]:
@@ -72,6 +88,7 @@ def test_a_refused_segment_is_kept_and_delivered_once_the_backlog_drains(tmp_pat
             assert 1 <= int(refused.headers["Retry-After"]) <= 30
             assert "backlog" in refused.json()["error"]
             assert measure_backlog(store.layout.inbox).segments == 3, "nothing was written"
+            assert refused_before_the_body(url).startswith(b"HTTP/1.1 503")
 
             problems = Problems()
             sink = HttpSink(url, problems, outbox=tmp_path / "outbox")
