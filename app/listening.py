@@ -109,9 +109,12 @@ def http_server(
 def intake_settings(
     options: ServeOptions, layout: StoreLayout, receiver_ports: tuple[int, ...] = ()
 ) -> IntakeSettings:
-    """How this process writes segments and pushes back; its backlog gauge is started here."""
+    """How this process writes segments and pushes back; its backlog gauge (none without
+    bounds) is started here."""
     layout.inbox.mkdir(parents=True, exist_ok=True)
-    gauge = BacklogGauge(layout.inbox, options.backlog)
-    gauge.start()
+    gauge = None
+    if options.backlog.max_segments or options.backlog.max_bytes:
+        gauge = BacklogGauge(layout.inbox, options.backlog)
+        gauge.start()
     write = GroupCommit(layout.inbox).write if options.group_commit else write_atomically
     return IntakeSettings(write=write, backlog=gauge, receiver_ports=receiver_ports)

@@ -165,6 +165,7 @@ class Receivers:
         process = subprocess.Popen(
             [sys.executable, "-m", "trainlight.app.receiver", str(fd)],
             stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,  # main's stdout is its own (`serving` line); logs: stderr
             pass_fds=(fd,),
         )
         settings = receiver_settings(self._options, self._layout.root, self.ports)

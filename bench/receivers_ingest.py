@@ -95,7 +95,9 @@ def client(
     results.put((time.time(), failures))
 
 
-def measure(args: argparse.Namespace, extra: tuple[str, ...], work: Path) -> tuple[float, int]:
+def measure(
+    args: argparse.Namespace, extra: tuple[str, ...], work: Path
+) -> tuple[float, list[str]]:
     """(acknowledged segments per second, failed posts) for one server configuration."""
     store = work / f"store-{len(list(work.iterdir()))}"
     store.mkdir()
@@ -122,7 +124,7 @@ def measure(args: argparse.Namespace, extra: tuple[str, ...], work: Path) -> tup
         stop_server(server)
     elapsed = max(end for end, _ in finished) - start
     failures = [f for _, fs in finished for f in fs]
-    return (args.runs * args.segments - len(failures)) / elapsed, len(failures)
+    return (args.runs * args.segments - len(failures)) / elapsed, failures
 
 
 def main() -> None:
@@ -145,9 +147,11 @@ def main() -> None:
             baseline = baseline or rate
             print(
                 f"{name:28s} {rate:8.0f} segments/s acknowledged  x{rate / baseline:.2f}"
-                f"  ({failed} failed posts)",
+                f"  ({len(failed)} failed posts)",
                 flush=True,
             )
+            for reason in sorted(set(failed))[:3]:
+                print(f"    failed: {reason[:160]}")
 
 
 if __name__ == "__main__":
