@@ -214,11 +214,11 @@ class Driver:
                 self.keeper.kill_and_restart()
                 server_kills.pop(0)
                 print(f"  {now:6.1f} s  server killed ({len(self.keeper.kills)})", flush=True)
-            if receiver_kills and now >= receiver_kills[0] and self.keeper.up:
-                if self.keeper.kill_a_receiver(self.rng):  # else: none up yet, try again
-                    receiver_kills.pop(0)
-                    self.receiver_kills += 1
-                    print(f"  {now:6.1f} s  receiver killed ({self.receiver_kills})", flush=True)
+            receiver_due = bool(receiver_kills) and now >= receiver_kills[0] and self.keeper.up
+            if receiver_due and self.keeper.kill_a_receiver(self.rng):  # else: none up yet
+                receiver_kills.pop(0)
+                self.receiver_kills += 1
+                print(f"  {now:6.1f} s  receiver killed ({self.receiver_kills})", flush=True)
             pending = trainer_kills or server_kills or receiver_kills or refill
             if not pending and all(t.exited for t in slots):
                 break
