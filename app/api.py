@@ -1,5 +1,7 @@
 """The HTTP API under `/api/v1`: ingest for remote collectors, runs for scripts, stop for humans.
 
+Ingest and the stop state (`/runs/<id>/control`) are app/intake.py's, shared with the receivers.
+
 Routes are thin: they parse and check input, call the store functions the dashboard also uses, and
 answer JSON (non-finite numbers as "NaN"/"Infinity" strings). Every malformed request gets a 4xx
 whose message names the problem; nothing a client sends becomes part of a path or a SQL string.
@@ -7,34 +9,26 @@ whose message names the problem; nothing a client sends becomes part of a path o
 
 from __future__ import annotations
 
-import json
-import re
 from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, Response, request
 
-from trainlight.app.jsonsafe import jsonable
+from trainlight.app.intake import (
+    DEFAULT_INTAKE,
+    Intake,
+    IntakeSettings,
+    add_intake_routes,
+    error,
+    json_response,
+)
 from trainlight.app.store.control import request_stop
 from trainlight.app.store.database import Store, utc_naive
 from trainlight.app.store.quarantine import rejected_summary
 from trainlight.app.store.queries import RunDetail, RunSummary, get_run, list_runs, stop_state
-from trainlight.app.store.segment_limits import LimitError, check_segment
 from trainlight.collectors.health.registry import signal_names
 from trainlight.collectors.health.verdict import GREY
-from trainlight.collectors.schema import is_valid_run_id, write_atomically
-
-MAX_SEGMENT_BYTES = 64 * 1024 * 1024
-_SEQ = re.compile(r"[0-9]{1,18}")  # ASCII digits only: str.isdigit() accepts "²"
-
-
-def json_response(payload: Any, status: int = 200) -> Response:
-    body = json.dumps(jsonable(payload), allow_nan=False, default=str)
-    return Response(body, status=status, mimetype="application/json")
-
-
-def error(status: int, message: str) -> Response:
-    return json_response({"error": message}, status)
+from trainlight.collectors.schema import is_valid_run_id
 
 
 def summary_json(run: RunSummary) -> dict[str, Any]:
@@ -68,36 +62,16 @@ def detail_json(detail: RunDetail) -> dict[str, Any]:
 def create_api(
     store: Store,
     stale_after: timedelta,
-    max_segment_bytes: int = MAX_SEGMENT_BYTES,
+    intake: IntakeSettings = DEFAULT_INTAKE,
 ) -> Blueprint:
     """The API blueprint bound to one store (access is checked in front of it: app/access.py)."""
     api = Blueprint("trainlight_api", __name__, url_prefix="/api/v1")
 
-    @api.post("/ingest")
-    def ingest() -> Response:
-        run_id = request.args.get("run_id", "")
-        seq_text = request.args.get("seq", "")
-        if not is_valid_run_id(run_id):
-            return error(400, f"invalid or missing run_id {run_id[:100]!r}")
-        if not _SEQ.fullmatch(seq_text):
-            return error(400, f"seq must be a non-negative integer, got {seq_text[:40]!r}")
-        too_large = error(413, f"segment larger than {max_segment_bytes} bytes")
-        if request.content_length is not None and request.content_length > max_segment_bytes:
-            return too_large
-        payload = request.get_data(cache=False)
-        if len(payload) > max_segment_bytes:
-            return too_large
-        try:  # the footer, the header and the key columns: no decode of the value lists
-            header = check_segment(payload)
-        except LimitError as exc:
-            return error(422, f"malformed segment: {exc}")
-        if (header.run_id, header.seq) != (run_id, int(seq_text)):
-            return error(422, "run_id/seq in the URL do not match the segment's header")
-        # Durable in the inbox before we acknowledge; the ingester thread takes it from there.
-        directory = store.layout.run_inbox(run_id)
-        directory.mkdir(parents=True, exist_ok=True)
-        write_atomically(store.layout.segment_path(run_id, int(seq_text)), payload)
-        return json_response({"run_id": run_id, "seq": int(seq_text), **_control(run_id)}, 202)
+    def run_stop_state(run_id: str) -> tuple[bool, str] | None:
+        with store.read() as cur:
+            return stop_state(cur, run_id)
+
+    add_intake_routes(api, Intake(store.layout, run_stop_state, intake))
 
     @api.get("/health")
     def health() -> Response:
@@ -132,22 +106,7 @@ def create_api(
             return error(400, "reason must be a string")
         if not request_stop(store, run_id, (reason or "stop requested through the API")[:500]):
             return error(404, f"no run {run_id!r} in this store")
-        return json_response({"run_id": run_id, **_control(run_id)})
-
-    @api.get("/runs/<run_id>/control")
-    def control(run_id: str) -> Response:
-        if not is_valid_run_id(run_id):
-            return error(400, "invalid run id")
-        with store.read() as cur:
-            state = stop_state(cur, run_id)
-        if state is None:
-            return error(404, f"no run {run_id!r} in this store (yet)")
-        return json_response({"run_id": run_id, "stop": state[0], "reason": state[1]})
-
-    def _control(run_id: str) -> dict[str, Any]:
-        with store.read() as cur:
-            state = stop_state(cur, run_id)
-        stop_requested, reason = state or (False, "")
-        return {"stop": stop_requested, "reason": reason}
+        stop_requested, stop_reason = run_stop_state(run_id) or (False, "")
+        return json_response({"run_id": run_id, "stop": stop_requested, "reason": stop_reason})
 
     return api

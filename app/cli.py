@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trainlight.app.backlog import BacklogLimits
 from trainlight.collectors.schema import DEFAULT_STORE_DIR, STORE_DIR_ENV, StoreLayout
 
 if TYPE_CHECKING:
@@ -52,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
         "naming any other host are refused (DNS rebinding)",
     )
 
+    _add_intake_options(serve)
+
     ingest = sub.add_parser("ingest", help="ingest the inbox once, without serving")
     ingest.add_argument("--dir", default=None, help=store_help)
 
@@ -60,6 +63,36 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_parser(sub, store_help)
     _add_landscape_parser(sub, store_help)
     return parser
+
+
+def _add_intake_options(serve: argparse.ArgumentParser) -> None:
+    defaults = BacklogLimits()
+    serve.add_argument(
+        "--receivers",
+        type=_natural_int,
+        default=0,
+        help="extra processes taking segment uploads on ports PORT+1..PORT+N; collectors learn "
+        "them from the main port's answers (default: 0, the main process takes them)",
+    )
+    serve.add_argument(
+        "--group-commit",
+        action="store_true",
+        help="segments arriving together share their flushes to disk (one syncfs per group; "
+        "keep the store on its own file system)",
+    )
+    serve.add_argument(
+        "--max-backlog-segments",
+        type=_natural_int,
+        default=defaults.max_segments,
+        help="answer uploads 503 + Retry-After while more segments than this wait in the inbox "
+        f"(0: no bound; default {defaults.max_segments})",
+    )
+    serve.add_argument(
+        "--max-backlog-bytes",
+        type=_natural_int,
+        default=defaults.max_bytes,
+        help="... or more bytes than this (0: no bound; default 2 GiB)",
+    )
 
 
 def _add_demo_parser(
@@ -155,6 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             token=args.token,
             idle_timeout=args.idle_timeout,
             public_urls=tuple(args.public_url),
+            receivers=args.receivers,
+            group_commit=args.group_commit,
+            backlog=BacklogLimits(args.max_backlog_segments, args.max_backlog_bytes),
         )
         serve(options)
         return 0

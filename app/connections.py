@@ -11,13 +11,16 @@ transparently), so idle sockets cannot pile up forever.
 Nothing is spooled before it could be accepted: waitress's body limit is the ingest limit (not its
 1 GiB default), and with a token set, a request that carries a body is refused with 401 as soon
 as its headers are parsed, before any of the body is read, unless its `Authorization` header or
-cookie passes the same check as `app/access.py`. Body-less requests still reach the Flask guard.
+cookie passes the same check as `app/access.py`. Likewise, while the inbox backlog is past its
+bound (app/backlog.py), `POST /api/v1/ingest` is refused with 503 and `Retry-After` before its
+body is read. Body-less requests still reach the Flask guards.
 """
 
 from __future__ import annotations
 
 import json
 import resource
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +31,7 @@ from waitress.utilities import Error
 from werkzeug.http import parse_cookie
 
 from trainlight.app.access import COOKIE, is_authorised
+from trainlight.app.backlog import busy_message
 
 # Descriptors kept for everything that is not a client socket (DuckDB, inbox files, log, pipes).
 FD_RESERVE = 256
@@ -37,6 +41,8 @@ FD_RESERVE = 256
 CHANNEL_TIMEOUT_S = 60
 CLEANUP_INTERVAL_S = 10
 REFUSAL = "missing or wrong token: send 'Authorization: Bearer <token>'"
+INGEST_PATH = "/api/v1/ingest"
+RetryAfter = Callable[[], "int | None"]  # seconds to tell a collector to wait, None: not busy
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,22 @@ class Unauthorised(Error):
         return f"{self.code} {self.reason}", [("Content-Type", "application/json")], body
 
 
+class Busy(Error):
+    """Waitress's 503 for an ingest refused before its body is read: the inbox is too full."""
+
+    code = 503
+    reason = "Service Unavailable"
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(busy_message(retry_after_s))
+        self.retry_after_s = retry_after_s
+
+    def to_response(self, ident: str | None = None) -> tuple[str, list[tuple[str, str]], bytes]:
+        body = json.dumps({"error": self.body}).encode()
+        headers = [("Content-Type", "application/json"), ("Retry-After", str(self.retry_after_s))]
+        return f"{self.code} {self.reason}", headers, body
+
+
 def has_body(parser: HTTPRequestParser) -> bool:
     return bool(parser.content_length > 0 or parser.chunked)
 
@@ -87,8 +109,18 @@ def header_authorised(token: str, headers: dict[str, str]) -> bool:
     return is_authorised(token, headers.get("AUTHORIZATION", ""), cookie)
 
 
-def guarded_channel(token: str) -> type[HTTPChannel]:
-    """A channel whose parser refuses an unauthenticated body once the headers are in."""
+def guarded_channel(token: str | None, busy: RetryAfter | None = None) -> type[HTTPChannel]:
+    """A channel whose parser refuses a body once the headers are in: an unauthenticated one
+    (with a token), or an ingest while `busy()` says how long to wait."""
+
+    def refusal(parser: HTTPRequestParser) -> Error | None:
+        if token and not header_authorised(token, parser.headers):
+            return Unauthorised(REFUSAL)
+        if busy is not None and parser.command == "POST" and parser.path == INGEST_PATH:
+            wait = busy()
+            if wait is not None:
+                return Busy(wait)
+        return None
 
     class TokenParser(HTTPRequestParser):
         def received(self, data: bytes) -> int:
@@ -96,11 +128,12 @@ def guarded_channel(token: str) -> type[HTTPChannel]:
             consumed: int = super().received(data)
             if not (was_in_headers and self.headers_finished and has_body(self)):
                 return consumed
-            if header_authorised(token, self.headers):
+            refused = refusal(self)
+            if refused is None:
                 return consumed
             # Refuse now: drop whatever body bytes came along, never send `100 Continue`, and
             # let waitress answer the error and close the connection once it is flushed.
-            self.error = Unauthorised(REFUSAL)
+            self.error = refused
             self.completed = True
             self.expect_continue = False
             self.close()

@@ -11,18 +11,15 @@ from datetime import timedelta
 import dash
 
 from trainlight.app.access import install_token_guard
-from trainlight.app.api import MAX_SEGMENT_BYTES, create_api
+from trainlight.app.api import create_api
 from trainlight.app.cache import create_cache
 from trainlight.app.errors import TrainlightFlask
+from trainlight.app.intake import DEFAULT_INTAKE, MAX_REQUEST_BYTES, IntakeSettings
 from trainlight.app.intent import HostPolicy, install_intent_guard
 from trainlight.app.pages import compare, grid, lca, run
 from trainlight.app.store.database import Store
 from trainlight.app.store.queries import DEFAULT_STALE_AFTER
 from trainlight.assets import ASSETS_DIR
-
-# The largest request body read at all: one ingest segment plus room for a multipart envelope;
-# waitress refuses anything larger before spooling it (app/connections.py).
-MAX_REQUEST_BYTES = MAX_SEGMENT_BYTES + 1024
 
 
 def create_app(
@@ -30,6 +27,7 @@ def create_app(
     token: str | None = None,
     stale_after: timedelta = DEFAULT_STALE_AFTER,
     hosts: HostPolicy | None = None,
+    intake: IntakeSettings = DEFAULT_INTAKE,
 ) -> dash.Dash:
     app = dash.Dash(
         __name__,
@@ -57,6 +55,6 @@ def create_app(
             dash.page_container,
         ]
     )
-    app.server.register_blueprint(create_api(store, stale_after))
+    app.server.register_blueprint(create_api(store, stale_after, intake))
     app.server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     return app

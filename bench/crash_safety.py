@@ -24,11 +24,17 @@ scheduling jitter of the flush thread on a busy machine). Rows lost: (last progr
 
     python bench/crash_safety.py --quick     # smoke: 6 trainer + 3 server kills, ~1-1.5 min
     python bench/crash_safety.py             # 20 trainer + 10 server kills, ~4-5 min
+    python bench/crash_safety.py --quick --receivers 2 --receiver-kills 6 --http 3
+
+With `--receivers N` the server runs N receivers, which the HTTP trainers post to after their
+first answer; `--receiver-kills` SIGKILLs a random one at stratified-random times (the server
+starts another on the same port; its collectors fall back to the main port meanwhile).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import signal
 import sys
@@ -46,7 +52,13 @@ from crash_trainer import TrainerProcess, TrainerSpec
 from outbox_courier import deliver_leftovers
 
 from tests.support.processes import free_port
-from tests.support.server import LiveServer, start_server, stop_server, wait_until
+from tests.support.server import (
+    LiveServer,
+    receiver_pids,
+    start_server,
+    stop_server,
+    wait_until,
+)
 from trainlight.collectors.schema import list_segment_files
 
 HARD_EXTRA_S = 120.0  # after --duration: time allowed for postponed kills and finishing runs
@@ -68,6 +80,8 @@ class Plan:
     steps: tuple[int, int]
     seed: int
     min_age: float  # a trainer is killed only after logging this long
+    receivers: int = 0  # `serve --receivers N`: HTTP trainers post to them
+    receiver_kills: int = 0  # SIGKILLs of a random receiver (the server starts another)
 
 
 @dataclass
@@ -84,6 +98,7 @@ class ServerKeeper:
     store: Path
     logs: Path
     port: int
+    receivers: int = 0
     server: LiveServer | None = None
     starts: int = 0
     kills: list[ServerKill] = field(default_factory=list)
@@ -93,7 +108,8 @@ class ServerKeeper:
     def start(self) -> None:
         self.starts += 1
         log = self.logs / f"serve-{self.starts:02d}.log"
-        self.server = start_server(self.store, log, port=self.port)
+        extra = ("--receivers", str(self.receivers)) if self.receivers else ()
+        self.server = start_server(self.store, log, port=self.port, extra_args=extra)
 
     @property
     def up(self) -> bool:
@@ -110,6 +126,17 @@ class ServerKeeper:
         self.server = None
         self._restart = threading.Thread(target=self._restart_now, args=(kill,), daemon=True)
         self._restart.start()
+
+    def kill_a_receiver(self, rng: random.Random) -> bool:
+        """SIGKILL one receiver of the live server (it starts another); False if none is up."""
+        pids = receiver_pids(self.server.process.pid) if self.server is not None else []
+        if not pids:
+            return False
+        try:
+            os.kill(rng.choice(pids), signal.SIGKILL)
+        except ProcessLookupError:
+            return False
+        return True
 
     def _restart_now(self, kill: ServerKill) -> None:
         try:
@@ -147,6 +174,7 @@ class Driver:
         self.rng = random.Random(plan.seed)
         self.launched: list[TrainerProcess] = []
         self.unplanned_kills = 0
+        self.receiver_kills = 0
 
     def launch(self, slot: int) -> TrainerProcess:
         http = slot < self.plan.http
@@ -172,6 +200,7 @@ class Driver:
         begin = time.monotonic()
         trainer_kills = stratified(self.rng, plan.trainer_kills, 1.0, plan.duration - 1.0)
         server_kills = stratified(self.rng, plan.server_kills, 1.0, plan.duration - 3.0)
+        receiver_kills = stratified(self.rng, plan.receiver_kills, 1.0, plan.duration - 1.0)
         while (now := time.monotonic() - begin) < plan.duration + HARD_EXTRA_S:
             if self.keeper.error is not None:
                 raise RuntimeError(f"server restart failed: {self.keeper.error!r}")
@@ -185,7 +214,13 @@ class Driver:
                 self.keeper.kill_and_restart()
                 server_kills.pop(0)
                 print(f"  {now:6.1f} s  server killed ({len(self.keeper.kills)})", flush=True)
-            if not (trainer_kills or server_kills or refill) and all(t.exited for t in slots):
+            receiver_due = bool(receiver_kills) and now >= receiver_kills[0] and self.keeper.up
+            if receiver_due and self.keeper.kill_a_receiver(self.rng):  # else: none up yet
+                receiver_kills.pop(0)
+                self.receiver_kills += 1
+                print(f"  {now:6.1f} s  receiver killed ({self.receiver_kills})", flush=True)
+            pending = trainer_kills or server_kills or receiver_kills or refill
+            if not pending and all(t.exited for t in slots):
                 break
             time.sleep(0.05)
         for trainer in self.launched:  # only when the hard limit passed: counted, not hidden
@@ -249,6 +284,10 @@ def parse_plan(argv: list[str] | None = None) -> tuple[Plan, Path | None]:
     parser.add_argument(
         "--min-age", type=float, help="kill only trainers logging this long (default 2 flushes)"
     )
+    parser.add_argument("--receivers", type=int, default=0, help="serve --receivers N")
+    parser.add_argument(
+        "--receiver-kills", type=int, default=0, help="SIGKILLs of a random receiver"
+    )
     parser.add_argument("--dir", type=Path, help="work directory (default: a new temp dir)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -266,6 +305,8 @@ def parse_plan(argv: list[str] | None = None) -> tuple[Plan, Path | None]:
         steps=(args.steps[0], args.steps[1]),
         seed=args.seed,
         min_age=2 * args.flush_interval if args.min_age is None else args.min_age,
+        receivers=args.receivers,
+        receiver_kills=args.receiver_kills if args.receivers else 0,
     )
     return plan, args.dir
 
@@ -275,7 +316,7 @@ def main() -> int:
     workdir = workdir or Path(tempfile.mkdtemp(prefix="trainlight-crash-"))
     (workdir / "store").mkdir(parents=True, exist_ok=True)
     print(f"crash safety: {plan}\nwork dir {workdir}", flush=True)
-    keeper = ServerKeeper(workdir / "store", workdir, free_port())
+    keeper = ServerKeeper(workdir / "store", workdir, free_port(), plan.receivers)
     keeper.start()
     driver = Driver(plan, keeper, workdir)
     started = time.monotonic()
@@ -288,6 +329,8 @@ def main() -> int:
         keeper.stop()
     report = audit(keeper.store / "trainlight.duckdb", driver.launched, plan.flush)
     print_report(report, plan, keeper.kills, driver.unplanned_kills, leftovers, drain_s)
+    if plan.receivers:
+        print(f"receivers: {plan.receivers}, killed {driver.receiver_kills} time(s)")
     print(f"\ntotal {time.monotonic() - started:.0f} s; server logs in {workdir}")
     return 0 if report.ok(plan.flush + plan.tolerance) else 1
 

@@ -10,7 +10,8 @@ Every request has a total deadline (deadline_http.py), not a per-read timeout, a
 caps all of them at `close()`'s deadline, so no server, however slow, holds the training process
 at exit: what was not acknowledged by then stays in the outbox. A saturated server answering 429
 or 503 with `Retry-After` is left alone that long (at most `MAX_RETRY_AFTER_S`) instead of being
-retried on the usual backoff; all waiting is on the flush thread, never in `log()`.
+retried on the usual backoff; all waiting is on the flush thread, never in `log()`. A server with
+receiver processes gets a run's requests on the receiver it advertised for it (receiver_routes.py).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import time
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
-from trainlight.collectors.deadline_http import DeadlineClient, Reply
+from trainlight.collectors.deadline_http import Reply
 from trainlight.collectors.problems import Problems
+from trainlight.collectors.receiver_routes import Routes
 from trainlight.collectors.schema import (
     StopRequest,
     list_segment_files,
@@ -76,7 +78,7 @@ class HttpSink:
         headers = {"X-Trainlight": "1"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        self._client = DeadlineClient(self.base_url, headers, read_timeout_s=timeout_s)
+        self._routes = Routes(self.base_url, headers, read_timeout_s=timeout_s)
         self._finish_by: float | None = None
         self._memory = MemoryBacklog(problems)
         self._stops: dict[str, StopRequest] = {}
@@ -120,7 +122,11 @@ class HttpSink:
     def finish_by(self, deadline: float | None) -> None:
         """No request runs past `deadline` (monotonic clock), the one in flight included."""
         self._finish_by = deadline
-        self._client.cut_off(deadline)
+        self._routes.cut_off(deadline)
+
+    def address_for(self, run_id: str) -> str:
+        """Where the run's segments go now: the server's URL or the receiver it advertised."""
+        return self._routes.address_for(run_id)
 
     def _out_of_time(self) -> bool:
         return self._finish_by is not None and time.monotonic() >= self._finish_by
@@ -177,8 +183,8 @@ class HttpSink:
         if now - self._heard.get(run_id, -CONTROL_FRESH_S) < CONTROL_FRESH_S:
             return None  # an ingest reply just told us
         try:
-            reply = self._client.request(
-                "GET", f"/api/v1/runs/{quote(run_id)}/control", self._deadline()
+            reply = self._routes.request(
+                run_id, "GET", f"/api/v1/runs/{quote(run_id)}/control", self._timeout
             )
         except _TRANSPORT_ERRORS as exc:
             self._failed(exc)
@@ -195,10 +201,11 @@ class HttpSink:
         """Deliver one segment; True once the server holds it (or refused it for good)."""
         query = urlencode({"run_id": run_id, "seq": str(seq)})
         try:
-            reply = self._client.request(
+            reply = self._routes.request(
+                run_id,
                 "POST",
                 f"/api/v1/ingest?{query}",
-                self._deadline(),
+                self._timeout,
                 body=payload,
                 headers={"Content-Type": SEGMENT_CONTENT_TYPE},
             )
@@ -207,6 +214,7 @@ class HttpSink:
             return False
         if reply.ok:
             self._failures = 0
+            self._routes.learn(reply)
             self._remember_stop(run_id, reply)
             return True
         if reply.status in _PERMANENT_REJECTIONS:
@@ -214,9 +222,6 @@ class HttpSink:
             return True
         self._refused(reply)
         return False
-
-    def _deadline(self) -> float:
-        return time.monotonic() + self._timeout
 
     def _refused(self, reply: Reply) -> None:
         """A non-final refusal: honour a busy server's Retry-After, else back off as usual."""

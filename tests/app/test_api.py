@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 from tests.support.segments import metrics_segment
 from trainlight.app.access import install_token_guard
 from trainlight.app.api import create_api
+from trainlight.app.intake import IntakeSettings
 from trainlight.app.intent import INTENT_HEADER, HostPolicy, install_intent_guard
 from trainlight.app.store.database import Store
 from trainlight.app.store.inbox import Ingester
@@ -35,7 +36,9 @@ def client_for(store: Store, token: str | None = None, max_bytes: int = 1 << 20)
     app = Flask(__name__)
     install_intent_guard(app, HostPolicy.serving())
     install_token_guard(app, token)
-    app.register_blueprint(create_api(store, timedelta(seconds=60), max_bytes))
+    app.register_blueprint(
+        create_api(store, timedelta(seconds=60), IntakeSettings(max_segment_bytes=max_bytes))
+    )
     return app.test_client()
 
 

@@ -119,6 +119,22 @@ def stop_server(server: LiveServer) -> int:
     return process.wait(timeout=SERVER_STOP_TIMEOUT_S)
 
 
+def receiver_pids(main_pid: int) -> list[int]:
+    """Live `trainlight.app.receiver` processes whose parent is `main_pid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat[1]) == main_pid and stat[0] != "Z" and b"trainlight.app.receiver" in command:
+            found.append(int(entry.name))
+    return found
+
+
 def wait_until(
     check: Callable[[], Any], timeout_s: float, interval_s: float = 0.2, what: str = ""
 ) -> Any:
