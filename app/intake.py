@@ -23,6 +23,7 @@ from flask import Blueprint, Response, request
 
 from trainlight.app.backlog import BacklogGauge, busy_message
 from trainlight.app.jsonsafe import jsonable
+from trainlight.app.store.control import published_stop
 from trainlight.app.store.segment_limits import LimitError, check_segment
 from trainlight.collectors.schema import StoreLayout, is_valid_run_id, write_atomically
 
@@ -137,5 +138,7 @@ def add_intake_routes(api: Blueprint, intake: Intake) -> None:
         return json_response({"run_id": run_id, "stop": state[0], "reason": state[1]})
 
     def stop_json(run_id: str) -> dict[str, Any]:
-        stop_requested, reason = intake.stop_state(run_id) or (False, "")
+        # From the control file, not the database: a stat per acknowledgement, where a query
+        # per request cost the main process a fifth of its time under 200 runs.
+        stop_requested, reason = published_stop(intake.layout, run_id)
         return {"stop": stop_requested, "reason": reason}

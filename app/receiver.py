@@ -35,22 +35,10 @@ from trainlight.app.intake import (
 )
 from trainlight.app.intent import HostPolicy, install_intent_guard
 from trainlight.app.listening import ServeOptions, http_server, intake_settings
-from trainlight.collectors.schema import StopRequest, StoreLayout
+from trainlight.app.store.control import published_stop
+from trainlight.collectors.schema import StoreLayout
 
 log = logging.getLogger("trainlight.receiver")
-
-
-def control_file_stop(layout: StoreLayout, run_id: str) -> tuple[bool, str]:
-    """(stop requested, reason) from the run's control file; no file, no stop."""
-    try:
-        request = StopRequest.from_bytes(layout.control_path(run_id).read_bytes())
-    except FileNotFoundError:
-        return False, ""
-    except ValueError:  # not a stop request (the files are written whole: app/store/control.py)
-        return False, ""
-    if request is None:
-        return False, ""
-    return True, request.reason
 
 
 def receiver_app(
@@ -61,7 +49,7 @@ def receiver_app(
     install_intent_guard(app, hosts)
     install_token_guard(app, token)
     api = Blueprint("trainlight_receiver", __name__, url_prefix="/api/v1")
-    add_intake_routes(api, Intake(layout, lambda run_id: control_file_stop(layout, run_id), intake))
+    add_intake_routes(api, Intake(layout, lambda run_id: published_stop(layout, run_id), intake))
     app.register_blueprint(api)
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
 
