@@ -57,4 +57,14 @@ def create_app(
     )
     app.server.register_blueprint(create_api(store, stale_after, intake))
     app.server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    _finish_dash_setup(app)
     return app
+
+
+def _finish_dash_setup(app: dash.Dash) -> None:
+    """Dash completes its setup (callback map, scripts) in a hook of the first request, with no
+    lock: two first requests at once raced in it and one got a 500 ("dictionary changed size
+    during iteration"), seen under load. Running the hooks once here, before any client can
+    connect, does that setup; the guards' answer to this request is ignored."""
+    with app.server.test_request_context("/"):
+        app.server.preprocess_request()
