@@ -15,7 +15,14 @@ from pathlib import Path
 import requests
 
 from tests.support.segments import metrics_segment
-from trainlight.app.backlog import BacklogGauge, BacklogLimits, measure_backlog
+from trainlight.app.backlog import (
+    Backlog,
+    BacklogGauge,
+    BacklogLimits,
+    load,
+    measure_backlog,
+    retry_after,
+)
 from trainlight.app.factory import create_app
 from trainlight.app.listening import ServeOptions, http_server, intake_settings
 from trainlight.app.store.database import Store
@@ -106,3 +113,20 @@ def test_a_refused_segment_is_kept_and_delivered_once_the_backlog_drains(tmp_pat
         assert ingested_seqs(store) == [0, 1, 2, 3]
     finally:
         store.close()
+
+
+def test_the_backlog_counts_waiting_segment_files_and_their_bytes(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    (inbox / "r-1").mkdir(parents=True)
+    (inbox / "r-2").mkdir()
+    (inbox / "r-1" / "000000000000.parquet").write_bytes(b"x" * 10)
+    (inbox / "r-1" / "000000000001.parquet").write_bytes(b"x" * 5)
+    (inbox / "r-1" / ".000000000002.parquet.abc.tmp").write_bytes(b"x" * 99)  # a write under way
+    (inbox / "r-2" / "000000000000.parquet").write_bytes(b"")
+    (inbox / "stray.parquet").write_bytes(b"x")  # not in a run folder
+    assert measure_backlog(inbox) == Backlog(segments=3, bytes=15)
+    assert measure_backlog(tmp_path / "absent") == Backlog(0, 0)
+    limits = BacklogLimits(max_segments=2, max_bytes=0)
+    assert load(Backlog(3, 15), limits) == 1.5
+    assert retry_after(Backlog(3, 15), limits) == 3
+    assert retry_after(Backlog(2, 15), limits) is None
