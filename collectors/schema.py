@@ -240,7 +240,9 @@ def normalise_segment(table: pa.Table) -> pa.Table:
     Writers on other pyarrow versions may send plain or large strings where we write
     dictionaries, or extra columns; after this every segment of a batch has one schema.
     """
-    check_segment_schema(table.schema)
+    exact = table.schema.equals(SEGMENT_SCHEMA, check_metadata=False)  # what our writer makes
+    if not exact:
+        check_segment_schema(table.schema)
     for name in ("table", "step"):
         if table[name].null_count:
             raise ValueError(f"segment column {name!r} has null values")
@@ -248,6 +250,8 @@ def normalise_segment(table: pa.Table) -> pa.Table:
     unknown = kinds - set(SEGMENT_TABLES)
     if unknown:
         raise ValueError(f"segment rows target unknown tables {sorted(map(str, unknown))}")
+    if exact:
+        return table
     columns = [_as_type(table[f.name], f.type) for f in SEGMENT_SCHEMA]
     return pa.Table.from_arrays(columns, schema=SEGMENT_SCHEMA).replace_schema_metadata(
         table.schema.metadata
@@ -260,7 +264,8 @@ def _as_type(column: pa.ChunkedArray, type_: pa.DataType) -> pa.ChunkedArray:
 
 def check_segment_schema(schema: pa.Schema) -> None:
     """ValueError unless `schema` has SEGMENT_SCHEMA's columns with compatible types."""
-    missing = [f.name for f in SEGMENT_SCHEMA if f.name not in schema.names]
+    names = set(schema.names)  # built anew on each access
+    missing = [f.name for f in SEGMENT_SCHEMA if f.name not in names]
     if missing:
         raise ValueError(f"segment is missing columns {missing}")
     for fld in SEGMENT_SCHEMA:
