@@ -17,12 +17,11 @@ from typing import TYPE_CHECKING
 
 from trainlight.app.backlog import BacklogLimits
 from trainlight.collectors.schema import DEFAULT_STORE_DIR, STORE_DIR_ENV, StoreLayout
+from trainlight.collectors.wire import TOKEN_ENV
 
 if TYPE_CHECKING:
     from trainlight.app.store.database import Store
     from trainlight.app.store.landscape import SliceSettings
-
-TOKEN_ENV = "TRAINLIGHT_TOKEN"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,9 +33,9 @@ from trainlight.collectors.schema import (
     write_atomically,
 )
 from trainlight.collectors.sinks import MemoryBacklog
+from trainlight.collectors.wire import TOKEN_ENV
 
 OUTBOX_ENV = "TRAINLIGHT_OUTBOX"
-TOKEN_ENV = "TRAINLIGHT_TOKEN"
 SEGMENT_CONTENT_TYPE = "application/vnd.apache.parquet"
 _PERMANENT_REJECTIONS = {400, 413, 415, 422}
 _MAX_BACKOFF_S = 30.0

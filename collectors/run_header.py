@@ -15,9 +15,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from trainlight.collectors.health.evaluator import ROLE_NAMES
-from trainlight.collectors.health.registry import prunable
 from trainlight.collectors.health.settings import HealthSettings
+from trainlight.collectors.wire import ROLE_NAMES
 
 SEGMENT_FORMAT = 1
 RUN_STATUSES = ("running", "finished", "crashed", "stopped")
@@ -179,6 +178,9 @@ class RunHeader:
             k in ROLE_NAMES and isinstance(v, str) for k, v in roles.items()
         ):
             raise ValueError(f"roles must map {ROLE_NAMES} to logged keys, got {roles!r}")
+        # Here, not at import: importing the segment format must not load the health rules.
+        from trainlight.collectors.health.registry import prunable
+
         allowed = prunable()
         unknown = [p for p in self.prune_on if p not in allowed]
         if unknown:

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainlight.app.cli import TOKEN_ENV
+from trainlight.collectors.wire import TOKEN_ENV
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -92,3 +94,16 @@ def test_the_demo_orchestration_imports_without_torch() -> None:
     assert "trainlight demo needs torch, scikit-learn: pip install 'trainlight[demo]'" in (
         result.stderr
     )
+
+
+def test_the_segment_format_loads_neither_the_health_rules_nor_the_migrations() -> None:
+    """Collectors import the wire format; the rules load only where a run is judged, the DuckDB
+    migrations only in the server."""
+    code = (
+        "import sys, trainlight.collectors.schema, trainlight.collectors.wire\n"
+        "loaded = [m for m in sys.modules if m.startswith('trainlight.collectors.health.rules')"
+        " or m == 'trainlight.app.store.migrations' or m == 'duckdb']\n"
+        "print(loaded)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -15,6 +15,7 @@ from trainlight.app.figures.signals import dead_figure, distribution_figure, run
 from trainlight.app.figures.style import Figure
 from trainlight.app.store.run_data import RunPageData
 from trainlight.app.viewstate import RunView
+from trainlight.collectors.wire import DEAD_FRAC, RUNAWAY_CRITICAL, RUNAWAY_DISTANCE, UNDEAD
 
 CATCH_ROLES = ("content", "adversary", "gradient_penalty")
 
@@ -78,11 +79,11 @@ def _catch(data: RunPageData, view: RunView, revision: str) -> tuple[NamedFigure
 
 def _runaway(data: RunPageData, view: RunView, revision: str) -> tuple[NamedFigure, ...]:
     out = []
-    distance = data.runaway.get("runaway/distance")
+    distance = data.runaway.get(RUNAWAY_DISTANCE)
     if distance is not None and distance.count:
         fig = runaway_figure(
             distance,
-            data.runaway.get("runaway/critical"),
+            data.runaway.get(RUNAWAY_CRITICAL),
             smooth=view.smooth,
             uirevision=f"{revision}:runaway",
         )
@@ -99,12 +100,12 @@ def _runaway(data: RunPageData, view: RunView, revision: str) -> tuple[NamedFigu
 
 
 def _dead(data: RunPageData, revision: str) -> tuple[NamedFigure, ...]:
-    dead = data.layers.get("dead_frac", ())
+    dead = data.layers.get(DEAD_FRAC, ())
     if not dead:
         return ()
     fig = dead_figure(
         dead,
-        data.layers.get("undead", ()),
+        data.layers.get(UNDEAD, ()),
         settings=data.judging.settings,
         uirevision=f"{revision}:dead",
     )

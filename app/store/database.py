@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 
 import duckdb
 
-from trainlight.collectors.schema import StoreLayout, migrate
+from trainlight.app.store.migrations import migrate
+from trainlight.collectors.schema import StoreLayout
 
 
 class StoreOpenError(RuntimeError):

@@ -32,10 +32,18 @@ from trainlight.app.store.series import (
 )
 from trainlight.collectors.schema import NO_LAYER, RESERVED_PREFIXES
 from trainlight.collectors.signals.ks import GENERATED_QUANTILES_KEY, REFERENCE_QUANTILES_KEY
+from trainlight.collectors.wire import (
+    DEAD_FRAC,
+    LCA,
+    LCA_HELPING,
+    RUNAWAY_CRITICAL,
+    RUNAWAY_DISTANCE,
+    UNDEAD,
+)
 
 MAX_SCALAR_PLOTS = 12
-RUNAWAY_KEYS = ("runaway/distance", "runaway/critical")
-LAYER_KEYS = ("dead_frac", "undead", "lca", "lca_helping")
+RUNAWAY_KEYS = (RUNAWAY_DISTANCE, RUNAWAY_CRITICAL)
+LAYER_KEYS = (DEAD_FRAC, UNDEAD, LCA, LCA_HELPING)
 CUMULATIVE_KEYS = ("lca",)
 
 

@@ -33,8 +33,7 @@ from trainlight.collectors.health.rules.runaway import RunawayRule, RunawayWindo
 from trainlight.collectors.health.settings import HealthSettings
 from trainlight.collectors.health.time_scale import Levels
 from trainlight.collectors.health.verdict import Hysteresis, Transition, Verdict
-
-ROLE_NAMES = ("adversary", "gradient_penalty", "content")
+from trainlight.collectors.wire import LCA_TOTAL
 
 
 @dataclass(frozen=True)
@@ -84,7 +83,7 @@ class RunHealth:
         over a run never depends on where its segments were cut."""
         if spec is not None and spec != self.spec:
             self._adopt(spec)
-        keys = {*RUNAWAY_KEYS, "lca/total"} | (self.catch.keys() if self.catch else set())
+        keys = {*RUNAWAY_KEYS, LCA_TOTAL} | (self.catch.keys() if self.catch else set())
         rows = self.pending.take(extract(table, keys), final)
         settings = self.spec.settings
         judged: list[Judged] = []

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from trainlight.collectors.wire import DEAD_FRAC, LCA, NONFINITE, UNDEAD
+
 Series = tuple[list[int], list[float]]  # (steps, values) in logged order
 
 
@@ -40,7 +42,7 @@ class SegmentRows:
         return self.first_step is not None
 
 
-LAYER_KEYS = ("dead_frac", "undead", "nonfinite", "lca")
+LAYER_KEYS = (DEAD_FRAC, UNDEAD, NONFINITE, LCA)  # what the rules read
 
 
 class _Labels:

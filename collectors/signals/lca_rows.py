@@ -25,9 +25,11 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from trainlight.collectors.wire import LCA_TOTAL
+
 LCA = "lca"
 HELPING = "lca_helping"
-TOTAL = "lca/total"
+TOTAL = LCA_TOTAL
 ACTUAL = "lca/actual"
 RESIDUAL = "lca/residual"
 INTERVALS = "lca/intervals"

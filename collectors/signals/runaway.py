@@ -44,10 +44,9 @@ from trainlight.collectors.signals.ks import (
     summary_quantiles,
 )
 from trainlight.collectors.signals.ring import Ring
+from trainlight.collectors.wire import RUNAWAY_KEYS
 
-DISTANCE = "runaway/distance"
-CRITICAL = "runaway/critical"
-EFFECT = "runaway/effect"
+DISTANCE, CRITICAL, EFFECT = RUNAWAY_KEYS
 GEN_MEAN = "runaway/gen_mean"
 REF_QUANTILES = REFERENCE_QUANTILES_KEY
 GEN_QUANTILES = GENERATED_QUANTILES_KEY

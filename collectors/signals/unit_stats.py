@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import torch
 
 from trainlight.collectors.schema import VAR_HIST_LOG10
+from trainlight.collectors.wire import UNIT_STAT_KEYS
 
-KEYS = ("dead_frac", "undead", "act_var_mean", "low_var_frac", "nonfinite")  # DESIGN.md §3
+KEYS = UNIT_STAT_KEYS  # docs/design.md §3
 VAR_HIST_BINS = len(VAR_HIST_LOG10) + 1  # below the first edge, between edges, from the last up
 ROW_BUFFER_VALUES = 1 << 16  # per-batch row buffers: at most 256 KB (float32) each per call site
 

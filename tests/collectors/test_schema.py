@@ -4,15 +4,13 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from trainlight.app.store.migrations import SCHEMA_VERSION, SchemaError, migrate
 from trainlight.collectors.schema import (
-    SCHEMA_VERSION,
     RunHeader,
-    SchemaError,
     StoreLayout,
     is_valid_run_id,
     list_segment_files,
     make_run_id,
-    migrate,
     normalise_segment,
     parse_segment_file_name,
     read_header,

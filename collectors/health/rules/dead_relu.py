@@ -16,6 +16,7 @@ from trainlight.collectors.health.observations import SegmentRows
 from trainlight.collectors.health.settings import HealthSettings
 from trainlight.collectors.health.signal_spec import SignalSpec
 from trainlight.collectors.health.verdict import AMBER, GREEN, GREY, RED, Verdict
+from trainlight.collectors.wire import DEAD_FRAC, UNDEAD
 
 SPEC = SignalSpec(
     name="dead_relu",
@@ -45,12 +46,12 @@ class DeadReluWindow:
         """Take complete steps' rows; yields each reading (a step with layer rows) once the
         window reflects it: the evaluation points, so a spike holds for `spike_hold` readings."""
         readings: dict[int, list[tuple[bool, str, float]]] = {}
-        for layer, (steps, values) in rows.layers.get("dead_frac", {}).items():
+        for layer, (steps, values) in rows.layers.get(DEAD_FRAC, {}).items():
             if layer not in self.layer_order:
                 self.layer_order.append(layer)
             for step, value in zip(steps, values, strict=True):
                 readings.setdefault(step, []).append((False, layer, value))
-        for layer, (steps, values) in rows.layers.get("undead", {}).items():
+        for layer, (steps, values) in rows.layers.get(UNDEAD, {}).items():
             for step, count in zip(steps, values, strict=True):
                 readings.setdefault(step, []).append((True, layer, count))
         for step in sorted(readings):

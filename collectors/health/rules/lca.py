@@ -16,6 +16,7 @@ from trainlight.collectors.health.observations import SegmentRows
 from trainlight.collectors.health.settings import HealthSettings
 from trainlight.collectors.health.signal_spec import SignalSpec
 from trainlight.collectors.health.verdict import AMBER, GREEN, GREY, RED, Verdict
+from trainlight.collectors.wire import LCA_TOTAL
 
 SPEC = SignalSpec(
     name="lca",
@@ -29,7 +30,7 @@ SPEC = SignalSpec(
     ),
     missing="not measured: call mon.lca(model, probe_loss)",
     needs=("lca",),
-    reads=("lca/total",),
+    reads=(LCA_TOTAL,),
 )
 
 
@@ -48,7 +49,7 @@ class LcaWindow:
     def update(self, rows: SegmentRows, settings: HealthSettings) -> Iterator[int]:
         """Take complete steps' rows; yields the step that closed each window (the evaluation
         points)."""
-        totals = rows.metrics.get("lca/total")
+        totals = rows.metrics.get(LCA_TOTAL)
         if totals is None:
             return
         layers = rows.layers.get("lca", {})

@@ -19,8 +19,14 @@ from trainlight.collectors.health.settings import HealthSettings
 from trainlight.collectors.health.signal_spec import SignalSpec
 from trainlight.collectors.health.time_scale import runaway_may_be_red
 from trainlight.collectors.health.verdict import AMBER, GREEN, GREY, RED, Verdict
+from trainlight.collectors.wire import (
+    RUNAWAY_CRITICAL,
+    RUNAWAY_DISTANCE,
+    RUNAWAY_EFFECT,
+    RUNAWAY_KEYS,
+)
 
-KEYS = ("runaway/distance", "runaway/critical", "runaway/effect")
+KEYS = RUNAWAY_KEYS
 
 
 SPEC = SignalSpec(
@@ -52,11 +58,11 @@ class RunawayWindow:
 
     def update(self, rows: SegmentRows, settings: HealthSettings) -> Iterator[int]:
         """Take complete steps' rows; yields each reading's step (the evaluation points)."""
-        distance = rows.metrics.get("runaway/distance")
+        distance = rows.metrics.get(RUNAWAY_DISTANCE)
         if distance is None:
             return
-        critical = dict(zip(*rows.metrics.get("runaway/critical", ([], [])), strict=True))
-        effect = dict(zip(*rows.metrics.get("runaway/effect", ([], [])), strict=True))
+        critical = dict(zip(*rows.metrics.get(RUNAWAY_CRITICAL, ([], [])), strict=True))
+        effect = dict(zip(*rows.metrics.get(RUNAWAY_EFFECT, ([], [])), strict=True))
         for step, value in zip(*distance, strict=True):
             self.readings.append((step, value, critical.get(step, 0.0), effect.get(step, 0.0)))
             self.seen += 1

@@ -22,6 +22,7 @@ from trainlight.collectors.health.rules.runaway import RunawayWindow
 from trainlight.collectors.health.settings import HealthSettings
 from trainlight.collectors.health.time_scale import runaway_may_be_red
 from trainlight.collectors.health.verdict import AMBER, GREEN, RED
+from trainlight.collectors.wire import RUNAWAY_CRITICAL, RUNAWAY_DISTANCE, RUNAWAY_EFFECT
 
 Reading = tuple[int, float, float, float]  # (step, distance, critical, effect)
 
@@ -65,13 +66,13 @@ class Block:
 
 def advance(window: RunawayWindow, rows: SegmentRows, settings: HealthSettings) -> Block | None:
     """Take a block's readings into `window` at once; None when it holds none."""
-    distance = rows.metrics.get("runaway/distance")
+    distance = rows.metrics.get(RUNAWAY_DISTANCE)
     if distance is None or not distance[0]:
         return None
     steps = np.asarray(distance[0], dtype=np.int64)
     d = np.asarray(distance[1], dtype=np.float64)
-    c = _aligned(rows.metrics.get("runaway/critical"), distance[0])
-    e = _aligned(rows.metrics.get("runaway/effect"), distance[0])
+    c = _aligned(rows.metrics.get(RUNAWAY_CRITICAL), distance[0])
+    e = _aligned(rows.metrics.get(RUNAWAY_EFFECT), distance[0])
     trend = settings.runaway_trend_points
     before = list(window.readings[-(trend - 1) :]) if trend > 1 else []
     large, shrinking = _large_shrinking(before, d, c, settings)

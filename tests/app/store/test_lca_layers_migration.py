@@ -12,7 +12,8 @@ from tests.support.dashboard_runs import train_lca_mlp
 from trainlight.app.store.database import Store
 from trainlight.app.store.grid import LayerLight, grid_rows
 from trainlight.app.store.inbox import Ingester
-from trainlight.collectors.schema import MIGRATIONS, SCHEMA_VERSION, StoreLayout, write_atomically
+from trainlight.app.store.migrations import MIGRATIONS, SCHEMA_VERSION
+from trainlight.collectors.schema import StoreLayout, write_atomically
 
 # The grid's query before v5: a scan of every `lca` row.
 OLD_LIGHTS = """SELECT run_id, layer, arg_max(value, step), min(rowid) AS first

@@ -14,7 +14,8 @@ from tests.support.trainings import train_diverging
 from trainlight.app.store.database import Store
 from trainlight.app.store.grid import grid_rows
 from trainlight.app.store.inbox import Ingester
-from trainlight.collectors.schema import MIGRATIONS, SCHEMA_VERSION, StoreLayout
+from trainlight.app.store.migrations import MIGRATIONS, SCHEMA_VERSION
+from trainlight.collectors.schema import StoreLayout
 
 
 def fill(store: Store) -> list[str]:
