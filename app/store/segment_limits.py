@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from trainlight.app.store.segment_layout import LayoutError, check_layout
 from trainlight.collectors.schema import (
     HEADER_KEY,
     SEGMENT_SCHEMA,
@@ -141,9 +142,15 @@ def _check_range(column: pa.ChunkedArray, bound: int, what: str) -> None:
 
 
 def open_segment(payload: bytes) -> pq.ParquetFile:
-    """The segment's Parquet file, its footer parsed, nothing decoded; strings read as
-    dictionaries whatever type the writer declared."""
-    return pq.ParquetFile(pa.BufferReader(payload), read_dictionary=DICTIONARY_COLUMNS)
+    """The segment's Parquet file, its footer parsed and checked against what our writer
+    declares (segment_layout), nothing decoded; strings read as dictionaries whatever type the
+    writer declared."""
+    parquet = pq.ParquetFile(pa.BufferReader(payload), read_dictionary=DICTIONARY_COLUMNS)
+    try:
+        check_layout(parquet.metadata, len(payload))
+    except LayoutError as exc:
+        raise LimitError(f"footer does not describe a trainlight segment: {exc}") from exc
+    return parquet
 
 
 def check_segment(payload: bytes) -> RunHeader:
