@@ -1,8 +1,9 @@
 """A Parquet file's footer as editable Thrift (compact protocol), for crafting damaged segments.
 
 Parquet's footer is a Thrift `FileMetaData` struct in the compact protocol, followed by its
-length (4 bytes, little-endian) and `PAR1`. This reads any compact-protocol struct into nested
-Python lists, `[[field_id, type, value], ...]`, and writes it back byte for byte, so a test or
+length (4 bytes, little-endian) and `PAR1`. The server's reader (app/store/thrift_compact.py)
+gives dicts, which lose the order and types a rewrite needs; this reads any compact-protocol
+struct into nested Python lists, `[[field_id, type, value], ...]`, and writes it back byte for byte, so a test or
 the fuzzer (bench/parquet_fuzz.py) can change one declared value (a column chunk's offset, a
 value count, a codec) and rebuild a file that is consistent in every other respect.
 Field ids are those of parquet.thrift, e.g. FileMetaData.row_groups = 4, RowGroup.columns = 1,
@@ -14,7 +15,22 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-STOP, TRUE, FALSE, BYTE, I16, I32, I64, DOUBLE, BINARY, LIST, SET, MAP, STRUCT = range(13)
+from trainlight.app.store.thrift_compact import (
+    BINARY,
+    BYTE,
+    DOUBLE,
+    FALSE,
+    I16,
+    I32,
+    I64,
+    LIST,
+    MAP,
+    SET,
+    STOP,
+    STRUCT,
+    TRUE,
+)
+
 Struct = list[list[Any]]  # [[field_id, type, value], ...] in file order
 
 

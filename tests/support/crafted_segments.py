@@ -1,0 +1,73 @@
+"""Valid segments with one footer value changed, each as the fuzzer (bench/parquet_fuzz.py)
+found it: the first three make an unguarded pyarrow read abort the process (SIGABRT from an
+uncaught `parquet::ParquetException`), the last two lie about how many values the pages hold."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tests.support.parquet_thrift import column_meta, field, join_footer, split_footer
+from tests.support.segments import metrics_segment
+
+ROWS = 20
+REQUIRED, OPTIONAL = 0, 1  # FieldRepetitionType
+DOUBLE = 5  # parquet Type
+
+
+def valid(run_id: str, seq: int = 0) -> bytes:
+    return metrics_segment(run_id, seq, [(i, "loss", 0.5 * i) for i in range(ROWS)])
+
+
+def _schema_element(metadata: list, name: bytes) -> list:  # type: ignore[type-arg]
+    return next(e for e in field(metadata, 2)[2][1] if field(e, 4)[2] == name)
+
+
+def key_required(payload: bytes) -> bytes:
+    """The `key` column declared REQUIRED while its pages hold definition levels (aborts)."""
+    body, metadata = split_footer(payload)
+    field(_schema_element(metadata, b"key"), 3)[2] = REQUIRED
+    return join_footer(body, metadata)
+
+
+def key_as_double(payload: bytes) -> bytes:
+    """The `key` column's schema type DOUBLE where its pages hold strings (aborts)."""
+    body, metadata = split_footer(payload)
+    field(_schema_element(metadata, b"key"), 1)[2] = DOUBLE
+    return join_footer(body, metadata)
+
+
+def unknown_codec(payload: bytes) -> bytes:
+    """The `value` chunk's codec number 12, which no Parquet version defines (aborts on a mere
+    read of `ColumnChunkMetaData.compression`)."""
+    body, metadata = split_footer(payload)
+    field(column_meta(metadata, 0, 4), 4)[2] = 12
+    return join_footer(body, metadata)
+
+
+def lying_value_count(payload: bytes) -> bytes:
+    """The `step` chunk declares fewer values than the row group's rows."""
+    body, metadata = split_footer(payload)
+    field(column_meta(metadata, 0, 1), 5)[2] = ROWS - 1
+    return join_footer(body, metadata)
+
+
+def lying_row_count(payload: bytes) -> bytes:
+    """The file, its row group and every chunk declare 25 rows; the pages hold 20."""
+    body, metadata = split_footer(payload)
+    field(metadata, 3)[2] = ROWS + 5
+    group = field(metadata, 4)[2][1][0]
+    field(group, 3)[2] = ROWS + 5
+    for column in range(len(field(group, 1)[2][1])):
+        field(column_meta(metadata, 0, column), 5)[2] = ROWS + 5
+    return join_footer(body, metadata)
+
+
+ABORTING: dict[str, Callable[[bytes], bytes]] = {
+    "key declared REQUIRED": key_required,
+    "key declared DOUBLE": key_as_double,
+    "codec number 12": unknown_codec,
+}
+LYING: dict[str, Callable[[bytes], bytes]] = {
+    "step value count": lying_value_count,
+    "row count": lying_row_count,
+}
