@@ -21,7 +21,10 @@ Only then does pyarrow see the file, and segment_limits.check_footer applies the
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
+import os
+import threading
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -51,6 +54,15 @@ _SHAPE = {
 Element = dict[int, Any]
 
 
+# Footers that passed, by a keyed digest of their bytes and where they start (what the check
+# depends on): the server checks each segment received over HTTP before the 202 and again when
+# the ingester decodes it; the second check is then a lookup (~0.5 ms less per segment).
+PASSED_MEMORY = 4096
+_KEY = os.urandom(16)  # per process: nobody can craft a collision with a footer that passed
+_passed: dict[bytes, None] = {}
+_passed_lock = threading.Lock()
+
+
 class LayoutError(ValueError):
     """A footer that declares something the segment writer never writes; the message says what."""
 
@@ -64,13 +76,28 @@ def check_layout(payload: bytes) -> None:
     pages_end = len(payload) - _TAIL - footer_size
     if pages_end < len(_MAGIC):
         raise LayoutError(f"footer of {footer_size} bytes is larger than the file")
+    footer = payload[pages_end:-_TAIL]
+    where = pages_end.to_bytes(16, "little")  # < the payload's size
+    digest = hashlib.blake2b(footer, digest_size=16, key=_KEY, person=where).digest()
+    if digest in _passed:
+        return
     try:
-        metadata, _ = read_struct(payload[pages_end:-_TAIL])
+        metadata, _ = read_struct(footer)
         _check_metadata(metadata, pages_end)
     except ThriftError as exc:
         raise LayoutError(f"unreadable footer: {exc}") from exc
     except (TypeError, KeyError, AttributeError) as exc:  # a field of another Thrift type
         raise LayoutError(f"malformed footer field: {exc!r}") from exc
+    with _passed_lock:
+        if len(_passed) >= PASSED_MEMORY:
+            _passed.clear()
+        _passed[digest] = None
+
+
+def forget_passed() -> None:
+    """Forget the footers that passed (for benchmarks of the check itself)."""
+    with _passed_lock:
+        _passed.clear()
 
 
 def _check_metadata(metadata: Element, pages_end: int) -> None:
@@ -130,7 +157,7 @@ def _leaves(schema: list[Element]) -> list[tuple[tuple[bytes, ...], list[Element
 
 
 def _shape(path: list[Element]) -> list[tuple[Any, ...]]:
-    return [tuple(element.get(f) for f in _SHAPE) for element in path]
+    return [tuple(map(element.get, _SHAPE)) for element in path]
 
 
 @functools.cache
@@ -210,4 +237,11 @@ def _chunk_range(
     return start, end, name
 
 
-__all__ = ["CODECS", "ENCODINGS", "LayoutError", "check_layout", "expected_shapes"]
+__all__ = [
+    "CODECS",
+    "ENCODINGS",
+    "LayoutError",
+    "check_layout",
+    "expected_shapes",
+    "forget_passed",
+]

@@ -104,7 +104,12 @@ def _struct(data: bytes, pos: int, depth: int) -> tuple[dict[int, Any], int]:
         else:
             n, pos = _varint(data, pos)
             field_id = (n >> 1) ^ -(n & 1)
-        fields[field_id], pos = _value(data, pos, kind, depth)
+        if kind in (I32, I64) and data[pos] < 0x80:  # most fields: a small number, inline
+            n = data[pos]
+            pos += 1
+            fields[field_id] = (n >> 1) ^ -(n & 1)
+        else:
+            fields[field_id], pos = _value(data, pos, kind, depth)
         last = field_id
 
 
