@@ -186,7 +186,8 @@ def fate(target: str, payload: bytes) -> str:
         child.join()
         return "hang"
     code = child.exitcode or 0
-    return {0: "pass", 1: "raise", 2: "raise!"}.get(code, f"sig{-code}" if code < 0 else f"exit{code}")
+    named = {0: "pass", 1: "raise", 2: "raise!"}
+    return named.get(code, f"sig{-code}" if code < 0 else f"exit{code}")
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import itertools
 import os
 import threading
 from typing import Any
@@ -113,12 +114,14 @@ def _check_metadata(metadata: Element, pages_end: int) -> None:
         total_rows += rows
         chunks = group[1]
         if len(chunks) != len(leaves):
-            raise LayoutError(f"row group {g} has {len(chunks)} column chunks, {len(leaves)} leaves")
+            raise LayoutError(
+                f"row group {g} has {len(chunks)} column chunks, {len(leaves)} leaves"
+            )
         ranges = sorted(
             _chunk_range(chunk, leaf, rows, pages_end, f"row group {g}")
-            for chunk, leaf in zip(chunks, leaves)
+            for chunk, leaf in zip(chunks, leaves, strict=True)
         )
-        for (_, end, name), (start, _, other) in zip(ranges, ranges[1:]):
+        for (_, end, name), (start, _, other) in itertools.pairwise(ranges):
             if start < end:
                 raise LayoutError(f"row group {g}: column chunks {name} and {other} overlap")
     if total_rows != metadata[3]:
@@ -192,8 +195,8 @@ def _difference(name: bytes, got: list[tuple[Any, ...]], want: list[tuple[Any, .
     column = repr(name.decode(errors="replace"))
     if len(got) != len(want):
         return f"segment column {column} is {len(got)} levels deep, the writer's {len(want)}"
-    for level, (mine, theirs) in enumerate(zip(got, want)):
-        for what, a, b in zip(_SHAPE.values(), mine, theirs):
+    for level, (mine, theirs) in enumerate(zip(got, want, strict=True)):
+        for what, a, b in zip(_SHAPE.values(), mine, theirs, strict=True):
             if a != b:
                 return f"segment column {column} level {level} has {what} {a}, the writer's {b}"
     return f"segment column {column} differs from the writer's"

@@ -138,7 +138,9 @@ def check_row_count(table: pa.Table, declared: int) -> None:
     """The rows decoded are the rows the footer declared (the caps were checked on those): a
     footer that lies about its pages consistently passes segment_layout, not this."""
     if table.num_rows != declared:
-        raise LimitError(f"segment footer declares {declared} rows, its pages hold {table.num_rows}")
+        raise LimitError(
+            f"segment footer declares {declared} rows, its pages hold {table.num_rows}"
+        )
 
 
 def _check_range(column: pa.ChunkedArray, bound: int, what: str) -> None:
@@ -150,8 +152,8 @@ def _check_range(column: pa.ChunkedArray, bound: int, what: str) -> None:
 
 def open_segment(payload: bytes) -> pq.ParquetFile:
     """The segment's Parquet file, its footer checked against what our writer declares
-    (segment_layout) before pyarrow parses it, nothing decoded; strings read as dictionaries whatever type the
-    writer declared."""
+    (segment_layout) before pyarrow parses it, nothing decoded; strings read as dictionaries
+    whatever type the writer declared."""
     try:
         check_layout(payload)
     except LayoutError as exc:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tests.support.parquet_thrift import column_meta, field, join_footer, split_footer
+from tests.support.parquet_thrift import Struct, column_meta, field, join_footer, split_footer
 from tests.support.segments import metrics_segment
 
 ROWS = 20
@@ -18,7 +18,7 @@ def valid(run_id: str, seq: int = 0) -> bytes:
     return metrics_segment(run_id, seq, [(i, "loss", 0.5 * i) for i in range(ROWS)])
 
 
-def _schema_element(metadata: list, name: bytes) -> list:  # type: ignore[type-arg]
+def _schema_element(metadata: Struct, name: bytes) -> Struct:
     return next(e for e in field(metadata, 2)[2][1] if field(e, 4)[2] == name)
 
 

@@ -3,9 +3,10 @@
 Parquet's footer is a Thrift `FileMetaData` struct in the compact protocol, followed by its
 length (4 bytes, little-endian) and `PAR1`. The server's reader (app/store/thrift_compact.py)
 gives dicts, which lose the order and types a rewrite needs; this reads any compact-protocol
-struct into nested Python lists, `[[field_id, type, value], ...]`, and writes it back byte for byte, so a test or
-the fuzzer (bench/parquet_fuzz.py) can change one declared value (a column chunk's offset, a
-value count, a codec) and rebuild a file that is consistent in every other respect.
+struct into nested Python lists, `[[field_id, type, value], ...]`, and writes it back byte for
+byte, so a test or the fuzzer (bench/parquet_fuzz.py) can change one declared value (a column
+chunk's offset, a value count, a codec) and rebuild a file that is consistent in every other
+respect.
 Field ids are those of parquet.thrift, e.g. FileMetaData.row_groups = 4, RowGroup.columns = 1,
 ColumnChunk.meta_data = 3, ColumnMetaData.num_values = 5.
 """
@@ -75,8 +76,10 @@ class Reader:
             head = self.byte()
             size = head >> 4 if head >> 4 != 15 else self.varint()
             element = head & 0x0F
-            items = [self.byte() == TRUE if element in (TRUE, FALSE) else self.value(element)
-                     for _ in range(size)]
+            items = [
+                self.byte() == TRUE if element in (TRUE, FALSE) else self.value(element)
+                for _ in range(size)
+            ]
             return [element, items]
         if kind == MAP:
             size = self.varint()
@@ -127,8 +130,10 @@ def encode_value(kind: int, value: Any) -> bytes:
         return _varint(len(value)) + value
     if kind in (LIST, SET):
         element, items = value
-        head = bytes([len(items) << 4 | element]) if len(items) < 15 else (
-            bytes([0xF0 | element]) + _varint(len(items))
+        head = (
+            bytes([len(items) << 4 | element])
+            if len(items) < 15
+            else (bytes([0xF0 | element]) + _varint(len(items)))
         )
         if element in (TRUE, FALSE):
             return head + bytes(TRUE if item else FALSE for item in items)
@@ -190,7 +195,7 @@ def column_meta(metadata: Struct, group: int, column: int) -> Struct:
     """FileMetaData.row_groups[group].columns[column].meta_data."""
     groups = field(metadata, 4)[2][1]
     chunks = field(groups[group], 1)[2][1]
-    return field(chunks[column], 3)[2]  # type: ignore[no-any-return]
+    return field(chunks[column], 3)[2]
 
 
 def page_header(payload: bytes, offset: int) -> tuple[Struct, int]:

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.support.crafted_segments import ABORTING, LYING, valid
-from tests.support.parquet_thrift import column_meta, field, join_footer, split_footer
+from tests.support.parquet_thrift import Struct, column_meta, field, join_footer, split_footer
 from tests.support.segments import metrics_segment
 from trainlight.app.store.ingest import SegmentError, decode_segment
 from trainlight.app.store.segment_layout import LayoutError, check_layout
@@ -44,7 +44,7 @@ def list_segment() -> bytes:
     return encode_segment([columns], RunHeader(run_id="lists-1", seq=0, name="lists"))
 
 
-def rewrite(payload: bytes, edit: Callable[[list], None]) -> bytes:  # type: ignore[type-arg]
+def rewrite(payload: bytes, edit: Callable[[Struct], None]) -> bytes:
     body, metadata = split_footer(payload)
     edit(metadata)
     return join_footer(body, metadata)
@@ -95,8 +95,8 @@ def test_footers_that_lie_about_value_counts_are_refused(name: str) -> None:
         decode_segment(crafted)
 
 
-def _set_column(column: int, field_id: int, value: object) -> Callable[[list], None]:  # type: ignore[type-arg]
-    def edit(metadata: list) -> None:  # type: ignore[type-arg]
+def _set_column(column: int, field_id: int, value: object) -> Callable[[Struct], None]:
+    def edit(metadata: Struct) -> None:
         field(column_meta(metadata, 0, column), field_id)[2] = value
 
     return edit
@@ -116,7 +116,7 @@ def _set_column(column: int, field_id: int, value: object) -> Callable[[list], N
     ],
 )
 def test_footer_declarations_outside_the_writers_are_refused(
-    edit: Callable[[list], None],  # type: ignore[type-arg]
+    edit: Callable[[Struct], None],
     expected: str,
 ) -> None:
     with pytest.raises(LayoutError, match=expected):
