@@ -7,10 +7,11 @@ run in a forked child process, and the child's fate is recorded: "pass" (accepte
 (refused with the target's own exception, as it should be), "raise!" (another exception: a
 500 from the API), "sig6"/"sig11" (the process died), "hang".
 
-Inputs are valid segments from the real writer (`encode_segment`, as bench/ingest_throughput.py
-makes them: 20 metric rows, zstd), damaged by one of: byte flips anywhere or in the footer,
-truncation, or a rewrite of one integer or list the Thrift footer or a page header declares
-(offsets, sizes, value counts, types, encodings, codecs; tests/support/parquet_thrift.py).
+Inputs are valid segments from the real writer (`encode_segment`, zstd): 20 metric rows as
+bench/ingest_throughput.py makes them, or 4 rows with list values; damaged by one of: byte
+flips anywhere or in the footer, truncation, or a rewrite of one integer or list the Thrift
+footer or a page header declares (offsets, sizes, value counts, types, encodings, codecs;
+tests/support/parquet_thrift.py).
 The targets are the receive-path check (`check_segment`) and the ingester's `decode_segment`.
 Bounded by --seconds; aborting inputs are saved under --out for tests and triage.
 
@@ -73,6 +74,23 @@ def seed_segment(rows: int = 20) -> bytes:
         "wall_time": [1_700_000_000_000_000 + i for i in range(rows)],
     }
     header = RunHeader(run_id="fuzz-run", seq=0, name="fuzz", started_at=1.7e9, sent_at=1.7e9)
+    return encode_segment([columns], header)
+
+
+def list_segment() -> bytes:
+    """A small valid segment with list values (LCA frames and arrays rows), as the collectors
+    write them: its `values` column has pages with repetition levels."""
+    columns = {
+        "table": ["lca_frames", "arrays", "arrays", "metrics"],
+        "step": [1, 2, 3, 4],
+        "layer": ["fc1", None, None, None],
+        "key": [None, "predictions", "act_var_hist", "loss"],
+        "value": [None, None, None, 0.25],
+        "n_rows": [1, None, None, None],
+        "n_cols": [2, None, None, None],
+        "values": [[0.5, 1.5], [2.0, 3.0, 4.0], [], None],
+    }
+    header = RunHeader(run_id="fuzz-run", seq=1, name="fuzz", started_at=1.7e9, sent_at=1.7e9)
     return encode_segment([columns], header)
 
 
@@ -197,12 +215,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="save aborting inputs here")
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    seed = seed_segment()
+    seeds = [seed_segment(), list_segment()]
     counts: Counter[tuple[str, str, str]] = Counter()
     deadline = time.monotonic() + args.seconds
     inputs = 0
     while time.monotonic() < deadline:
-        kind, payload = mutate(rng, seed)
+        kind, payload = mutate(rng, rng.choice(seeds))
         inputs += 1
         for target in TARGETS:
             outcome = fate(target, payload)
@@ -211,7 +229,8 @@ def main() -> None:
                 args.out.mkdir(parents=True, exist_ok=True)
                 name = f"{outcome}-{target}-{kind}-{hashlib.sha1(payload).hexdigest()[:10]}"
                 (args.out / f"{name}.parquet").write_bytes(payload)
-    print(f"{inputs} inputs in {args.seconds:.0f} s (seed {args.seed}, {len(seed)}-byte segment)")
+    sizes = "/".join(str(len(seed)) for seed in seeds)
+    print(f"{inputs} inputs in {args.seconds:.0f} s (seed {args.seed}, {sizes}-byte segments)")
     for (target, kind, outcome), n in sorted(counts.items()):
         print(f"  {target:15} {kind:12} {outcome:6} {n:6}")
     crashed = sum(n for (_, _, outcome), n in counts.items() if outcome not in ("pass", "raise"))
