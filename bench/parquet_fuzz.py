@@ -10,8 +10,8 @@ run in a forked child process, and the child's fate is recorded: "pass" (accepte
 Inputs are valid segments from the real writer (`encode_segment`, zstd): 20 metric rows as
 bench/ingest_throughput.py makes them, or 4 rows with list values; damaged by one of: byte
 flips anywhere or in the footer, truncation, or a rewrite of one integer or list the Thrift
-footer or a page header declares (offsets, sizes, value counts, types, encodings, codecs;
-tests/support/parquet_thrift.py).
+footer or a page header declares (offsets, sizes, value counts, types, encodings, codecs,
+lengths of lists of numbers such as level histograms; tests/support/parquet_thrift.py).
 The targets are the receive-path check (`check_segment`) and the ingester's `decode_segment`.
 Bounded by --seconds; aborting inputs are saved under --out for tests and triage.
 
@@ -60,7 +60,7 @@ REFUSALS: dict[str, type[Exception]] = {
     "decode_segment": SegmentError,
 }
 CHILD_TIMEOUT_S = 10.0
-Leaf = tuple[list[Any], int]  # a container and the index of an integer in it
+Leaf = tuple[list[Any], int, bool]  # a container, the index of an integer in it, is it a list
 
 
 def seed_segment(rows: int = 20) -> bytes:
@@ -103,13 +103,13 @@ def integer_leaves(value: Any) -> Iterator[Leaf]:
     if isinstance(value, list) and len(value) == 3 and isinstance(value[0], int):
         kind = value[1]
         if kind in (I16, I32, I64):
-            yield value, 2
+            yield value, 2, False
         elif kind == STRUCT:
             yield from integer_leaves(value[2])
         elif kind == LIST:
             element, items = value[2]
             if element in (I16, I32, I64):
-                yield from ((items, i) for i in range(len(items)))
+                yield from ((items, i, True) for i in range(len(items)))
             elif element == STRUCT:
                 for item in items:
                     yield from integer_leaves(item)
@@ -138,8 +138,14 @@ def mutate_footer(rng: random.Random, payload: bytes) -> bytes:
     body, metadata = split_footer(payload)
     leaves = list(integer_leaves(metadata))
     for _ in range(rng.choice([1, 1, 1, 2, 3])):
-        container, index = rng.choice(leaves)
-        container[index] = interesting(rng, container[index], len(payload))
+        container, index, in_list = rng.choice(leaves)
+        if in_list and rng.random() < 0.3:  # a list of numbers: one more, or one less
+            if rng.random() < 0.5:
+                container.insert(index, rng.randrange(100))
+            else:
+                container.pop(index)
+        else:
+            container[index] = interesting(rng, container[index], len(payload))
     return join_footer(body, metadata)
 
 
@@ -157,7 +163,7 @@ def page_offsets(payload: bytes) -> list[int]:
 def mutate_page_header(rng: random.Random, payload: bytes) -> bytes:
     start = rng.choice(page_offsets(payload))
     header, end = page_header(payload, start)
-    container, index = rng.choice(list(integer_leaves(header)))
+    container, index, _ = rng.choice(list(integer_leaves(header)))
     container[index] = interesting(rng, container[index], len(payload))
     return payload[:start] + encode_struct(header) + payload[end:]
 

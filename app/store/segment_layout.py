@@ -13,7 +13,8 @@ the footer's Thrift is read in Python (thrift_compact.py) and must declare:
 - for every column chunk: the leaf's physical type and path, a codec and encodings from an
   allow-list, its data in this file (no external file path, no encryption), its bytes inside
   the file before the footer and apart from the other chunks, its dictionary page before its
-  data pages, and as many values as its row group has rows (at least as many for the list);
+  data pages, as many values as its row group has rows (at least as many for the list), and
+  level histograms (SizeStatistics) of one count per level: another length aborts pyarrow too;
 - row counts that add up.
 Only then does pyarrow see the file, and segment_limits.check_footer applies the size caps.
 """
@@ -39,6 +40,7 @@ CODECS = frozenset({0, 1, 2, 4, 6, 7})
 # PLAIN 0, PLAIN_DICTIONARY 2, RLE 3, BIT_PACKED 4 (old level encoding), RLE_DICTIONARY 8.
 ENCODINGS = frozenset({0, 2, 3, 4, 8})
 PAGE_TYPES = frozenset({0, 1, 2, 3})  # DATA_PAGE, INDEX_PAGE, DICTIONARY_PAGE, DATA_PAGE_V2
+REQUIRED, REPEATED = 0, 2  # FieldRepetitionType (OPTIONAL is 1)
 _MAGIC = b"PAR1"
 _TAIL = 8  # footer length (4 bytes) and "PAR1"
 # SchemaElement fields that decide how a column is read (all but its name and field id).
@@ -234,10 +236,28 @@ def _chunk_range(
         )
     if meta[6] < 0:
         raise LayoutError(f"{where}: column {name} declares {meta[6]} bytes uncompressed")
-    repeated = any(e.get(3) == 2 for e in elements)  # a list: one value per element, >= 1 a row
-    if values < rows or (values != rows and not repeated):
+    max_repetition = sum(e.get(3) == REPEATED for e in elements)
+    if values < rows or (values != rows and not max_repetition):  # a list: >= 1 value a row
         raise LayoutError(f"{where}: column {name} declares {values} values for {rows} rows")
+    _check_level_histograms(meta.get(16, {}), elements, max_repetition, f"{where}: column {name}")
     return start, end, name
+
+
+def _check_level_histograms(
+    sizes: Element, elements: list[Element], max_repetition: int, what: str
+) -> None:
+    """SizeStatistics' level histograms have one count per level, 0..max, or none: pyarrow
+    aborts on another length ("Definition level histogram size mismatch")."""
+    max_definition = sum(e.get(3) != REQUIRED for e in elements)
+    for field_id, levels, kind in (
+        (2, max_repetition, "repetition"),
+        (3, max_definition, "definition"),
+    ):
+        histogram = sizes.get(field_id, [])
+        if len(histogram) not in (0, levels + 1):
+            raise LayoutError(f"{what} has a {kind} level histogram of {len(histogram)} counts")
+    if sizes.get(1, 0) < 0:
+        raise LayoutError(f"{what} declares {sizes[1]} unencoded bytes")
 
 
 __all__ = [

@@ -1,5 +1,5 @@
 """Valid segments with one footer value changed, each as the fuzzer (bench/parquet_fuzz.py)
-found it: the first three make an unguarded pyarrow read abort the process (SIGABRT from an
+found them: the first four make an unguarded pyarrow read abort the process (SIGABRT from an
 uncaught `parquet::ParquetException`), the last two lie about how many values the pages hold."""
 
 from __future__ import annotations
@@ -44,6 +44,14 @@ def unknown_codec(payload: bytes) -> bytes:
     return join_footer(body, metadata)
 
 
+def long_histogram(payload: bytes) -> bytes:
+    """The `key` chunk's definition level histogram with 3 counts for its 2 levels (aborts)."""
+    body, metadata = split_footer(payload)
+    sizes = field(column_meta(metadata, 0, 2), 16)[2]
+    field(sizes, 3)[2] = [6, [0, ROWS, 0]]  # a list of i64
+    return join_footer(body, metadata)
+
+
 def lying_value_count(payload: bytes) -> bytes:
     """The `step` chunk declares fewer values than the row group's rows."""
     body, metadata = split_footer(payload)
@@ -66,6 +74,7 @@ ABORTING: dict[str, Callable[[bytes], bytes]] = {
     "key declared REQUIRED": key_required,
     "key declared DOUBLE": key_as_double,
     "codec number 12": unknown_codec,
+    "definition level histogram of 3": long_histogram,
 }
 LYING: dict[str, Callable[[bytes], bytes]] = {
     "step value count": lying_value_count,
