@@ -5,22 +5,28 @@ the pages' contents is refused by the receive check and by the ingester's decode
 from __future__ import annotations
 
 import io
+import random
 import subprocess
 import sys
 from collections.abc import Callable
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from tests.support.crafted_segments import ABORTING, LYING, valid
 from tests.support.parquet_thrift import Struct, column_meta, field, join_footer, split_footer
+from tests.support.segment_fuzz import (
+    TARGETS,
+    extra_column_segment,
+    fate,
+    list_segment,
+    mutate,
+    seed_segment,
+)
 from tests.support.segments import metrics_segment
 from trainlight.app.store.ingest import SegmentError, decode_segment
 from trainlight.app.store.segment_layout import LayoutError, check_layout
 from trainlight.app.store.segment_limits import LimitError, check_segment
-from trainlight.collectors.schema import RunHeader
-from trainlight.collectors.writer import encode_segment
 
 # An unguarded read, as the server did before the footer check.
 UNGUARDED_READ = """import io, sys, pyarrow.parquet as pq
@@ -28,20 +34,6 @@ parquet = pq.ParquetFile(io.BytesIO(sys.stdin.buffer.read()))
 [parquet.metadata.row_group(0).column(i).compression for i in range(9)]
 parquet.read()
 """
-
-
-def list_segment() -> bytes:
-    values = pa.array([[0.5, 1.5], None, [2.0]], pa.list_(pa.float32()))
-    columns = {
-        "table": ["lca_frames", "arrays", "arrays"],
-        "step": [1, 2, 3],
-        "layer": ["fc1", None, None],
-        "key": [None, "predictions", "act_var_hist"],
-        "n_rows": [1, None, None],
-        "n_cols": [2, None, None],
-        "values": values,
-    }
-    return encode_segment([columns], RunHeader(run_id="lists-1", seq=0, name="lists"))
 
 
 def rewrite(payload: bytes, edit: Callable[[Struct], None]) -> bytes:
@@ -52,8 +44,8 @@ def rewrite(payload: bytes, edit: Callable[[Struct], None]) -> bytes:
 
 @pytest.mark.parametrize(
     "payload",
-    [valid("r-1"), metrics_segment("r-1", 0, []), list_segment()],
-    ids=["20 metric rows", "empty heartbeat", "lists"],
+    [valid("r-1"), metrics_segment("r-1", 0, []), list_segment(), extra_column_segment()],
+    ids=["20 metric rows", "empty heartbeat", "lists", "extra column"],
 )
 def test_the_writers_segments_pass(payload: bytes) -> None:
     check_layout(payload)
@@ -155,3 +147,17 @@ def test_large_segments_keep_their_layout() -> None:
             writer.write_table(table)
     check_layout(out.getvalue())
     assert decode_segment(out.getvalue()).table.num_rows == 5 * table.num_rows
+
+
+def test_a_bounded_fuzz_run_never_kills_or_hangs_the_readers() -> None:
+    """60 damaged segments (fixed seed), each read by both targets in a forked child: every one
+    is accepted or refused with the target's own exception, none kills its process."""
+    rng = random.Random(13)
+    seeds = [seed_segment(), list_segment(), extra_column_segment()]
+    fates = {}
+    for i in range(60):
+        kind, payload = mutate(rng, seeds[i % len(seeds)])
+        for target in TARGETS:
+            fates[i, kind, target] = fate(target, payload)
+    bad = {key: outcome for key, outcome in fates.items() if outcome not in ("pass", "raise")}
+    assert not bad, bad
