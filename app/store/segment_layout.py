@@ -16,6 +16,8 @@ the footer's Thrift is read in Python (thrift_compact.py) and must declare:
   data pages, as many values as its row group has rows (at least as many for the list), and
   level histograms (SizeStatistics) of one count per level: another length aborts pyarrow too;
 - row counts that add up.
+- every schema node's repetition and every leaf's physical type a known number, even outside
+  the schema (pyarrow counts an unknown repetition's levels otherwise than its histogram's size).
 Only then does pyarrow see the file, and segment_limits.check_footer applies the size caps.
 """
 
@@ -41,6 +43,8 @@ CODECS = frozenset({0, 1, 2, 4, 6, 7})
 ENCODINGS = frozenset({0, 2, 3, 4, 8})
 PAGE_TYPES = frozenset({0, 1, 2, 3})  # DATA_PAGE, INDEX_PAGE, DICTIONARY_PAGE, DATA_PAGE_V2
 REQUIRED, REPEATED = 0, 2  # FieldRepetitionType (OPTIONAL is 1)
+REPETITIONS = frozenset({0, 1, 2})
+PHYSICAL_TYPES = frozenset(range(8))  # BOOLEAN ... FIXED_LEN_BYTE_ARRAY
 _MAGIC = b"PAR1"
 _TAIL = 8  # footer length (4 bytes) and "PAR1"
 # SchemaElement fields that decide how a column is read (all but its name and field id).
@@ -145,8 +149,12 @@ def _leaves(schema: list[Element]) -> list[tuple[tuple[bytes, ...], list[Element
             element = schema[position]
             position += 1
             count = element.get(5, 0)
-            if count < 0 or len(parents) > 8:
+            # Levels are counted from each node's repetition: an unknown one is counted otherwise
+            # by pyarrow (whose histogram size check then aborts), so all must be known.
+            if count < 0 or len(parents) > 8 or element.get(3) not in REPETITIONS:
                 raise LayoutError(f"schema element {element.get(4)!r} is malformed")
+            if not count and element.get(1) not in PHYSICAL_TYPES:
+                raise LayoutError(f"schema leaf {element.get(4)!r} has type {element.get(1)}")
             if count:
                 walk(count, [*parents, element])
             else:

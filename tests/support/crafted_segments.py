@@ -1,10 +1,14 @@
 """Valid segments with one footer value changed, each as the fuzzer (bench/parquet_fuzz.py)
-found them: the first four make an unguarded pyarrow read abort the process (SIGABRT from an
+found them: the first five make an unguarded pyarrow read abort the process (SIGABRT from an
 uncaught `parquet::ParquetException`), the last two lie about how many values the pages hold."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from tests.support.parquet_thrift import Struct, column_meta, field, join_footer, split_footer
 from tests.support.segments import metrics_segment
@@ -52,6 +56,19 @@ def long_histogram(payload: bytes) -> bytes:
     return join_footer(body, metadata)
 
 
+def unknown_repetition_outside_the_schema(payload: bytes) -> bytes:
+    """A column outside the schema (never decoded) added as a list of numbers, its list node's
+    repetition an unknown number: pyarrow counts its levels otherwise than its level
+    histogram's size says (aborts, in `ColumnChunkMetaData` already)."""
+    table = pq.read_table(pa.BufferReader(payload))
+    extra = pa.array([[i, None] for i in range(table.num_rows)], pa.list_(pa.int64()))
+    out = io.BytesIO()
+    pq.write_table(table.append_column("extra", extra), out, compression="zstd")
+    body, metadata = split_footer(out.getvalue())
+    field(_schema_element(metadata, b"extra"), 3)[2] = 3632
+    return join_footer(body, metadata)
+
+
 def lying_value_count(payload: bytes) -> bytes:
     """The `step` chunk declares fewer values than the row group's rows."""
     body, metadata = split_footer(payload)
@@ -75,6 +92,7 @@ ABORTING: dict[str, Callable[[bytes], bytes]] = {
     "key declared DOUBLE": key_as_double,
     "codec number 12": unknown_codec,
     "definition level histogram of 3": long_histogram,
+    "unknown repetition outside the schema": unknown_repetition_outside_the_schema,
 }
 LYING: dict[str, Callable[[bytes], bytes]] = {
     "step value count": lying_value_count,

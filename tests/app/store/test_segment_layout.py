@@ -31,7 +31,8 @@ from trainlight.app.store.segment_limits import LimitError, check_segment
 # An unguarded read, as the server did before the footer check.
 UNGUARDED_READ = """import io, sys, pyarrow.parquet as pq
 parquet = pq.ParquetFile(io.BytesIO(sys.stdin.buffer.read()))
-[parquet.metadata.row_group(0).column(i).compression for i in range(9)]
+group = parquet.metadata.row_group(0)
+[group.column(i).compression for i in range(group.num_columns)]
 parquet.read()
 """
 
