@@ -3,21 +3,22 @@ collectors' writer produces, before pyarrow parses the footer or reads a page.
 
 Why: pyarrow's Parquet reader is C++, and for some footers it throws an exception nothing
 catches (`terminate called after throwing an instance of 'parquet::ParquetException'`): the
-whole server dies of SIGABRT, from one POST. The fuzzer (bench/parquet_fuzz.py) found two kinds:
-a schema element changed (a column's repetition OPTIONAL -> REQUIRED, or its physical type
-BYTE_ARRAY -> DOUBLE, so the reader expects other levels or widths than the pages hold), and a
-column chunk's codec number unknown (even reading `ColumnChunkMetaData.compression` aborts). So
-the footer's Thrift is read in Python (thrift_compact.py) and must declare:
+whole server dies of SIGABRT, from one POST. The fuzzer (bench/parquet_fuzz.py) found: a schema
+element changed (a column's repetition OPTIONAL -> REQUIRED, or its physical type BYTE_ARRAY ->
+DOUBLE, so the reader expects other levels or widths than the pages hold), a column chunk's
+codec number unknown (even reading `ColumnChunkMetaData.compression` aborts), level histograms
+of another length than the column's levels, an unknown repetition number. So the footer's
+Thrift is read in Python (thrift_compact.py) and must declare:
 - each segment column exactly as `pq.write_table` declares SEGMENT_SCHEMA (physical, logical and
   converted types, repetition of every node: hence definition and repetition levels);
 - for every column chunk: the leaf's physical type and path, a codec and encodings from an
   allow-list, its data in this file (no external file path, no encryption), its bytes inside
   the file before the footer and apart from the other chunks, its dictionary page before its
   data pages, as many values as its row group has rows (at least as many for the list), and
-  level histograms (SizeStatistics) of one count per level: another length aborts pyarrow too;
-- row counts that add up.
+  level histograms (SizeStatistics) of one count per level;
 - every schema node's repetition and every leaf's physical type a known number, even outside
-  the schema (pyarrow counts an unknown repetition's levels otherwise than its histogram's size).
+  the schema (pyarrow counts an unknown repetition's levels otherwise than its histogram's size);
+- row counts that add up.
 Only then does pyarrow see the file, and segment_limits.check_footer applies the size caps.
 """
 
