@@ -38,6 +38,7 @@ from trainlight.app.store.registered import registered
 from trainlight.app.store.segment import Segment
 from trainlight.app.store.segment_limits import (
     check_footer,
+    check_row_count,
     check_rows,
     header_bytes,
     open_segment,
@@ -90,6 +91,7 @@ def decode_segment(payload: bytes) -> Segment:
         header = parse_header(header_bytes(schema))
         check_segment_schema(schema)  # extra columns are never decoded
         table = parquet.read(columns=_COLUMNS, use_threads=False)
+        check_row_count(table, parquet.metadata.num_rows)
         table = normalise_segment(table.replace_schema_metadata(schema.metadata))
         check_rows(table)
     except (pa.ArrowException, OSError) as exc:

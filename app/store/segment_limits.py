@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from trainlight.app.store.segment_layout import LayoutError, check_layout
 from trainlight.collectors.schema import (
     HEADER_KEY,
     SEGMENT_SCHEMA,
@@ -133,6 +134,15 @@ def check_rows(table: pa.Table) -> None:
         raise LimitError(f"{nulls} rows of {'/'.join(KEYED_TABLES)} have no key")
 
 
+def check_row_count(table: pa.Table, declared: int) -> None:
+    """The rows decoded are the rows the footer declared (the caps were checked on those): a
+    footer that lies about its pages consistently passes segment_layout, not this."""
+    if table.num_rows != declared:
+        raise LimitError(
+            f"segment footer declares {declared} rows, its pages hold {table.num_rows}"
+        )
+
+
 def _check_range(column: pa.ChunkedArray, bound: int, what: str) -> None:
     extremes = pc.min_max(column)
     low, high = extremes["min"].as_py(), extremes["max"].as_py()
@@ -141,8 +151,13 @@ def _check_range(column: pa.ChunkedArray, bound: int, what: str) -> None:
 
 
 def open_segment(payload: bytes) -> pq.ParquetFile:
-    """The segment's Parquet file, its footer parsed, nothing decoded; strings read as
-    dictionaries whatever type the writer declared."""
+    """The segment's Parquet file, its footer checked against what our writer declares
+    (segment_layout) before pyarrow parses it, nothing decoded; strings read as dictionaries
+    whatever type the writer declared."""
+    try:
+        check_layout(payload)
+    except LayoutError as exc:
+        raise LimitError(f"footer does not describe a trainlight segment: {exc}") from exc
     return pq.ParquetFile(pa.BufferReader(payload), read_dictionary=DICTIONARY_COLUMNS)
 
 
@@ -159,6 +174,7 @@ def check_segment(payload: bytes) -> RunHeader:
     try:
         check_segment_schema(schema)
         keys = parquet.read(columns=["table", "step", "key", "wall_time"], use_threads=False)
+        check_row_count(keys, parquet.metadata.num_rows)
         check_rows(keys)
     except LimitError:
         raise
@@ -171,6 +187,7 @@ def check_segment(payload: bytes) -> RunHeader:
 __all__ = [
     "LimitError",
     "check_footer",
+    "check_row_count",
     "check_rows",
     "check_segment",
     "json_depth",
