@@ -107,3 +107,12 @@ def test_the_segment_format_loads_neither_the_health_rules_nor_the_migrations() 
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_readme_badge_table_has_one_row_per_registered_signal() -> None:
+    from trainlight.collectors.health.registry import signal_names
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("| signal | green | amber | red | what to do when red |", 1)[1]
+    rows = [line for line in table.split("\n\n", 1)[0].splitlines() if line.startswith("| `")]
+    assert sorted(row.split("`")[1] for row in rows) == sorted(signal_names())

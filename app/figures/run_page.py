@@ -7,6 +7,7 @@ the step axis, the ones whose zoom selects the page's step range.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from trainlight.app.figures.lca import lca_layers_figure
@@ -52,15 +53,30 @@ def run_figures(data: RunPageData, view: RunView, run_id: str) -> RunFigures:
         for key in data.plotted_keys
         if key in data.scalars
     )
-    evidence = {
-        "catch": _catch(data, view, revision),
-        "runaway": _runaway(data, view, revision),
-        "dead_relu": _dead(data, revision),
-        "lca": _lca(data, revision),
-    }
+    evidence = {signal: build(data, view, revision) for signal, build in _EVIDENCE.items()}
     return RunFigures(scalars, {k: v for k, v in evidence.items() if v})
 
 
+EvidenceBuilder = Callable[[RunPageData, RunView, str], tuple[NamedFigure, ...]]
+_EVIDENCE: dict[str, EvidenceBuilder] = {}
+
+
+def evidence_for(signal: str) -> Callable[[EvidenceBuilder], EvidenceBuilder]:
+    """Register the function that draws `signal`'s evidence on the run page (its panel shows
+    what it returns; nothing: no plot)."""
+
+    def register(build: EvidenceBuilder) -> EvidenceBuilder:
+        _EVIDENCE[signal] = build
+        return build
+
+    return register
+
+
+def forget_evidence(signal: str) -> None:
+    _EVIDENCE.pop(signal, None)
+
+
+@evidence_for("catch")
 def _catch(data: RunPageData, view: RunView, revision: str) -> tuple[NamedFigure, ...]:
     out = []
     for role in CATCH_ROLES:
@@ -77,6 +93,7 @@ def _catch(data: RunPageData, view: RunView, revision: str) -> tuple[NamedFigure
     return tuple(out)
 
 
+@evidence_for("runaway")
 def _runaway(data: RunPageData, view: RunView, revision: str) -> tuple[NamedFigure, ...]:
     out = []
     distance = data.runaway.get(RUNAWAY_DISTANCE)
@@ -99,7 +116,8 @@ def _runaway(data: RunPageData, view: RunView, revision: str) -> tuple[NamedFigu
     return tuple(out)
 
 
-def _dead(data: RunPageData, revision: str) -> tuple[NamedFigure, ...]:
+@evidence_for("dead_relu")
+def _dead(data: RunPageData, _view: RunView, revision: str) -> tuple[NamedFigure, ...]:
     dead = data.layers.get(DEAD_FRAC, ())
     if not dead:
         return ()
@@ -112,7 +130,8 @@ def _dead(data: RunPageData, revision: str) -> tuple[NamedFigure, ...]:
     return (NamedFigure("dead_relu", fig, zoom=False),)
 
 
-def _lca(data: RunPageData, revision: str) -> tuple[NamedFigure, ...]:
+@evidence_for("lca")
+def _lca(data: RunPageData, _view: RunView, revision: str) -> tuple[NamedFigure, ...]:
     if not data.lca_totals:
         return ()
     fig = lca_layers_figure(
