@@ -86,6 +86,14 @@ def variants(table: pa.Table) -> list[pa.Table]:
     return [table, chunked, plain]
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_a_slice_reads_like_its_rows(seed: int) -> None:
+    """Arrays that start at an offset into their buffers (a slice of a larger segment)."""
+    table = random_table(np.random.default_rng(100 + seed))
+    part = table.slice(min(3, table.num_rows))
+    assert repr(extract(part, KEYS)) == repr(reference(part, KEYS))
+
+
 @pytest.mark.parametrize("seed", range(40))
 def test_extract_matches_a_row_by_row_reading(seed: int) -> None:
     table = random_table(np.random.default_rng(seed))
