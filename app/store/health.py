@@ -28,6 +28,30 @@ from trainlight.collectors.schema import NO_LAYER, TERMINAL_STATUSES, RunHeader
 class HealthOutcome:
     transitions: list[Transition]
     prune_reason: str | None  # set when a prune_on signal turned red: the run must stop
+    state: str  # the rules' state as saved in `health_state`
+    health: RunHealth  # the same state, live
+
+
+class LiveHealth:
+    """The ingester's runs' rule states kept live between passes, each with the JSON it was saved
+    as: a run whose saved state is still that JSON resumes from the object instead of parsing it
+    (parsing cost more than judging a small segment). An entry is taken out when used and put
+    back only after its transaction committed, so a rolled-back pass never leaves a state that
+    ran ahead of the database."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self.capacity = capacity
+        self._states: dict[str, tuple[str, RunHealth]] = {}
+
+    def take(self, run_id: str, saved: str) -> RunHealth | None:
+        entry = self._states.pop(run_id, None)
+        return entry[1] if entry is not None and entry[0] == saved else None
+
+    def keep(self, outcomes: dict[str, HealthOutcome]) -> None:
+        for run_id, outcome in outcomes.items():
+            self._states[run_id] = (outcome.state, outcome.health)
+        while len(self._states) > self.capacity:  # the least recently ingested go first
+            del self._states[next(iter(self._states))]
 
 
 @dataclass
@@ -41,9 +65,10 @@ class _Changes:
 
 
 def evaluate_runs(
-    cur: duckdb.DuckDBPyConnection, runs: Sequence[RunBatch]
+    cur: duckdb.DuckDBPyConnection, runs: Sequence[RunBatch], live: LiveHealth | None = None
 ) -> dict[str, HealthOutcome]:
-    """Advance every run's rules over its segments, in order; record what changed."""
+    """Advance every run's rules over its segments, in order; record what changed. The caller
+    gives the outcomes to `live.keep` once the transaction has committed."""
     saved = dict(
         cur.execute(
             "SELECT run_id, state FROM health_state WHERE run_id IN (SELECT unnest(?))",
@@ -51,14 +76,24 @@ def evaluate_runs(
         ).fetchall()
     )
     changes = _Changes()
-    outcomes = {run.run_id: _evaluate(run, saved.get(run.run_id), changes) for run in runs}
+    outcomes = {
+        run.run_id: _evaluate(run, _resume(run, saved.get(run.run_id), live), changes)
+        for run in runs
+    }
     _write(cur, changes)
     return outcomes
 
 
-def _evaluate(run: RunBatch, saved: str | None, changes: _Changes) -> HealthOutcome:
+def _resume(run: RunBatch, saved: str | None, live: LiveHealth | None) -> RunHealth:
     first = _spec(run.segments[0].header)
-    health = RunHealth.from_json(first, saved) if saved else RunHealth(first)
+    if saved is None:
+        return RunHealth(first)
+    kept = live.take(run.run_id, saved) if live is not None else None
+    return kept if kept is not None else RunHealth.from_json(first, saved)
+
+
+def _evaluate(run: RunBatch, health: RunHealth, changes: _Changes) -> HealthOutcome:
+    first = _spec(run.segments[0].header)
     transitions: list[Transition] = []
     prune_reason: str | None = None
     spec, spec_of = first, run.segments[0].header
@@ -73,10 +108,11 @@ def _evaluate(run: RunBatch, saved: str | None, changes: _Changes) -> HealthOutc
                 prune_reason = f"auto-pruned: {change.signal} red: {change.reason}"
         changes.derived += [(run.run_id, step, key, value) for step, key, value in result.derived]
         transitions += result.transitions
-    changes.states.append((run.run_id, health.to_json()))
+    state = health.to_json()
+    changes.states.append((run.run_id, state))
     if prune_reason is not None:
         changes.prunes.append((run.run_id, prune_reason))
-    return HealthOutcome(transitions, prune_reason)
+    return HealthOutcome(transitions, prune_reason, state, health)
 
 
 def _write(cur: duckdb.DuckDBPyConnection, changes: _Changes) -> None:

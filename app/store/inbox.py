@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from trainlight.app.store.control import publish_stop
 from trainlight.app.store.database import Store
+from trainlight.app.store.health import LiveHealth
 from trainlight.app.store.ingest import Segment, SegmentError, decode_segment, ingest_batch
 from trainlight.app.store.orphans import remove_orphan_temporaries
 from trainlight.app.store.quarantine import foreign_entries, quarantine
@@ -72,6 +73,7 @@ class Ingester:
         # commit stay bounded.
         self.max_batch_rows = max_batch_rows
         self._stuck: set[Path] = set()  # entries that failed and could not be quarantined
+        self._live = LiveHealth()  # runs' rule states between passes
         _load_arrow_scan_modules(store)
 
     def ingest_pending(self) -> IngestStats:
@@ -186,7 +188,7 @@ class Ingester:
         self._ingest_or_isolate(batch[half:], stats)
 
     def _ingest_batch(self, batch: list[_Item], stats: IngestStats) -> None:
-        results = ingest_batch(self.store, [segment for segment, _ in batch])
+        results = ingest_batch(self.store, [segment for segment, _ in batch], self._live)
         for result in results:  # committed: a stop that fails to publish must not undo it
             if result.prune_reason is not None:
                 self._publish(result.run_id, result.prune_reason)

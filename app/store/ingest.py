@@ -33,7 +33,7 @@ from trainlight.app.store.batch_rows import (
     upsert_runs,
 )
 from trainlight.app.store.database import Store, utc_naive
-from trainlight.app.store.health import HealthOutcome, evaluate_runs
+from trainlight.app.store.health import HealthOutcome, LiveHealth, evaluate_runs
 from trainlight.app.store.registered import registered
 from trainlight.app.store.segment import Segment
 from trainlight.app.store.segment_limits import (
@@ -110,7 +110,9 @@ def ingest_segments(store: Store, segments: Sequence[Segment]) -> IngestResult:
     return result
 
 
-def ingest_batch(store: Store, segments: Sequence[Segment]) -> tuple[IngestResult, ...]:
+def ingest_batch(
+    store: Store, segments: Sequence[Segment], live: LiveHealth | None = None
+) -> tuple[IngestResult, ...]:
     """Write the segments of any number of runs in one transaction, skipping any seen before.
 
     Each run's segments are taken in the order given (the ingester gives seq order): that is
@@ -121,7 +123,9 @@ def ingest_batch(store: Store, segments: Sequence[Segment]) -> tuple[IngestResul
     with store.write() as cur:
         fresh = _record_fresh(cur, segments)
         runs = group_by_run(fresh)
-        outcomes = _write(cur, runs) if fresh else {}
+        outcomes = _write(cur, runs, live) if fresh else {}
+    if live is not None:  # committed
+        live.keep(outcomes)
     written = {run.run_id: run.segments for run in runs}
     return tuple(
         _result(run.run_id, len(run.segments), written.get(run.run_id, ()), outcomes)
@@ -143,7 +147,9 @@ def _result(
     )
 
 
-def _write(cur: duckdb.DuckDBPyConnection, runs: Sequence[RunBatch]) -> dict[str, HealthOutcome]:
+def _write(
+    cur: duckdb.DuckDBPyConnection, runs: Sequence[RunBatch], live: LiveHealth | None
+) -> dict[str, HealthOutcome]:
     table = batch_table(runs)
     with registered(cur, "batch", table):
         present = insert_rows(cur, table)
@@ -152,7 +158,7 @@ def _write(cur: duckdb.DuckDBPyConnection, runs: Sequence[RunBatch]) -> dict[str
         thin_frames(cur, table)
         record_lca_layers(cur, table)
         upsert_runs(cur, runs)
-    return evaluate_runs(cur, runs)
+    return evaluate_runs(cur, runs, live)
 
 
 def _record_fresh(cur: duckdb.DuckDBPyConnection, segments: Sequence[Segment]) -> list[Segment]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
 import pyarrow as pa
@@ -168,17 +168,18 @@ class RunHealth:
     def to_json(self) -> str:
         return json.dumps(
             {
-                "nonfinite": asdict(self.nonfinite),
-                "dead": asdict(self.dead),
-                "runaway": asdict(self.runaway),
-                "lca": asdict(self.lca),
-                "catch": asdict(self.catch) if self.catch else None,
-                "hysteresis": {k: asdict(v) for k, v in self.hysteresis.items()},
+                "nonfinite": self.nonfinite,
+                "dead": self.dead,
+                "runaway": self.runaway,
+                "lca": self.lca,
+                "catch": self.catch,
+                "hysteresis": self.hysteresis,
                 "pending": self.pending.to_dict(),
                 "roles": dict(self.spec.roles),
                 "settings": self.spec.settings.to_dict(),  # read by the run page's guide lines
             },
             allow_nan=True,
+            default=_fields,
         )
 
     @classmethod
@@ -226,6 +227,14 @@ def spec_from_header(
         prune_on=tuple(prune_on),
         planned_steps=planned_steps,
     )
+
+
+def _fields(value: object) -> dict[str, Any]:
+    """A rule state's fields, for `json.dumps` (as `asdict` gives them, without its deep copy,
+    which took longer than judging a small segment)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in fields(value)}
+    raise TypeError(f"cannot save {type(value).__name__} in a health state")
 
 
 def _known(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from trainlight.app.store.database import Store
+from trainlight.app.store.health import LiveHealth
 from trainlight.app.store.inbox import Ingester
 from trainlight.app.store.ingest import Segment, decode_segment, ingest_batch
 from trainlight.collectors.schema import (
@@ -98,6 +99,8 @@ def replay(
     queue.sort(key=lambda item: (item[1].header.seq, item[0]))
     restart_at = len(queue) // 2 if restart else -1
     done = 0
+    # One ingester (and live rule states) per server lifetime, as `trainlight serve` has.
+    ingester, live = Ingester(store), LiveHealth()
     try:
         while done < len(queue):
             size = int(rng.integers(1, 8))
@@ -109,13 +112,14 @@ def replay(
                     path = layout.segment_path(seg.header.run_id, seg.header.seq)
                     path.parent.mkdir(parents=True, exist_ok=True)
                     write_atomically(path, _parquet(seg.table))
-                Ingester(store).ingest_pending()
+                ingester.ingest_pending()
             else:
-                ingest_batch(store, batch)
+                ingest_batch(store, batch, live)
             done += size
             if done == restart_at:
                 store.close()
                 store = Store(layout)
+                ingester, live = Ingester(store), LiveHealth()
     finally:
         store.close()
 

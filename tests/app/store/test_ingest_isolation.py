@@ -75,11 +75,11 @@ def test_a_run_failing_for_another_reason_waits_and_the_others_go_in(
     real = ingest_module.evaluate_runs
     seen: list[list[str]] = []
 
-    def failing_for_run_3(cur: object, runs: Sequence[RunBatch]) -> object:
+    def failing_for_run_3(cur: object, runs: Sequence[RunBatch], *rest: object) -> object:
         seen.append([run.run_id for run in runs])
         if any(run.run_id == "run-3" for run in runs):
             raise RuntimeError("a bug that run-3's data triggers")
-        return real(cur, runs)  # type: ignore[arg-type]
+        return real(cur, runs, *rest)  # type: ignore[arg-type]
 
     monkeypatch.setattr(ingest_module, "evaluate_runs", failing_for_run_3)
     deliver_all(store)
