@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import resource
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -83,6 +84,18 @@ class Unauthorised(Error):
         return f"{self.code} {self.reason}", [("Content-Type", "application/json")], body
 
 
+class RequestTimeout(Error):
+    """A request whose headers (or body) arrive too slowly: a trickle of one byte every few
+    seconds never looks idle, so it would hold its connection, and a worker's buffer, forever."""
+
+    code = 408
+    reason = "Request Timeout"
+
+    def to_response(self, ident: str | None = None) -> tuple[str, list[tuple[str, str]], bytes]:
+        body = json.dumps({"error": self.body}).encode()
+        return f"{self.code} {self.reason}", [("Content-Type", "application/json")], body
+
+
 class Busy(Error):
     """Waitress's 503 for an ingest refused before its body is read: the inbox is too full."""
 
@@ -99,6 +112,26 @@ class Busy(Error):
         return f"{self.code} {self.reason}", headers, body
 
 
+@dataclass(frozen=True)
+class RequestDeadlines:
+    """How long a request may take to arrive: its headers, and all of it (a 64 MiB segment at
+    ~250 KiB/s). Only bytes that keep coming are judged; a silent connection is closed by the
+    idle timeout."""
+
+    headers_s: float = 30.0
+    whole_s: float = 300.0
+
+    def late(self, headers_done: bool, elapsed_s: float) -> str | None:
+        if not headers_done and elapsed_s > self.headers_s:
+            return f"request headers took longer than {self.headers_s:g} s to arrive"
+        if elapsed_s > self.whole_s:
+            return f"request took longer than {self.whole_s:g} s to arrive"
+        return None
+
+
+DEFAULT_DEADLINES = RequestDeadlines()
+
+
 def has_body(parser: HTTPRequestParser) -> bool:
     return bool(parser.content_length > 0 or parser.chunked)
 
@@ -109,9 +142,14 @@ def header_authorised(token: str, headers: dict[str, str]) -> bool:
     return is_authorised(token, headers.get("AUTHORIZATION", ""), cookie)
 
 
-def guarded_channel(token: str | None, busy: RetryAfter | None = None) -> type[HTTPChannel]:
+def guarded_channel(
+    token: str | None,
+    busy: RetryAfter | None = None,
+    deadlines: RequestDeadlines = DEFAULT_DEADLINES,
+) -> type[HTTPChannel]:
     """A channel whose parser refuses a body once the headers are in: an unauthenticated one
-    (with a token), or an ingest while `busy()` says how long to wait."""
+    (with a token), or an ingest while `busy()` says how long to wait; and a request whose
+    headers or body arrive slower than `deadlines` allow."""
 
     def refusal(parser: HTTPRequestParser) -> Error | None:
         if token and not header_authorised(token, parser.headers):
@@ -122,28 +160,36 @@ def guarded_channel(token: str | None, busy: RetryAfter | None = None) -> type[H
                 return Busy(wait)
         return None
 
-    class TokenParser(HTTPRequestParser):
+    class GuardedParser(HTTPRequestParser):
+        def __init__(self, adj: Any) -> None:
+            super().__init__(adj)
+            self.started = time.monotonic()  # the request's first bytes arrived
+
         def received(self, data: bytes) -> int:
+            late = deadlines.late(self.headers_finished, time.monotonic() - self.started)
+            if late is not None:
+                return self._refuse(RequestTimeout(late), data)
             was_in_headers = not self.headers_finished
             consumed: int = super().received(data)
             if not (was_in_headers and self.headers_finished and has_body(self)):
                 return consumed
             refused = refusal(self)
-            if refused is None:
-                return consumed
+            return consumed if refused is None else self._refuse(refused, data)
+
+        def _refuse(self, error: Error, data: bytes) -> int:
             # Refuse now: drop whatever body bytes came along, never send `100 Continue`, and
             # let waitress answer the error and close the connection once it is flushed.
-            self.error = refused
+            self.error = error
             self.completed = True
             self.expect_continue = False
             self.close()
             self.body_rcv = None
             return len(data)
 
-    class TokenChannel(HTTPChannel):
-        parser_class = TokenParser
+    class GuardedChannel(HTTPChannel):
+        parser_class = GuardedParser
 
-    return TokenChannel
+    return GuardedChannel
 
 
 def install_channel(server: Any, channel: type[HTTPChannel]) -> None:

@@ -20,6 +20,8 @@ from trainlight.app.backlog import DEFAULT_BACKLOG_LIMITS, BacklogGauge, Backlog
 from trainlight.app.connections import (
     CHANNEL_TIMEOUT_S,
     CLEANUP_INTERVAL_S,
+    DEFAULT_DEADLINES,
+    RequestDeadlines,
     RetryAfter,
     connection_limits,
     guarded_channel,
@@ -46,6 +48,7 @@ class ServeOptions:
     # to what the descriptor limit allows (app/connections.py).
     connection_limit: int = 8192
     idle_timeout: int = CHANNEL_TIMEOUT_S
+    deadlines: RequestDeadlines = DEFAULT_DEADLINES  # slow-trickled requests are cut off
     ingest_interval: float = 0.5
     stale_after: timedelta = DEFAULT_STALE_AFTER
     # Extra processes taking ingest and control requests on ports of their own (app/receivers.py).
@@ -98,8 +101,7 @@ def http_server(
         cleanup_interval=max(1, min(CLEANUP_INTERVAL_S, options.idle_timeout // 2)),
         max_request_body_size=MAX_REQUEST_BYTES + 1,  # waitress refuses >= this
     )
-    if options.token or busy is not None:
-        install_channel(server, guarded_channel(options.token, busy))
+    install_channel(server, guarded_channel(options.token, busy, options.deadlines))
     log.info(
         "up to %d connections (open-file limit %d)", limits.connection_limit, limits.open_files
     )
