@@ -46,6 +46,7 @@ class IntakeSettings:
     backlog: BacklogGauge | None = None
     receiver_ports: tuple[int, ...] = ()
     max_segment_bytes: int = MAX_SEGMENT_BYTES
+    notify: Callable[[], None] | None = None  # after each durable write: wakes the ingester
 
 
 DEFAULT_INTAKE = IntakeSettings()
@@ -118,6 +119,8 @@ def add_intake_routes(api: Blueprint, intake: Intake) -> None:
         # Durable in the inbox before we acknowledge; the ingester thread takes it from there.
         intake.layout.run_inbox(run_id).mkdir(parents=True, exist_ok=True)
         settings.write(intake.layout.segment_path(run_id, int(seq_text)), payload)
+        if settings.notify is not None:
+            settings.notify()
         answer: dict[str, Any] = {"run_id": run_id, "seq": int(seq_text), **stop_json(run_id)}
         ports = advertised_receivers(
             request.headers.get("Host", ""),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -109,7 +110,10 @@ def http_server(
 
 
 def intake_settings(
-    options: ServeOptions, layout: StoreLayout, receiver_ports: tuple[int, ...] = ()
+    options: ServeOptions,
+    layout: StoreLayout,
+    receiver_ports: tuple[int, ...] = (),
+    notify: Callable[[], None] | None = None,
 ) -> IntakeSettings:
     """How this process writes segments and pushes back; its backlog gauge (none without
     bounds) is started here."""
@@ -119,4 +123,4 @@ def intake_settings(
         gauge = BacklogGauge(layout.inbox, options.backlog)
         gauge.start()
     write = GroupCommit(layout.inbox).write if options.group_commit else write_atomically
-    return IntakeSettings(write=write, backlog=gauge, receiver_ports=receiver_ports)
+    return IntakeSettings(write=write, backlog=gauge, receiver_ports=receiver_ports, notify=notify)

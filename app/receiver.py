@@ -25,6 +25,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response
 
 from trainlight.app.access import install_token_guard
+from trainlight.app.arrivals import pipe_notifier
 from trainlight.app.backlog import BacklogLimits
 from trainlight.app.intake import (
     MAX_REQUEST_BYTES,
@@ -87,7 +88,9 @@ def main(argv: list[str]) -> int:
     settings = json.loads(sys.stdin.buffer.readline())
     options = options_from(settings)
     layout = StoreLayout.resolve(options.directory)
-    intake = intake_settings(options, layout, tuple(settings["receiver_ports"]))
+    wake_fd = settings.get("wake_fd")
+    notify = pipe_notifier(wake_fd) if isinstance(wake_fd, int) else None
+    intake = intake_settings(options, layout, tuple(settings["receiver_ports"]), notify)
     hosts = HostPolicy.serving(options.host, options.public_urls)
     app = receiver_app(layout, options.token, hosts, intake)
     busy = intake.backlog.retry_after if intake.backlog is not None else None

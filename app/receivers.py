@@ -100,9 +100,12 @@ class _Slot:
 class Receivers:
     """The receivers of one `trainlight serve`: bound at once, started, watched, stopped."""
 
-    def __init__(self, options: ServeOptions, layout: StoreLayout) -> None:
+    def __init__(
+        self, options: ServeOptions, layout: StoreLayout, wake_fd: int | None = None
+    ) -> None:
         self._options = options
         self._layout = layout
+        self._wake_fd = wake_fd  # each receiver writes a byte here per acknowledged segment
         self._slots: list[_Slot] = []
         try:
             for index in range(options.receivers):
@@ -166,9 +169,10 @@ class Receivers:
             [sys.executable, "-m", "trainlight.app.receiver", str(fd)],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,  # main's stdout is its own (`serving` line); logs: stderr
-            pass_fds=(fd,),
+            pass_fds=(fd,) if self._wake_fd is None else (fd, self._wake_fd),
         )
         settings = receiver_settings(self._options, self._layout.root, self.ports)
+        settings["wake_fd"] = self._wake_fd
         assert process.stdin is not None
         try:
             process.stdin.write(json.dumps(settings).encode() + b"\n")

@@ -13,6 +13,7 @@ import signal
 import threading
 from types import FrameType
 
+from trainlight.app.arrivals import Arrivals
 from trainlight.app.factory import create_app
 from trainlight.app.intent import HostPolicy
 from trainlight.app.listening import ServeOptions, check_bind, http_server, intake_settings
@@ -31,25 +32,26 @@ def serve(options: ServeOptions) -> None:
         store = Store(StoreLayout.resolve(options.directory))
     except StoreOpenError as exc:
         raise SystemExit(f"trainlight: {exc}") from exc
+    arrivals = Arrivals()
     try:
-        with Receivers(options, store.layout) as receivers:
-            _serve(options, store, receivers)
+        with Receivers(options, store.layout, arrivals.write_fd) as receivers:
+            _serve(options, store, receivers, arrivals)
     finally:
         store.close()
 
 
-def _serve(options: ServeOptions, store: Store, receivers: Receivers) -> None:
+def _serve(options: ServeOptions, store: Store, receivers: Receivers, arrivals: Arrivals) -> None:
     stop = threading.Event()
     ingester = Ingester(store)
     thread = threading.Thread(
         target=ingester.run,
-        args=(stop, options.ingest_interval),
+        args=(stop, options.ingest_interval, arrivals),
         name="trainlight-ingest",
         daemon=True,
     )
     thread.start()
     hosts = HostPolicy.serving(options.host, options.public_urls)
-    intake = intake_settings(options, store.layout, receivers.ports)
+    intake = intake_settings(options, store.layout, receivers.ports, arrivals.notify)
     app = create_app(store, options.token, options.stale_after, hosts, intake)
     busy = intake.backlog.retry_after if intake.backlog is not None else None
     server = http_server(app.server, options, busy=busy)

@@ -25,6 +25,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from trainlight.app.arrivals import Arrivals
 from trainlight.app.store.control import publish_stop
 from trainlight.app.store.database import Store
 from trainlight.app.store.health import LiveHealth
@@ -37,7 +38,10 @@ from trainlight.collectors.store_files import parse_segment_file_name, run_entri
 log = logging.getLogger("trainlight.ingest")
 _Item = tuple[Segment, Path]  # a decoded segment and the inbox file it came from
 _UNLINK_THREADS = 4
-ORPHAN_SWEEP_S = 60.0  # how often the serving loop looks for abandoned temporaries
+ORPHAN_SWEEP_S = 60.0
+# Passes woken by arrivals are at least this far apart, so a stream of segments from many runs
+# is taken in batches (per-pass costs: the inbox walk, the liveness sweep, a transaction).
+MIN_PASS_GAP_S = 0.2  # how often the serving loop looks for abandoned temporaries
 # Errors that mean "this data cannot be stored", as opposed to "storing failed right now".
 _DATA_ERRORS = (
     duckdb.ConversionException,
@@ -90,18 +94,31 @@ class Ingester:
         stats.crashed_runs = self.sweep_liveness()
         return stats
 
-    def run(self, stop: threading.Event, interval: float = 0.5) -> None:
-        """Ingest until `stop` is set; errors are logged and retried, never fatal to the server."""
+    def run(
+        self,
+        stop: threading.Event,
+        interval: float = 0.5,
+        arrivals: Arrivals | None = None,
+        min_gap: float = MIN_PASS_GAP_S,
+    ) -> None:
+        """Ingest until `stop` is set; errors are logged and retried, never fatal to the server.
+
+        A pass starts `interval` after the last one, or as soon as `arrivals` says a segment was
+        acknowledged, but never within `min_gap` of the last one's start."""
         swept = 0.0
         while not stop.is_set():
+            started = time.monotonic()
             try:
-                if time.monotonic() - swept > ORPHAN_SWEEP_S:
-                    swept = time.monotonic()
+                if started - swept > ORPHAN_SWEEP_S:
+                    swept = started
                     remove_orphan_temporaries(self.store.layout.inbox)
                 self.ingest_pending()
             except Exception:
                 log.exception("ingest pass failed; retrying")
-            stop.wait(interval)
+            if arrivals is None:
+                stop.wait(interval)
+            elif arrivals.wait(interval):
+                stop.wait(max(0.0, min_gap - (time.monotonic() - started)))
 
     def _batches(
         self, files: list[tuple[str, int, Path]], stats: IngestStats, held: set[str]
