@@ -73,30 +73,31 @@ def connection_limits(requested: int) -> ConnectionLimits:
     return ConnectionLimits(open_files, max(1, min(requested, open_files - FD_RESERVE)))
 
 
-class Unauthorised(Error):
-    """Waitress's error response for a request refused before its body is read."""
-
-    code = 401
-    reason = "Unauthorized"
+class JsonError(Error):
+    """Waitress's error response for a request refused before the app sees it, in the API's
+    shape: `{"error": "..."}`."""
 
     def to_response(self, ident: str | None = None) -> tuple[str, list[tuple[str, str]], bytes]:
         body = json.dumps({"error": self.body}).encode()
         return f"{self.code} {self.reason}", [("Content-Type", "application/json")], body
 
 
-class RequestTimeout(Error):
+class Unauthorised(JsonError):
+    """A request refused before its body is read: no valid token."""
+
+    code = 401
+    reason = "Unauthorized"
+
+
+class RequestTimeout(JsonError):
     """A request whose headers (or body) arrive too slowly: a trickle of one byte every few
     seconds never looks idle, so it would hold its connection, and a worker's buffer, forever."""
 
     code = 408
     reason = "Request Timeout"
 
-    def to_response(self, ident: str | None = None) -> tuple[str, list[tuple[str, str]], bytes]:
-        body = json.dumps({"error": self.body}).encode()
-        return f"{self.code} {self.reason}", [("Content-Type", "application/json")], body
 
-
-class Busy(Error):
+class Busy(JsonError):
     """Waitress's 503 for an ingest refused before its body is read: the inbox is too full."""
 
     code = 503
@@ -107,9 +108,8 @@ class Busy(Error):
         self.retry_after_s = retry_after_s
 
     def to_response(self, ident: str | None = None) -> tuple[str, list[tuple[str, str]], bytes]:
-        body = json.dumps({"error": self.body}).encode()
-        headers = [("Content-Type", "application/json"), ("Retry-After", str(self.retry_after_s))]
-        return f"{self.code} {self.reason}", headers, body
+        status, headers, body = super().to_response(ident)
+        return status, [*headers, ("Retry-After", str(self.retry_after_s))], body
 
 
 @dataclass(frozen=True)
