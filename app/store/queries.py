@@ -15,8 +15,8 @@ from typing import Any
 
 import duckdb
 
+from trainlight.collectors.health.ks import QUANTILE_KEYS
 from trainlight.collectors.schema import NO_LAYER, STALE
-from trainlight.collectors.signals.ks import QUANTILE_KEYS
 
 DEFAULT_STALE_AFTER = timedelta(seconds=60)
 

@@ -30,8 +30,8 @@ from trainlight.app.store.series import (
     metric_series,
     run_judging,
 )
+from trainlight.collectors.health.ks import GENERATED_QUANTILES_KEY, REFERENCE_QUANTILES_KEY
 from trainlight.collectors.schema import NO_LAYER, RESERVED_PREFIXES
-from trainlight.collectors.signals.ks import GENERATED_QUANTILES_KEY, REFERENCE_QUANTILES_KEY
 from trainlight.collectors.wire import (
     DEAD_FRAC,
     LCA,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainlight.collectors.signals.ks import FloatArray
+from trainlight.collectors.health.ks import FloatArray
 
 
 class Ring:

@@ -3,7 +3,7 @@
 A GAN generator "runs away" when its outputs drift off the real data's distribution (for audio,
 typically a growing DC offset). The signal (DESIGN.md §5) compares the per-sample means of the
 most recent generated samples with those of a real batch given once: two-sample KS distance,
-its critical value at alpha = 0.01, and |median diff| / reference IQR (see `signals/ks.py`).
+its critical value at alpha = 0.01, and |median diff| / reference IQR (see `health/ks.py`).
 
 Split like `log()`: `observe()` runs on the training thread every step, so it only launches the
 per-sample mean (a device op, no sync) and appends the result to a bounded pending list; the flush
@@ -32,8 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainlight.collectors.problems import Problems
-from trainlight.collectors.signals.ks import (
+from trainlight.collectors.health.ks import (
     GENERATED_QUANTILES_KEY,
     REFERENCE_QUANTILES_KEY,
     FloatArray,
@@ -43,6 +42,7 @@ from trainlight.collectors.signals.ks import (
     ks_statistic,
     summary_quantiles,
 )
+from trainlight.collectors.problems import Problems
 from trainlight.collectors.signals.ring import Ring
 from trainlight.collectors.wire import RUNAWAY_KEYS
 

@@ -8,7 +8,7 @@ import statistics
 import numpy as np
 import pytest
 
-from trainlight.collectors.signals.ks import (
+from trainlight.collectors.health.ks import (
     ReferenceCDF,
     c_alpha,
     effect_size,

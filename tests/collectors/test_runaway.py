@@ -15,10 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from trainlight.collectors.health.ks import QUANTILE_KEYS, c_alpha
 from trainlight.collectors.problems import Problems
 from trainlight.collectors.scalars import ScalarColumns
 from trainlight.collectors.schema import RunHeader
-from trainlight.collectors.signals.ks import QUANTILE_KEYS, c_alpha
 from trainlight.collectors.signals.runaway import (
     CRITICAL,
     DISTANCE,
