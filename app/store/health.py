@@ -76,24 +76,28 @@ def evaluate_runs(
         ).fetchall()
     )
     changes = _Changes()
-    outcomes = {
-        run.run_id: _evaluate(run, _resume(run, saved.get(run.run_id), live), changes)
-        for run in runs
-    }
+    outcomes = {}
+    for run in runs:
+        first = _spec(run.segments[0].header)
+        health = _resume(run.run_id, first, saved.get(run.run_id), live)
+        outcomes[run.run_id] = _evaluate(run, first, health, changes)
     _write(cur, changes)
     return outcomes
 
 
-def _resume(run: RunBatch, saved: str | None, live: LiveHealth | None) -> RunHealth:
-    first = _spec(run.segments[0].header)
+def _resume(
+    run_id: str, first: HealthSpec, saved: str | None, live: LiveHealth | None
+) -> RunHealth:
+    """The run's rules as saved: live from the last pass when they are what was saved."""
     if saved is None:
         return RunHealth(first)
-    kept = live.take(run.run_id, saved) if live is not None else None
+    kept = live.take(run_id, saved) if live is not None else None
     return kept if kept is not None else RunHealth.from_json(first, saved)
 
 
-def _evaluate(run: RunBatch, health: RunHealth, changes: _Changes) -> HealthOutcome:
-    first = _spec(run.segments[0].header)
+def _evaluate(
+    run: RunBatch, first: HealthSpec, health: RunHealth, changes: _Changes
+) -> HealthOutcome:
     transitions: list[Transition] = []
     prune_reason: str | None = None
     spec, spec_of = first, run.segments[0].header

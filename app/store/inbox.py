@@ -38,10 +38,10 @@ from trainlight.collectors.store_files import parse_segment_file_name, run_entri
 log = logging.getLogger("trainlight.ingest")
 _Item = tuple[Segment, Path]  # a decoded segment and the inbox file it came from
 _UNLINK_THREADS = 4
-ORPHAN_SWEEP_S = 60.0
+ORPHAN_SWEEP_S = 60.0  # how often the serving loop looks for abandoned temporaries
 # Passes woken by arrivals are at least this far apart, so a stream of segments from many runs
 # is taken in batches (per-pass costs: the inbox walk, the liveness sweep, a transaction).
-MIN_PASS_GAP_S = 0.2  # how often the serving loop looks for abandoned temporaries
+MIN_PASS_GAP_S = 0.2
 # Errors that mean "this data cannot be stored", as opposed to "storing failed right now".
 _DATA_ERRORS = (
     duckdb.ConversionException,
