@@ -24,9 +24,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import random
+import sys
 import time
 from collections import Counter
 from pathlib import Path
+
+if __package__ in (None, ""):  # `python bench/parquet_fuzz.py`: make `tests.support` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.segment_fuzz import (
     TARGETS,
