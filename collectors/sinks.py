@@ -17,6 +17,7 @@ from trainlight.collectors.schema import (
     segment_file_name,
     write_atomically,
 )
+from trainlight.collectors.store_files import read_stop_request
 
 # Segments held in memory while the destination is unwritable; beyond this the oldest are dropped
 # (and counted), so a training job with a full disk cannot run out of memory because of us.
@@ -107,16 +108,10 @@ class InboxSink:
 
     def poll_stop(self, run_id: str) -> StopRequest | None:
         try:
-            raw = self.layout.control_path(run_id).read_bytes()
-        except (FileNotFoundError, NotADirectoryError):  # no store directory: no request either
-            return None
-        except (OSError, ValueError) as exc:
+            return read_stop_request(self.layout.control_path(run_id))
+        except (OSError, ValueError) as exc:  # ValueError: a run id that names no file
             self._problems.report("control_read", f"cannot read the stop-request file: {exc}")
             return None
-        try:
-            return StopRequest.from_bytes(raw)
-        except ValueError:
-            return None  # a half-written file from a non-atomic writer: read it next cycle
 
     def _write(self, run_id: str, seq: int, payload: bytes) -> bool:
         try:

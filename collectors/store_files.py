@@ -161,3 +161,17 @@ class StopRequest:
         if isinstance(data, dict) and data.get("stop"):
             return cls(reason=str(data.get("reason") or cls.reason))
         return None
+
+
+def read_stop_request(path: Path) -> StopRequest | None:
+    """The stop request in a run's control file; None without one (no file, no store directory,
+    or a half-written file from a non-atomic writer: read it next time). OSError when the file
+    exists but cannot be read."""
+    try:
+        raw = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        return StopRequest.from_bytes(raw)
+    except ValueError:
+        return None

@@ -7,8 +7,13 @@ the ingest reply (which reads the same file, in the main process and in receiver
 
 from __future__ import annotations
 
+import logging
+
 from trainlight.app.store.database import Store
 from trainlight.collectors.schema import StopRequest, StoreLayout, check_run_id, write_atomically
+from trainlight.collectors.store_files import read_stop_request
+
+log = logging.getLogger("trainlight.control")
 
 
 def request_stop(store: Store, run_id: str, reason: str) -> bool:
@@ -27,16 +32,15 @@ def request_stop(store: Store, run_id: str, reason: str) -> bool:
 
 
 def published_stop(layout: StoreLayout, run_id: str) -> tuple[bool, str]:
-    """(stop requested, reason) from the run's control file; no file, no stop."""
+    """(stop requested, reason) from the run's control file; no file, no stop. An unreadable
+    file is logged and read as no stop: the segment was already written, so the answer must
+    still be its 202 (the run learns of the stop at its next poll)."""
     try:
-        request = StopRequest.from_bytes(layout.control_path(run_id).read_bytes())
-    except FileNotFoundError:
+        request = read_stop_request(layout.control_path(run_id))
+    except OSError as exc:
+        log.warning("cannot read the control file of run %s: %s", run_id, exc)
         return False, ""
-    except ValueError:  # not a stop request (the files are written whole: app/store/control.py)
-        return False, ""
-    if request is None:
-        return False, ""
-    return True, request.reason
+    return (False, "") if request is None else (True, request.reason)
 
 
 def publish_stop(store: Store, run_id: str, reason: str) -> None:

@@ -161,3 +161,16 @@ def test_with_a_token_every_route_needs_it_and_a_refusal_changes_nothing(store: 
     control = client.get("/api/v1/runs/r-1/control", headers=authorised).get_json()
     assert control["stop"] is False
     assert not store.layout.control_path("r-1").exists()
+
+
+def test_an_unreadable_control_file_still_gets_the_segment_its_202(
+    client: FlaskClient, store: Store
+) -> None:
+    """The segment is durable before the stop state is read: a broken control file must not
+    turn the acknowledgement into a 500 (the collector would resend what is already stored)."""
+    store.layout.control_path("r-1").mkdir(parents=True)  # read_bytes() fails: a directory
+    reply = post_segment(
+        client, "r-1", 0, metrics_segment("r-1", 0, [(0, "loss", 1.0)]), headers=INTENT
+    )
+    assert reply.status_code == 202
+    assert (reply.get_json()["stop"], reply.get_json()["reason"]) == (False, "")
