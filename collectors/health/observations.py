@@ -150,7 +150,10 @@ def _groups(labels: _Labels, rows: np.ndarray) -> list[tuple[str | None, np.ndar
     if rows.size == 0:
         return []
     names = labels.names
-    first_code = np.array([names.index(name) for name in names], np.int64)
+    first: dict[str | None, int] = {}
+    for code, name in enumerate(names):
+        first.setdefault(name, code)
+    first_code = np.array([first[name] for name in names], np.int64)
     codes = first_code[labels.codes[rows]]
     order = np.argsort(codes, kind="stable")
     parts = np.split(order, np.flatnonzero(np.diff(codes[order])) + 1)
