@@ -18,29 +18,22 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+if __package__ in (None, ""):  # `python bench/segment_check_cost.py`: make `tests` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import trainlight.app.store.segment_limits as segment_limits
+from tests.support.segment_fuzz import seed_segment
 from trainlight.app.store.ingest import decode_segment
 from trainlight.app.store.segment_layout import check_layout, forget_passed
 from trainlight.app.store.segment_limits import check_segment
-from trainlight.collectors.schema import RunHeader
-from trainlight.collectors.writer import encode_segment
 
 ROWS = 20
-
-
-def small_segment() -> bytes:
-    keys = ("loss", "lr", "grad_norm", "acc")
-    columns = {
-        "table": ["metrics"] * ROWS,
-        "step": [i // len(keys) for i in range(ROWS)],
-        "key": [keys[i % len(keys)] for i in range(ROWS)],
-        "value": [0.5 * i for i in range(ROWS)],
-    }
-    return encode_segment([columns], RunHeader(run_id="cost-1", seq=0, name="cost"))
 
 
 def per_call_us(
@@ -70,7 +63,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--calls", type=int, default=200)
     args = parser.parse_args()
-    payload = small_segment()
+    payload = seed_segment(ROWS)
     print(
         f"{ROWS}-row segment of {len(payload)} bytes; {os.cpu_count()} CPUs, load average "
         f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}"

@@ -12,6 +12,7 @@ import io
 import logging
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -60,21 +61,20 @@ def _close_against(url: str, outbox: Path, caplog: pytest.LogCaptureFixture) -> 
     return mon.run_id
 
 
-def test_close_returns_in_time_when_the_server_trickles_its_answer(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    "server",
+    [lambda: trickling_handler(interval_s=2.0), silent_handler],
+    ids=["trickles its answer", "never answers"],
+)
+def test_close_returns_in_time_whatever_the_server_does(
+    server: Callable[[], type],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     outbox = tmp_path / "outbox"
     monkeypatch.setenv("TRAINLIGHT_OUTBOX", str(outbox))
-    with serving(trickling_handler(interval_s=2.0)) as url:
-        _close_against(url, outbox, caplog)
-
-
-def test_close_returns_in_time_when_the_server_never_answers(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    outbox = tmp_path / "outbox"
-    monkeypatch.setenv("TRAINLIGHT_OUTBOX", str(outbox))
-    with serving(silent_handler()) as url:
+    with serving(server()) as url:
         _close_against(url, outbox, caplog)
 
 
