@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -260,7 +261,9 @@ def test_live_refresh_sends_only_changed_rows_in_place(
     page.on("response", lambda r: _grid_response(r, sent))
     page.goto(live.url("?sort=name&every=1&sel=gamma"), wait_until="domcontentloaded")
     expect(page.locator(".ag-center-cols-container .ag-row")).to_have_count(2)
-    assert any("rowData" in (s.get("grid") or {}) for s in sent)  # the first load: all rows
+    # The response handler reads each body while the test waits, so the DOM can show the rows
+    # before the handler has recorded them: wait (bounded) for the record too.
+    _wait_for(page, lambda: any("rowData" in (s.get("grid") or {}) for s in sent))  # all rows
 
     deliver("alpha", 0, "alpha", range(5))  # sorts first by name
     deliver("gamma", 1, "gamma", range(10, 20))
@@ -270,10 +273,13 @@ def test_live_refresh_sends_only_changed_rows_in_place(
     expect(grid_row(page, "gamma").locator('[col-id="step_text"]')).to_have_text("19")
     expect(grid_row(page, "gamma").locator("input.ag-checkbox-input")).to_be_checked()
     expect(page.locator("#grid-count")).to_have_text("3 runs")
-    moves = [s["grid"]["rowTransaction"] for s in sent if "rowTransaction" in s.get("grid", {})]
-    assert moves, "no row transaction was sent"
-    added = [r["run_id"] for t in moves for r in t["add"]]
-    updated = {r["run_id"] for t in moves for r in t["update"]}
+
+    def moves() -> list[dict[str, Any]]:
+        return [s["grid"]["rowTransaction"] for s in sent if "rowTransaction" in s.get("grid", {})]
+
+    _wait_for(page, lambda: any(r["run_id"] == "alpha" for t in moves() for r in t["add"]))
+    added = [r["run_id"] for t in moves() for r in t["add"]]
+    updated = {r["run_id"] for t in moves() for r in t["update"]}
     assert added == ["alpha"] and "gamma" in updated
     assert all("rowData" not in s.get("grid", {}) for s in sent[1:])  # never all rows again
     quiet = len(sent)
@@ -282,6 +288,14 @@ def test_live_refresh_sends_only_changed_rows_in_place(
     assert len(sent) == quiet, f"rows resent though only their age changed: {sent[quiet:]}"
     page.screenshot(path=str(screenshot_dir / "grid-live.png"), full_page=True)
     watched_page.assert_no_errors()
+
+
+def _wait_for(page: Page, condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    """Let Playwright dispatch events until `condition` holds; fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        page.wait_for_timeout(50)
 
 
 def _grid_response(response: Response, sink: list[dict[str, Any]]) -> None:
