@@ -17,6 +17,8 @@ RUNAWAY_CRITICAL = "runaway/critical"  # its critical value at the samples' size
 RUNAWAY_EFFECT = "runaway/effect"  # |median difference| / reference IQR
 RUNAWAY_KEYS = (RUNAWAY_DISTANCE, RUNAWAY_CRITICAL, RUNAWAY_EFFECT)
 LCA_TOTAL = "lca/total"  # the summed LCA of a measured step
+CATCH_PLATEAU_STEP = "catch/plateau_step"  # where the catch rule found the content plateau
+CATCH_STEP = "catch/catch_step"  # where it found the adversary's catch
 
 # -- per-layer keys (`layer_metrics` rows) -------------------------------------------------------
 DEAD_FRAC = "dead_frac"  # fraction of a layer's units that never fired in the window

@@ -19,6 +19,7 @@ import numpy as np
 from trainlight.app.store.buckets import Series, StepRange, bucketed, span_clauses, to_series
 from trainlight.collectors.health.settings import HealthSettings
 from trainlight.collectors.schema import NO_LAYER, RESERVED_PREFIXES
+from trainlight.collectors.wire import CATCH_PLATEAU_STEP, CATCH_STEP
 
 DEFAULT_BUCKETS = 1000
 WHOLE_RUN = StepRange()
@@ -180,16 +181,16 @@ def catch_marks(cur: duckdb.DuckDBPyConnection, run_id: str) -> CatchMarks:
     rows = dict(
         cur.execute(
             """SELECT key, value FROM latest WHERE run_id = ? AND layer = ?
-               AND key IN ('catch/plateau_step', 'catch/catch_step')""",
-            [run_id, NO_LAYER],
+               AND key IN (?, ?)""",
+            [run_id, NO_LAYER, CATCH_PLATEAU_STEP, CATCH_STEP],
         ).fetchall()
     )
     return marks_from(rows)
 
 
 def marks_from(latest: Mapping[str, float | None]) -> CatchMarks:
-    """The catch marks among a run's latest values (`catch/plateau_step`, `catch/catch_step`)."""
-    plateau, caught = latest.get("catch/plateau_step"), latest.get("catch/catch_step")
+    """The catch marks among a run's latest values."""
+    plateau, caught = latest.get(CATCH_PLATEAU_STEP), latest.get(CATCH_STEP)
     return CatchMarks(_as_step(plateau), _as_step(caught))
 
 

@@ -16,7 +16,8 @@ next segment: it cannot be judged before the steps that follow it any more.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,14 +44,14 @@ class Pending:
         cut = None if final else top  # release the steps below `cut` (all, when None)
         metrics = {
             key: _split(self._held(self.metrics.get(key)), rows.metrics.get(key), cut)
-            for key in {*self.metrics, *rows.metrics}
+            for key in _union(self.metrics, rows.metrics)
         }
         layers: dict[str, dict[str, tuple[Series, Series]]] = {}
-        for key in {*self.layers, *rows.layers}:
+        for key in _union(self.layers, rows.layers):
             mine, theirs = self.layers.get(key, {}), rows.layers.get(key, {})
             layers[key] = {
                 layer: _split(self._held(mine.get(layer)), theirs.get(layer), cut)
-                for layer in {*mine, *theirs}
+                for layer in _union(mine, theirs)
             }
         out = self._release(rows, metrics, layers, top, cut)
         self._hold(rows, metrics, layers, top if cut is not None else None)
@@ -131,6 +132,12 @@ class Pending:
             nonfinite=(int(bad[0]), str(bad[1])) if bad else None,
             has_data=bool(data["has_data"]),
         )
+
+
+def _union(held: Iterable[str], new: Iterable[str]) -> list[str]:
+    """Both's names, held ones first, each in its order: not a set, whose order changes with the
+    process's hash seed and with it which layer a reason names first."""
+    return list(dict.fromkeys(itertools.chain(held, new)))
 
 
 def _split(held: Series | None, new: Series | None, cut: int | None) -> tuple[Series, Series]:

@@ -7,17 +7,23 @@ at call time, so a registered signal appears everywhere with no other edit.
 
 from __future__ import annotations
 
-from trainlight.collectors.health.rules import catch, dead_relu, lca, nonfinite, runaway
+from trainlight.collectors.health.rules import catch, dead_relu, lca, nonfinite, runaway_judge
 from trainlight.collectors.health.signal_spec import SignalSpec
 from trainlight.collectors.health.verdict import STATE_SHAPES
 
 _WORDS = ("ok", "warn", "bad", "none")  # what each of STATE_SHAPES means, in its order
-BUILTIN = (catch.SPEC, runaway.SPEC, dead_relu.SPEC, lca.SPEC, nonfinite.SPEC)
+BUILTIN = (catch.SPEC, runaway_judge.SPEC, dead_relu.SPEC, lca.SPEC, nonfinite.SPEC)
 _REGISTRY: dict[str, SignalSpec] = {spec.name: spec for spec in BUILTIN}
+
+
+# Keys of a saved health state that are not a signal's window (judge.py's `Judge.key`).
+_STATE_FIELDS = frozenset({"hysteresis", "pending", "roles", "settings"})
 
 
 def register(spec: SignalSpec) -> SignalSpec:
     """Add a signal after the others (or replace one of the same name in place)."""
+    if spec.judge is not None and spec.judge.key() in _STATE_FIELDS:
+        raise ValueError(f"{spec.judge.key()!r} is taken in the saved health state")
     _REGISTRY[spec.name] = spec
     return spec
 

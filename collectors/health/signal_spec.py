@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from trainlight.collectors.health.settings import HealthSettings
+
+if TYPE_CHECKING:
+    from trainlight.collectors.health.judge import Judge
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,8 @@ class SignalSpec:
     reads: tuple[str, ...] = ()  # metric keys the rule reads (beyond the roles)
     depends_on: tuple[str, ...] = ()  # signals whose windows it consults
     may_prune: bool = True  # may be named in `prune_on`
+    # How rows reach its rule at ingest (and in the collector); None: judged at view time only.
+    judge: type[Judge[Any]] | None = None
 
     def help_for(self, settings: HealthSettings) -> str:
         return self.explain(settings)

@@ -1,9 +1,12 @@
-"""A signal registered once appears everywhere signals are shown: grid column and row, terminal
-table and legend, API health field, run-page panel with its evidence plot."""
+"""A signal registered once is judged at ingest, saved with the run's health state, and appears
+everywhere signals are shown: grid column and row, terminal table and legend, API health field,
+run-page panel with its evidence plot."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,9 +28,40 @@ from trainlight.app.store.queries import list_runs
 from trainlight.app.store.run_data import RunPageData, load_run_page
 from trainlight.app.terminal import runs_table_text
 from trainlight.app.viewstate import RunView
+from trainlight.collectors.health.judge import FeedContext, Judge
 from trainlight.collectors.health.registry import register, signal_names, unregister
 from trainlight.collectors.health.signal_spec import SignalSpec
+from trainlight.collectors.health.verdict import GREEN, RED, Verdict
 from trainlight.collectors.schema import StoreLayout, write_atomically
+
+
+@dataclass
+class ToyWindow:
+    worst: tuple[int, float] | None = None  # (step, value) of the largest toy reading
+
+
+class ToyJudge(Judge[ToyWindow]):
+    """Red once a logged `toy` value exceeds 1; every reading is an evaluation point."""
+
+    signal = "toy"
+    window_type = ToyWindow
+
+    def keys(self) -> set[str]:
+        return {"toy"}
+
+    def feed(self, ctx: FeedContext) -> None:
+        steps, values = ctx.rows.metrics.get("toy", ([], []))
+        for step, value in zip(steps, values, strict=True):
+            if self.window.worst is None or value > self.window.worst[1]:
+                self.window.worst = (step, value)
+            worst_step, worst = self.window.worst
+            verdict = (
+                Verdict(RED, f"the toy is unhappy ({worst:g} at step {worst_step})", sticky=True)
+                if worst > 1
+                else Verdict(GREEN)
+            )
+            ctx.judge(step, self.rank, self.signal, verdict)
+
 
 TOY = SignalSpec(
     name="toy",
@@ -36,6 +70,7 @@ TOY = SignalSpec(
     summary="A signal that exists only in this test",
     explain=lambda s: f"Red when the toy says so (confirm {s.confirm}).",
     missing="not measured: call mon.toy()",
+    judge=ToyJudge,
 )
 
 
@@ -67,13 +102,9 @@ def test_a_registered_signal_shows_in_the_grid_terminal_api_and_run_page(
     try:
         layout = store.layout
         layout.run_inbox("r-1").mkdir(parents=True)
-        write_atomically(layout.segment_path("r-1", 0), metrics_segment("r-1", 0, [(3, "loss", 1)]))
+        rows = [(2, "toy", 0.5), (3, "loss", 1), (3, "toy", 2.0), (4, "loss", 1)]
+        write_atomically(layout.segment_path("r-1", 0), metrics_segment("r-1", 0, rows))
         Ingester(store).ingest_pending()
-        with store.write() as cur:  # the toy's rule would write this row at ingest
-            cur.execute(
-                """INSERT INTO health (run_id, signal, state, step, reason, updated_at, seq)
-                   VALUES ('r-1', 'toy', 'red', 3, 'the toy is unhappy', now(), 0)"""
-            )
         now = utc_naive()
         with store.read() as cur:
             [grid_row] = grid_rows(cur)
@@ -83,10 +114,11 @@ def test_a_registered_signal_shows_in_the_grid_terminal_api_and_run_page(
         toy_column = next(c for c in column_defs() if c.get("colId") == "h_toy")
         assert toy_column["headerName"] == "toy"
         record = static_record(grid_row)
-        assert (record["h_toy"], record["r_toy"]) == ("red", "toy: the toy is unhappy")
+        reason = "toy: the toy is unhappy (2 at step 3)"
+        assert (record["h_toy"], record["r_toy"]) == ("red", reason)
         # the terminal: a sixth shape and the legend
         text = runs_table_text(runs, now)
-        assert "○○○○○■" in text and "health: catch runaway dead_relu lca nonfinite toy" in text
+        assert "○○○○●■" in text and "health: catch runaway dead_relu lca nonfinite toy" in text
         # the API
         app = Flask(__name__)
         install_intent_guard(app, HostPolicy.serving())
@@ -101,5 +133,9 @@ def test_a_registered_signal_shows_in_the_grid_terminal_api_and_run_page(
         [panel] = [n for n in nodes if getattr(n, "id", None) == "panel-toy"]
         texts = [getattr(n, "children", None) for n in _components(panel)]
         assert "Toy signal" in texts and "Red when the toy says so (confirm 2)." in texts
+        # its window is saved with the run's health state, under its name
+        with store.read() as cur:
+            [(saved,)] = cur.execute("SELECT state FROM health_state").fetchall()
+        assert json.loads(saved)["toy"] == {"worst": [3, 2.0]}
     finally:
         store.close()

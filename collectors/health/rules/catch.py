@@ -13,10 +13,13 @@ the catch patience after the content loss levelled off (`catch_patience_ratio` �
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
+from trainlight.collectors.health.judge import FeedContext, HealthSpec, Judge
 from trainlight.collectors.health.observations import SegmentRows, Series
 from trainlight.collectors.health.settings import HealthSettings
 from trainlight.collectors.health.signal_spec import SignalSpec
@@ -29,20 +32,7 @@ from trainlight.collectors.health.time_scale import (
     window_steps,
 )
 from trainlight.collectors.health.verdict import AMBER, GREEN, GREY, RED, Verdict
-
-SPEC = SignalSpec(
-    name="catch",
-    column="catch",
-    title="Catch (adversary vs content)",
-    summary="Adversary caught up after the content loss plateaued",
-    explain=lambda s: (
-        "Once the content loss plateaus, the adversary should catch up (its window mean rises "
-        f"{s.catch_kappa:.0%} above its minimum, or its spread grows {s.catch_gamma:g}x its "
-        "early baseline). No catch long after the plateau means the run is unlikely to improve."
-    ),
-    missing="not judged: call mon.roles(adversary=…, content=…)",
-    needs=("roles",),
-)
+from trainlight.collectors.wire import CATCH_PLATEAU_STEP, CATCH_STEP
 
 
 @dataclass
@@ -240,3 +230,81 @@ def _merge(metrics: dict[str, Series], keys: set[str]) -> list[tuple[int, str, f
 def _mean(values: list[float]) -> float:
     finite = [v for v in values if not math.isnan(v)]
     return sum(finite) / len(finite) if finite else 0.0
+
+
+# What catch leaves for runaway: [(step, content plateau start from that step on), ...], the
+# first entry (step -1) holding the start in force before this segment's window closes.
+PLATEAUS = "catch/plateaus"
+
+
+class CatchJudge(Judge[CatchWindow]):
+    signal = "catch"
+    window_type = CatchWindow
+    rank = 2
+
+    @classmethod
+    def applies(cls, spec: HealthSpec) -> bool:
+        return spec.catch_roles() is not None
+
+    @classmethod
+    def same_setup(cls, old: HealthSpec, new: HealthSpec) -> bool:
+        return old.catch_roles() == new.catch_roles()
+
+    def new_window(self, spec: HealthSpec) -> CatchWindow:
+        roles = spec.catch_roles()
+        assert roles is not None  # `applies` said so
+        adversary, content, gradient_penalty = roles
+        return CatchWindow(adversary, content, gradient_penalty)
+
+    @classmethod
+    def upgrade(cls, saved: dict[str, Any], spec: HealthSpec) -> dict[str, Any]:
+        if "window" not in saved:  # saved before windows were derived: 500 was the default
+            saved["window"] = spec.settings.catch_window or 500
+        return saved
+
+    def keys(self) -> set[str]:
+        return self.window.keys()
+
+    def feed(self, ctx: FeedContext) -> None:
+        """Judge at each window close (the last one, if the run ended on its last step);
+        record the plateau and catch steps as metric rows when they are found."""
+        window, settings = self.window, ctx.spec.settings
+        plateaus: list[tuple[int, int | None]] = [(-1, window.plateau_since)]
+        marks = self._marks()
+        rule = CatchRule(settings)
+        closes = window.update(ctx.rows, settings, ctx.spec.planned_steps)
+        for step in itertools.chain(closes, window.finish(settings) if ctx.final else ()):
+            ctx.judge(step, self.rank, self.signal, rule.evaluate(window))
+            ctx.derived += self._derived(marks)
+            marks = self._marks()
+            if marks[0] != plateaus[-1][1]:
+                plateaus.append((step, marks[0]))
+        ctx.shared[PLATEAUS] = plateaus
+
+    def _marks(self) -> tuple[int | None, int | None]:
+        return self.window.plateau_since, self.window.caught_step
+
+    def _derived(self, before: tuple[int | None, int | None]) -> list[tuple[int, str, float]]:
+        plateau, caught = self._marks()
+        rows = []
+        if plateau is not None and plateau != before[0]:
+            rows.append((plateau, CATCH_PLATEAU_STEP, float(plateau)))
+        if caught is not None and caught != before[1]:
+            rows.append((caught, CATCH_STEP, float(caught)))
+        return rows
+
+
+SPEC = SignalSpec(
+    name="catch",
+    column="catch",
+    title="Catch (adversary vs content)",
+    summary="Adversary caught up after the content loss plateaued",
+    explain=lambda s: (
+        "Once the content loss plateaus, the adversary should catch up (its window mean rises "
+        f"{s.catch_kappa:.0%} above its minimum, or its spread grows {s.catch_gamma:g}x its "
+        "early baseline). No catch long after the plateau means the run is unlikely to improve."
+    ),
+    missing="not judged: call mon.roles(adversary=…, content=…)",
+    needs=("roles",),
+    judge=CatchJudge,
+)

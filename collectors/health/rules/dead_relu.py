@@ -12,25 +12,12 @@ import statistics
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from trainlight.collectors.health.judge import FeedContext, Judge
 from trainlight.collectors.health.observations import SegmentRows
 from trainlight.collectors.health.settings import HealthSettings
 from trainlight.collectors.health.signal_spec import SignalSpec
 from trainlight.collectors.health.verdict import AMBER, GREEN, GREY, RED, Verdict
 from trainlight.collectors.wire import DEAD_FRAC, UNDEAD
-
-SPEC = SignalSpec(
-    name="dead_relu",
-    column="dead",
-    title="Dead and undead units",
-    summary="Dead / undead ReLU units",
-    explain=lambda s: (
-        f"Units that never fire in a window are dead. Amber at {s.dead_amber:.0%} dead in a "
-        f"layer, red at {s.dead_red:.0%}, a whole dead layer, or a spike of units waking up "
-        f"(undead: more than the median + {s.undead_k:g}·MAD of the layer's recent windows)."
-    ),
-    missing="not measured: call mon.watch(model)",
-    needs=("watch",),
-)
 
 
 @dataclass
@@ -122,3 +109,31 @@ class DeadReluRule:
         if frac >= self.settings.dead_amber:
             return Verdict(AMBER, where, window.step)
         return Verdict(GREEN, "", window.step)
+
+
+class DeadReluJudge(Judge[DeadReluWindow]):
+    signal = "dead_relu"
+    window_type = DeadReluWindow
+    rank = 1
+    state_key = "dead"  # as saved since the first release
+
+    def feed(self, ctx: FeedContext) -> None:
+        rule = DeadReluRule(ctx.spec.settings)
+        for step in self.window.update(ctx.rows, ctx.spec.settings):
+            ctx.judge(step, self.rank, self.signal, rule.evaluate(self.window))
+
+
+SPEC = SignalSpec(
+    name="dead_relu",
+    column="dead",
+    title="Dead and undead units",
+    summary="Dead / undead ReLU units",
+    explain=lambda s: (
+        f"Units that never fire in a window are dead. Amber at {s.dead_amber:.0%} dead in a "
+        f"layer, red at {s.dead_red:.0%}, a whole dead layer, or a spike of units waking up "
+        f"(undead: more than the median + {s.undead_k:g}·MAD of the layer's recent windows)."
+    ),
+    missing="not measured: call mon.watch(model)",
+    needs=("watch",),
+    judge=DeadReluJudge,
+)

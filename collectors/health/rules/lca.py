@@ -12,26 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from trainlight.collectors.health.judge import FeedContext, Judge
 from trainlight.collectors.health.observations import SegmentRows
 from trainlight.collectors.health.settings import HealthSettings
 from trainlight.collectors.health.signal_spec import SignalSpec
 from trainlight.collectors.health.verdict import AMBER, GREEN, GREY, RED, Verdict
 from trainlight.collectors.wire import LCA_TOTAL
-
-SPEC = SignalSpec(
-    name="lca",
-    column="LCA",
-    title="Loss Change Allocation",
-    summary="Loss Change Allocation: is training making the probe loss worse?",
-    explain=lambda s: (
-        "How much each layer's parameter updates lowered (helping, negative) or raised "
-        f"(hurting, positive) the probe loss, over windows of {s.lca_window} measured steps. "
-        f"Red when the total hurts for {s.lca_red_windows} windows in a row."
-    ),
-    missing="not measured: call mon.lca(model, probe_loss)",
-    needs=("lca",),
-    reads=(LCA_TOTAL,),
-)
 
 
 @dataclass
@@ -108,3 +94,34 @@ class LcaRule:
                 AMBER, f"layer {layer!r} hurt: LCA {hurt:+.3g} over steps {first:,}-{last:,}", last
             )
         return Verdict(GREEN, "", last)
+
+
+class LcaJudge(Judge[LcaWindow]):
+    signal = "lca"
+    window_type = LcaWindow
+    rank = 4
+
+    def keys(self) -> set[str]:
+        return {LCA_TOTAL}
+
+    def feed(self, ctx: FeedContext) -> None:
+        rule = LcaRule(ctx.spec.settings)
+        for step in self.window.update(ctx.rows, ctx.spec.settings):
+            ctx.judge(step, self.rank, self.signal, rule.evaluate(self.window))
+
+
+SPEC = SignalSpec(
+    name="lca",
+    column="LCA",
+    title="Loss Change Allocation",
+    summary="Loss Change Allocation: is training making the probe loss worse?",
+    explain=lambda s: (
+        "How much each layer's parameter updates lowered (helping, negative) or raised "
+        f"(hurting, positive) the probe loss, over windows of {s.lca_window} measured steps. "
+        f"Red when the total hurts for {s.lca_red_windows} windows in a row."
+    ),
+    missing="not measured: call mon.lca(model, probe_loss)",
+    needs=("lca",),
+    reads=(LCA_TOTAL,),
+    judge=LcaJudge,
+)

@@ -5,20 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from trainlight.collectors.health.judge import FeedContext, Judge
 from trainlight.collectors.health.observations import SegmentRows
 from trainlight.collectors.health.signal_spec import SignalSpec
 from trainlight.collectors.health.verdict import GREEN, GREY, RED, Verdict
-
-SPEC = SignalSpec(
-    name="nonfinite",
-    column="NaN",
-    title="Non-finite values",
-    summary="NaN or ±Inf in logged scalars, activations or LCA",
-    explain=lambda _: (
-        "Red as soon as any logged scalar, activation or LCA gradient is NaN or ±Inf."
-    ),
-    missing="no values judged yet",
-)
 
 
 @dataclass
@@ -52,3 +42,26 @@ class NonfiniteRule:
                 sticky=True,
             )
         return Verdict(GREEN if window.seen_data else GREY)
+
+
+class NonfiniteJudge(Judge[NonfiniteWindow]):
+    signal = "nonfinite"
+    window_type = NonfiniteWindow
+    rank = 0
+
+    def feed(self, ctx: FeedContext) -> None:
+        for step in self.window.update(ctx.rows):
+            ctx.judge(step, self.rank, self.signal, NonfiniteRule().evaluate(self.window))
+
+
+SPEC = SignalSpec(
+    name="nonfinite",
+    column="NaN",
+    title="Non-finite values",
+    summary="NaN or ±Inf in logged scalars, activations or LCA",
+    explain=lambda _: (
+        "Red as soon as any logged scalar, activation or LCA gradient is NaN or ±Inf."
+    ),
+    missing="no values judged yet",
+    judge=NonfiniteJudge,
+)

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 from trainlight.collectors.health.observations import SegmentRows
 from trainlight.collectors.health.settings import HealthSettings
-from trainlight.collectors.health.signal_spec import SignalSpec
 from trainlight.collectors.health.time_scale import runaway_may_be_red
 from trainlight.collectors.health.verdict import AMBER, GREEN, GREY, RED, Verdict
 from trainlight.collectors.wire import (
@@ -27,24 +26,6 @@ from trainlight.collectors.wire import (
 )
 
 KEYS = RUNAWAY_KEYS
-
-
-SPEC = SignalSpec(
-    name="runaway",
-    column="runaway",
-    title="Runaway (generated vs reference)",
-    summary="Generated outputs drifting away from the reference",
-    explain=lambda s: (
-        "KS distance between the generator's recent per-sample means and the real data. Green "
-        "below the critical value; red when large (effect ≥ "
-        f"{s.runaway_min_effect:g} reference IQR) and not shrinking by {s.runaway_shrink:.0%} "
-        f"over {s.runaway_trend_points} readings."
-    ),
-    missing="not judged: call mon.reference(real_batch) and mon.outputs(step, fake)",
-    needs=("reference", "outputs"),
-    reads=KEYS,
-    depends_on=("catch",),
-)
 
 
 @dataclass

@@ -185,6 +185,7 @@ def test_the_run_end_closes_the_last_catch_window_only_if_the_run_reached_its_en
     gan = [[(s, "d_loss", 0.5), (s, "content", 10.0 / (1 + s))] for s in range(steps)]
     health = RunHealth(HealthSpec(roles=roles, settings=settings))
     health.feed(rows_table([r for step in gan for r in step]))
-    assert health.catch is not None and health.catch.closed == (steps - 1) // 10
+    catch = health.window("catch")
+    assert catch.closed == (steps - 1) // 10
     health.feed(rows_table([]), final=True)
-    assert health.catch.closed == (steps - 1) // 10 + closes_at_end
+    assert catch.closed == (steps - 1) // 10 + closes_at_end

@@ -100,7 +100,7 @@ def test_levelled_off_step_matches_the_naive_reference_and_scales_with_the_run(
         chunk = contents[lo : lo + 37]
         rows = [(s, "d_loss", 0.5) for s, _ in chunk] + [(s, "content", v) for s, v in chunk]
         health = RunHealth(HealthSpec(roles={"adversary": "d_loss", "content": "content"}))
-        health.catch = window
+        health.judges["catch"].window = window
         health.feed(rows_table(rows))
     assert window.window == 20 * every
     expected = naive_levelled_step(contents, 20 * every, 0.1)
@@ -121,7 +121,7 @@ def test_a_state_saved_before_derived_windows_still_loads_and_resumes() -> None:
     for gate in data["hysteresis"].values():
         del gate["seen"]
     resumed = RunHealth.from_json(spec, json.dumps(data))
-    assert resumed.catch is not None and resumed.catch.window == 500  # the old default
+    assert resumed.window("catch").window == 500  # the old default
     resumed.feed(rows_table([(200, "content", 0.01)]))
 
 
