@@ -16,10 +16,12 @@ from trainlight.app.cache import create_cache
 from trainlight.app.errors import TrainlightFlask
 from trainlight.app.intake import DEFAULT_INTAKE, MAX_REQUEST_BYTES, IntakeSettings
 from trainlight.app.intent import HostPolicy, install_intent_guard
-from trainlight.app.pages import compare, grid, lca, run
+from trainlight.app.pages import PageDeps, compare, grid, lca, run
 from trainlight.app.store.database import Store
 from trainlight.app.store.queries import DEFAULT_STALE_AFTER
 from trainlight.assets import ASSETS_DIR
+
+PAGES = (grid, lca, run, compare)  # registered in this order
 
 
 def create_app(
@@ -42,11 +44,9 @@ def create_app(
     # First: they must run before any page or route (misdirected and cross-site, then the token).
     install_intent_guard(app.server, hosts or HostPolicy.serving())
     install_token_guard(app.server, token)
-    cache = create_cache(app.server)
-    grid.register(app, store, stale_after, cache)
-    lca.register(app, store, cache)  # before run: "/run/<run_id>" also matches "/run/<id>/lca"
-    run.register(app, store, cache)
-    compare.register(app, store, cache)
+    deps = PageDeps(store, create_cache(app.server), stale_after)
+    for page in PAGES:
+        page.register(app, deps)
     app.layout = dash.html.Div(
         [
             dash.html.Header(

@@ -1,6 +1,6 @@
 """The skeleton the drill-down pages share: registration, the controls bar, the smoothing slider.
 
-`/run/<id>`, `/run/<id>/lca` and `/compare` are the same kind of page: registered with Dash's
+`/run/<id>`, `/lca/<id>` and `/compare` are the same kind of page: registered with Dash's
 page router, their view state mirrored into the URL by the share component (`share.py`), a
 sticky bar of controls ending in "copy link", and a body their callbacks fill in.
 """

@@ -20,6 +20,7 @@ from trainlight.app.figures.run_page import NamedFigure, RunFigures
 from trainlight.app.figures.style import Figure
 from trainlight.app.store.run_data import RunPageData
 from trainlight.app.store.series import HealthChange
+from trainlight.app.url_state import heatmap_href
 from trainlight.collectors.health.registry import signal_names
 
 GRAPH_TYPE = "run-graph"
@@ -90,7 +91,7 @@ def _panels(data: RunPageData, graphs: Mapping[str, list[dcc.Graph]], run_id: st
             extra = nonfinite_table(data.nonfinite)
         elif signal == "lca" and data.lca_totals:
             extra = html.Div(
-                dcc.Link("Open the animated LCA heatmap →", href=f"/run/{run_id}/lca"),
+                dcc.Link("Open the animated LCA heatmap →", href=heatmap_href(run_id)),
                 className="panel-link",
             )
         panels.append(

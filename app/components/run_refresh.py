@@ -23,7 +23,7 @@ from trainlight.app.figures.patching import FigurePlan, memo, plan
 from trainlight.app.figures.run_page import run_figures
 from trainlight.app.figures.style import Figure
 from trainlight.app.store.run_data import RunPageData
-from trainlight.app.viewstate import RunView
+from trainlight.app.url_state import RunView, heatmap_href
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,7 +46,7 @@ def run_update(
     if data is None:
         return RunUpdate(not_found(run_id), None, unchanged, {})
     figures = run_figures(data, view, run_id)
-    header = run_header(data.detail, f"/run/{run_id}/lca" if data.lca_totals else None)
+    header = run_header(data.detail, heatmap_href(run_id) if data.lca_totals else None)
     header_digest = component_digest(header)
     skeleton = component_digest(run_body(data, figures, run_id, with_figures=False))
     named = figures_by_name(figures)

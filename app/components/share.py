@@ -1,6 +1,6 @@
 """View state → URL, and the "copy link" button.
 
-A page's callbacks write the view's query string (built by the pure functions of viewstate.py)
+A page's callbacks write the view's query string (built by the pure functions of url_state.py)
 into a `dcc.Store`; a clientside callback puts it in the address bar with `history.replaceState`.
 replaceState, not a `dcc.Location` update: Dash's page router listens to Location changes and would
 rebuild the page (losing zoom and the animation) on every slider move.

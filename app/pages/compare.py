@@ -12,7 +12,6 @@ from typing import Any
 import dash
 import duckdb
 from dash import Input, Output, State, dcc, html
-from flask_caching import Cache
 
 from trainlight.app.cache import cached_read
 from trainlight.app.components.page import (
@@ -23,11 +22,12 @@ from trainlight.app.components.page import (
 )
 from trainlight.app.figures.lca import compare_lca_figure
 from trainlight.app.figures.scalars import overlay_figure
+from trainlight.app.pages import PageDeps
 from trainlight.app.store.compare_data import CompareData, load_compare
-from trainlight.app.store.database import Store, utc_naive
+from trainlight.app.store.database import utc_naive
 from trainlight.app.store.queries import RunSummary
 from trainlight.app.store.series import empty_series
-from trainlight.app.viewstate import compare_query, parse_compare_view
+from trainlight.app.url_state import compare_query, parse_compare_view
 
 PATH = "/compare"
 
@@ -46,7 +46,8 @@ def layout(**query: Any) -> html.Div:
     )
 
 
-def register(app: dash.Dash, store: Store, cache: Cache) -> None:
+def register(app: dash.Dash, deps: PageDeps) -> None:
+    store, cache = deps.store, deps.cache
     register_view(
         app,
         "trainlight.compare",

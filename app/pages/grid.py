@@ -1,39 +1,39 @@
 """`/`: the triage grid, one row per run with a light per signal, filters, live refresh, stop.
 
-The URL is the view: `layout(**query)` builds the controls from `url_state.parse(query)`, and
-every control change writes `url_state.build(state)` back into the address bar (without
+The URL is the view: `layout(**query)` builds the controls from
+`url_state.parse_grid_view(query)`, and every control change writes
+`url_state.grid_query(state)` back into the address bar (without
 reloading), so a copied link opens the same view. Rows come from one cached query
 (`store.grid.grid_rows`, keyed by the store's data version) and are filtered and sorted by pure
-functions (`figures.grid_rows`). AG Grid is virtualised and keyed by run id (`getRowId`); a
-refresh sends only the rows that changed as a row transaction (`figures.grid_delta`), so it
+functions (`grid.rows`). AG Grid is virtualised and keyed by run id (`getRowId`); a
+refresh sends only the rows that changed as a row transaction (`grid.delta`), so it
 keeps scroll position and selection and costs little on a 1,000-run store.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import dash
 import dash_ag_grid as dag
 import duckdb
 from dash import Input, Output, State, dcc, html
-from flask_caching import Cache
 
 from trainlight.app.cache import cached_update
-from trainlight.app.figures.grid_columns import DEFAULT_COL_DEF, ROW_SELECTION, column_defs
-from trainlight.app.figures.grid_delta import Sent, plan_update, view_key
-from trainlight.app.figures.grid_rows import (
+from trainlight.app.grid.columns import DEFAULT_COL_DEF, ROW_SELECTION, column_defs
+from trainlight.app.grid.delta import Sent, plan_update, view_key
+from trainlight.app.grid.rows import (
     PreparedRow,
     filter_options,
     prepare_rows,
     view_rows,
 )
+from trainlight.app.pages import PageDeps
 from trainlight.app.store.control import request_stop
 from trainlight.app.store.database import Store, utc_naive
 from trainlight.app.store.grid import grid_rows
 from trainlight.app.store.quarantine import rejected_count
-from trainlight.app.url_state import SORTS, GridState, build, compare_href, parse
+from trainlight.app.url_state import SORTS, GridState, compare_href, grid_query, parse_grid_view
 from trainlight.collectors.health.verdict import STATES, state_label
 from trainlight.collectors.schema import is_valid_run_id
 
@@ -44,7 +44,7 @@ _LEGEND = "● ok  ▲ warning  ■ bad  ○ no data (hover a light for the reas
 
 
 def layout(**query: Any) -> html.Div:
-    state = parse(query)
+    state = parse_grid_view(query)
     return html.Div(
         [
             dcc.Location(id="grid-url", refresh=False),
@@ -179,11 +179,18 @@ def _selected_ids(selected: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(i for i in ids if is_valid_run_id(i)))
 
 
-def register(app: dash.Dash, store: Store, stale_after: timedelta, cache: Cache) -> None:
+def register(app: dash.Dash, deps: PageDeps) -> None:
     """The page and its callbacks. Access is checked in front of every request
     (app/access.py), so a callback that runs is authorised: stopping needs no token here."""
     dash.register_page("trainlight.grid", path=PATH, name="Runs", title="trainlight", layout=layout)
+    _wire_url(app)
+    _wire_refresh(app, deps)
+    _wire_ask_stop(app)
+    _wire_stop(app, deps.store)
+    _wire_copy(app)
 
+
+def _wire_url(app: dash.Dash) -> None:
     @app.callback(
         Output("grid-url", "search"),
         Output("grid-refresh", "disabled"),
@@ -211,8 +218,8 @@ def register(app: dash.Dash, store: Store, stale_after: timedelta, cache: Cache)
         selected: Any,
         search: str | None,
     ) -> tuple[str, bool, bool, str | None]:
-        previous = parse(search or "")
-        chosen = parse(
+        previous = parse_grid_view(search or "")
+        chosen = parse_grid_view(
             {
                 "project": project or "",
                 "group": group or "",
@@ -226,7 +233,11 @@ def register(app: dash.Dash, store: Store, stale_after: timedelta, cache: Cache)
             }
         )
         ids = chosen.selected
-        return build(chosen), not chosen.live, not ids, compare_href(ids) if ids else None
+        return grid_query(chosen), not chosen.live, not ids, compare_href(ids) if ids else None
+
+
+def _wire_refresh(app: dash.Dash, deps: PageDeps) -> None:
+    store, cache, stale_after = deps.store, deps.cache, deps.stale_after
 
     @app.callback(
         Output("grid", "rowData"),
@@ -241,7 +252,7 @@ def register(app: dash.Dash, store: Store, stale_after: timedelta, cache: Cache)
         State("grid-sent", "data"),
     )
     def refresh(search: str | None, _n: int | None, sent: Any) -> tuple[Any, ...]:
-        state = parse(search or "")
+        state = parse_grid_view(search or "")
         rows = cached_update(cache, store, "grid_rows", _prepared_rows)
         shown = view_rows(rows, state, utc_naive(), stale_after)
         options = filter_options([r.row for r in rows])
@@ -264,6 +275,8 @@ def register(app: dash.Dash, store: Store, stale_after: timedelta, cache: Cache)
             update.browser_record(),
         )
 
+
+def _wire_ask_stop(app: dash.Dash) -> None:
     @app.callback(
         Output("grid-stop-confirm", "displayed"),
         Output("grid-stop-confirm", "message"),
@@ -277,6 +290,8 @@ def register(app: dash.Dash, store: Store, stale_after: timedelta, cache: Cache)
             raise dash.exceptions.PreventUpdate
         return True, f"Ask {len(ids)} run(s) to stop?\n\n" + "\n".join(ids[:20])
 
+
+def _wire_stop(app: dash.Dash, store: Store) -> None:
     @app.callback(
         Output("grid-message", "children"),
         Input("grid-stop-confirm", "submit_n_clicks"),
@@ -291,6 +306,8 @@ def register(app: dash.Dash, store: Store, stale_after: timedelta, cache: Cache)
             f"; {missing} unknown." if missing else "."
         )
 
+
+def _wire_copy(app: dash.Dash) -> None:
     app.clientside_callback(
         "function(n) { return window.location.href; }",
         Output("grid-copy", "content"),

@@ -1,4 +1,4 @@
-"""`/run/<run_id>/lca`: the animated LCA heatmap (play/pause, step slider, layer, side by side).
+"""`/lca/<run_id>`: the animated LCA heatmap (play/pause, step slider, layer, side by side).
 
 The slider runs over the layer's frame indices; the URL holds the real step, so a link still
 points at the same moment after more frames arrive. Each tick fetches only the frame(s) at the
@@ -17,7 +17,9 @@ from typing import Any
 import dash
 import duckdb
 from dash import Input, Output, State, dcc, html
+from flask import redirect, request
 from flask_caching import Cache
+from werkzeug.wrappers import Response
 
 from trainlight.app.cache import cached_read
 from trainlight.app.components.heatmaps import (
@@ -30,11 +32,19 @@ from trainlight.app.components.page import controls_bar, register_view, view_pag
 from trainlight.app.components.share import not_found
 from trainlight.app.figures.heatmap_codec import quantise
 from trainlight.app.figures.lca import heatmap_title
+from trainlight.app.pages import PageDeps
 from trainlight.app.store.database import Store
 from trainlight.app.store.frames import frame_layers, frame_scale, frame_steps, lca_frame
-from trainlight.app.viewstate import LcaView, lca_query, nearest_index, parse_lca_view
+from trainlight.app.url_state import (
+    LcaView,
+    heatmap_href,
+    lca_query,
+    nearest_index,
+    parse_lca_view,
+)
 
-PATH = "/run/<run_id>/lca"
+PATH = "/lca/<run_id>"
+OLD_PATH = "/run/<run_id>/lca"  # until release 21; redirects
 TICK_MS = 700
 MAX_MARKS = 8
 
@@ -63,29 +73,7 @@ def layout(run_id: str = "", **query: Any) -> html.Div:
                 ],
                 id="lca-title",
             ),
-            controls_bar(
-                "lca",
-                [
-                    html.Button(
-                        "⏸ pause" if view.playing else "▶ play",
-                        id="lca-play",
-                        className="button play",
-                    ),
-                    html.Label(
-                        [
-                            "layer",
-                            dcc.Dropdown(id="lca-layer", value=None, clearable=False, options=[]),
-                        ],
-                        className="control control-layer",
-                    ),
-                    dcc.Checklist(
-                        id="lca-all",
-                        options=[{"label": " all layers side by side", "value": "all"}],
-                        value=["all"] if view.all_layers else [],
-                        className="control",
-                    ),
-                ],
-            ),
+            _controls(view),
             html.Div(
                 [
                     dcc.Slider(
@@ -107,7 +95,34 @@ def layout(run_id: str = "", **query: Any) -> html.Div:
     )
 
 
-def register(app: dash.Dash, store: Store, cache: Cache) -> None:
+def _controls(view: LcaView) -> html.Div:
+    return controls_bar(
+        "lca",
+        [
+            html.Button(
+                "⏸ pause" if view.playing else "▶ play",
+                id="lca-play",
+                className="button play",
+            ),
+            html.Label(
+                [
+                    "layer",
+                    dcc.Dropdown(id="lca-layer", value=None, clearable=False, options=[]),
+                ],
+                className="control control-layer",
+            ),
+            dcc.Checklist(
+                id="lca-all",
+                options=[{"label": " all layers side by side", "value": "all"}],
+                value=["all"] if view.all_layers else [],
+                className="control",
+            ),
+        ],
+    )
+
+
+def register(app: dash.Dash, deps: PageDeps) -> None:
+    store, cache = deps.store, deps.cache
     register_view(
         app,
         "trainlight.lca",
@@ -117,7 +132,21 @@ def register(app: dash.Dash, store: Store, cache: Cache) -> None:
         title="trainlight LCA",
         path_template=PATH,
     )
+    app.server.add_url_rule(OLD_PATH, "lca_moved", _moved)
+    _wire_layers(app, store, cache)
+    _wire_steps(app, store, cache)
+    register_heatmap_client(app, slider="lca-slider", tick="lca-tick", steps="lca-steps")
+    _wire_play(app)
+    _wire_render(app, store, cache)
 
+
+def _moved(run_id: str) -> Response:
+    """Links to the heatmap's old address (which `/run/<id>` also matched) still open it."""
+    query = request.query_string.decode("latin-1")
+    return redirect(heatmap_href(run_id) + (f"?{query}" if query else ""), code=301)
+
+
+def _wire_layers(app: dash.Dash, store: Store, cache: Cache) -> None:
     @app.callback(
         Output("lca-layer", "options"),
         Output("lca-layer", "value"),
@@ -130,22 +159,23 @@ def register(app: dash.Dash, store: Store, cache: Cache) -> None:
         if not known:
             return [], None, not_found(run_id)
         if not found:
-            return (
-                [],
-                None,
-                html.Div(
-                    [
-                        html.H1(["LCA heatmap · ", dcc.Link(run_id, href=f"/run/{run_id}")]),
-                        html.P(
-                            "This run has no LCA frames: measure them with "
-                            "mon.lca(model, probe_loss).",
-                            className="muted",
-                        ),
-                    ]
-                ),
-            )
+            return [], None, _no_frames(run_id)
         return list(found), wanted if wanted in found else found[0], dash.no_update
 
+
+def _no_frames(run_id: str) -> html.Div:
+    return html.Div(
+        [
+            html.H1(["LCA heatmap · ", dcc.Link(run_id, href=f"/run/{run_id}")]),
+            html.P(
+                "This run has no LCA frames: measure them with mon.lca(model, probe_loss).",
+                className="muted",
+            ),
+        ]
+    )
+
+
+def _wire_steps(app: dash.Dash, store: Store, cache: Cache) -> None:
     @app.callback(
         Output("lca-steps", "data"),
         Output("lca-slider", "max"),
@@ -166,8 +196,8 @@ def register(app: dash.Dash, store: Store, cache: Cache) -> None:
         keep = old[index] if old and index is not None and index < len(old) else wanted
         return found, max(len(found) - 1, 0), slider_marks(found), nearest_index(found, keep)
 
-    register_heatmap_client(app, slider="lca-slider", tick="lca-tick", steps="lca-steps")
 
+def _wire_play(app: dash.Dash) -> None:
     @app.callback(
         Output("lca-tick", "disabled"),
         Output("lca-play", "children"),
@@ -178,6 +208,8 @@ def register(app: dash.Dash, store: Store, cache: Cache) -> None:
     def play(_n: int, disabled: bool) -> tuple[bool, str]:
         return (not disabled), ("⏸ pause" if disabled else "▶ play")
 
+
+def _wire_render(app: dash.Dash, store: Store, cache: Cache) -> None:
     @app.callback(
         Output("lca-figure", "children"),
         Output("lca-shown", "data"),

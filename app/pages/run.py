@@ -30,12 +30,13 @@ from trainlight.app.components.page import (
 )
 from trainlight.app.components.run_body import GRAPH_TYPE, STEP_AXIS
 from trainlight.app.components.run_refresh import run_update
+from trainlight.app.pages import PageDeps
 from trainlight.app.store.beyond import load_beyond
 from trainlight.app.store.database import Store, utc_naive
 from trainlight.app.store.run_data import RunPageData, load_run_page
 from trainlight.app.store.series import StepRange
 from trainlight.app.store.surfaces import cached_surface
-from trainlight.app.viewstate import parse_run_view, range_from_relayout, run_query
+from trainlight.app.url_state import parse_run_view, range_from_relayout, run_query
 
 PATH = "/run/<run_id>"
 REFRESH_MS = 10_000
@@ -44,10 +45,6 @@ NOTHING_BEYOND = "none"  # `run-beyond-version` while the run has no replicas/la
 
 
 def layout(run_id: str = "", **query: Any) -> html.Div:
-    if run_id.endswith("/lca"):  # Dash's "*" also matches "/": serve the heatmap page
-        from trainlight.app.pages import lca
-
-        return lca.layout(run_id=run_id.removesuffix("/lca"), **query)
     view = parse_run_view(query)
     controls = [
         smoothing_control("run-smooth", view.smooth),
@@ -88,10 +85,17 @@ def _load_now(cur: duckdb.DuckDBPyConnection, run_id: str, span: StepRange) -> R
     return load_run_page(cur, run_id, span, now)
 
 
-def register(app: dash.Dash, store: Store, cache: Cache) -> None:
+def register(app: dash.Dash, deps: PageDeps) -> None:
     register_view(
         app, "trainlight.run", "run", layout, name="Run", title="trainlight run", path_template=PATH
     )
+    _wire_render(app, deps)
+    _wire_beyond(app, deps)
+    _wire_zoom(app)
+
+
+def _wire_render(app: dash.Dash, deps: PageDeps) -> None:
+    store, cache = deps.store, deps.cache
 
     @app.callback(
         Output("run-header", "children"),
@@ -126,6 +130,10 @@ def register(app: dash.Dash, store: Store, cache: Cache) -> None:
         update = run_update(data, view, run_id, sent, slots)
         return update.header, update.body, update.figures, run_query(view), version, update.sent
 
+
+def _wire_beyond(app: dash.Dash, deps: PageDeps) -> None:
+    store, cache = deps.store, deps.cache
+
     @app.callback(
         Output("run-beyond", "children"),
         Output("run-beyond-version", "data"),
@@ -147,6 +155,8 @@ def register(app: dash.Dash, store: Store, cache: Cache) -> None:
             raise dash.exceptions.PreventUpdate
         return sections, version if sections else NOTHING_BEYOND
 
+
+def _wire_zoom(app: dash.Dash) -> None:
     @app.callback(
         Output("run-from", "value"),
         Output("run-to", "value"),

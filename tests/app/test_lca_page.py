@@ -1,4 +1,4 @@
-"""`/run/<id>/lca`'s render callback, driven like the browser drives it, on a real ingested store.
+"""`/lca/<id>`'s render callback, driven like the browser drives it, on a real ingested store.
 
 The first frame brings the graph and its frame; every later tick brings only the 8-bit frame,
 which decodes (as the browser does) to the frame the store holds, NaN and ±Inf included.
@@ -143,3 +143,13 @@ def test_side_by_side_rebuilds_the_graphs_once_for_every_layer(store: Store) -> 
     assert math.isnan(b[0]) and (b[1], b[2]) == (math.inf, -math.inf)
     _, next_tick = render(client, 1, both["lca-shown"]["data"], all_layers=True)
     assert "lca-figure" not in next_tick and len(next_tick["lca-frames"]["data"]) == 2
+
+
+def test_the_old_heatmap_address_redirects_with_its_query(store: Store) -> None:
+    client = create_app(store).server.test_client()
+    moved = client.get(f"/run/{RUN}/lca?layer=b&step=20")
+    assert moved.status_code == 301
+    assert moved.headers["Location"].endswith(f"/lca/{RUN}?layer=b&step=20")
+    assert client.get(f"/run/{RUN}/lca").headers["Location"].endswith(f"/lca/{RUN}")
+    page = client.get(f"/lca/{RUN}?layer=b")
+    assert page.status_code == 200 and b"_dash-config" in page.data

@@ -11,7 +11,7 @@ from trainlight.app.components.run_refresh import run_update
 from trainlight.app.store.queries import RunDetail, RunSummary
 from trainlight.app.store.run_data import RunPageData
 from trainlight.app.store.series import CatchMarks, HealthChange, Judging, Series
-from trainlight.app.viewstate import RunView
+from trainlight.app.url_state import RunView
 
 SLOTS = ["scalar:loss"]
 

@@ -16,9 +16,9 @@ from flask import Flask
 from tests.support.segments import metrics_segment
 from trainlight.app.api import create_api
 from trainlight.app.components.run_body import run_body
-from trainlight.app.figures.grid_columns import column_defs
-from trainlight.app.figures.grid_rows import static_record
 from trainlight.app.figures.run_page import NamedFigure, evidence_for, forget_evidence, run_figures
+from trainlight.app.grid.columns import column_defs
+from trainlight.app.grid.rows import static_record
 from trainlight.app.intent import HostPolicy, install_intent_guard
 from trainlight.app.store.buckets import StepRange
 from trainlight.app.store.database import Store, utc_naive
@@ -27,7 +27,7 @@ from trainlight.app.store.inbox import Ingester
 from trainlight.app.store.queries import list_runs
 from trainlight.app.store.run_data import RunPageData, load_run_page
 from trainlight.app.terminal import runs_table_text
-from trainlight.app.viewstate import RunView
+from trainlight.app.url_state import RunView
 from trainlight.collectors.health.judge import FeedContext, Judge
 from trainlight.collectors.health.registry import register, signal_names, unregister
 from trainlight.collectors.health.signal_spec import SignalSpec

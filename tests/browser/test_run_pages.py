@@ -1,4 +1,4 @@
-"""`/run/<id>`, `/run/<id>/lca` and `/compare` in a real Chromium against a real `trainlight serve`.
+"""`/run/<id>`, `/lca/<id>` and `/compare` in a real Chromium against a real `trainlight serve`.
 
 The runs are real short trainings written by Monitor in this process and ingested by the server.
 """
@@ -108,7 +108,9 @@ def test_heatmap_plays_and_copied_link_restores_the_view(
 ) -> None:
     page = watched_page.page
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    # A link to the heatmap's old address (release 21) lands on its new one, query kept.
     page.goto(server.url(f"run/{runs[1]['lca']}/lca?layer=2&step=0"), wait_until="domcontentloaded")
+    expect(page).to_have_url(re.compile(rf"/lca/{runs[1]['lca']}\?layer=2&step=0$"))
     expect(page.locator("#lca-step-label")).to_contain_text("frame 1 of")
     expect(page.locator("#lca-figure .js-plotly-plot")).to_have_count(1)
     expect(page.locator("#lca-figure .gtitle")).to_contain_text("2 — step 0")
@@ -187,7 +189,7 @@ def assert_heatmap_shows_its_payload(page: Page, render: Response, step: int) ->
 
 def test_unknown_run_is_a_clear_not_found(server: LiveServer, watched_page: WatchedPage) -> None:
     page = watched_page.page
-    for path in ("run/no-such-run", "run/no-such-run/lca"):
+    for path in ("run/no-such-run", "lca/no-such-run", "run/no-such-run/lca"):
         page.goto(server.url(path), wait_until="domcontentloaded")
         expect(page.locator(".not-found h1")).to_have_text("Run not found")
         expect(page.locator(".not-found")).to_contain_text("no-such-run")

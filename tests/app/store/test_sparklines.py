@@ -17,7 +17,7 @@ import pytest
 from tests.app.store.spark_reference import old_sparklines
 from tests.support.segments import metrics_segment
 from tests.support.trainings import train_diverging, train_gan, train_mlp
-from trainlight.app.figures.grid_rows import sparkline
+from trainlight.app.grid.rows import sparkline
 from trainlight.app.store.database import Store
 from trainlight.app.store.inbox import Ingester
 from trainlight.app.store.ingest import decode_segment, ingest_segments

@@ -1,11 +1,11 @@
-"""`figures.grid_delta`: what a grid refresh sends, given what the browser already holds."""
+"""`grid.delta`: what a grid refresh sends, given what the browser already holds."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from trainlight.app.figures.grid_delta import Sent, ShownRow, plan_update, view_key
-from trainlight.app.figures.grid_rows import prepare_rows, view_rows
+from trainlight.app.grid.delta import Sent, ShownRow, plan_update, view_key
+from trainlight.app.grid.rows import prepare_rows, view_rows
 from trainlight.app.store.grid import GridRow, SignalState
 from trainlight.app.url_state import GridState
 

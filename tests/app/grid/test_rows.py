@@ -1,11 +1,11 @@
-"""`figures.grid_rows`: filtering, worst-health sort, row records and sparkline scaling."""
+"""`grid.rows`: filtering, worst-health sort, row records and sparkline scaling."""
 
 from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
 
-from trainlight.app.figures.grid_rows import (
+from trainlight.app.grid.rows import (
     filter_options,
     matches,
     prepare_rows,

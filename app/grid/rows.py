@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from trainlight.app.figures.grid_delta import ShownRow, digest
 from trainlight.app.formatting import format_value
+from trainlight.app.grid.delta import ShownRow, digest
 from trainlight.app.store.grid import GridRow
 from trainlight.app.store.queries import display_status
 from trainlight.app.url_state import GridState
