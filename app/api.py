@@ -24,8 +24,8 @@ from trainlight.app.intake import (
 )
 from trainlight.app.store.control import request_stop
 from trainlight.app.store.database import Store, utc_naive
-from trainlight.app.store.quarantine import rejected_summary
-from trainlight.app.store.queries import RunDetail, RunSummary, get_run, list_runs, stop_state
+from trainlight.app.store.ingest.quarantine import rejected_summary
+from trainlight.app.store.read.queries import RunDetail, RunSummary, get_run, list_runs, stop_state
 from trainlight.collectors.health.registry import signal_names
 from trainlight.collectors.health.verdict import GREY
 from trainlight.collectors.schema import is_valid_run_id

@@ -21,7 +21,7 @@ from trainlight.collectors.wire import TOKEN_ENV
 
 if TYPE_CHECKING:
     from trainlight.app.store.database import Store
-    from trainlight.app.store.landscape import SliceSettings
+    from trainlight.app.store.read.landscape import SliceSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -255,7 +255,7 @@ def _landscape(args: argparse.Namespace) -> int:
 def _slice_settings(args: argparse.Namespace) -> tuple[int, float, int]:
     """--seed/--span/--points where given, else what the run's slices recorded; ValueError
     naming the options to pass when neither has them (e.g. while a server holds the store)."""
-    from trainlight.app.store.landscape import SliceSettings
+    from trainlight.app.store.read.landscape import SliceSettings
 
     layout = StoreLayout.resolve(args.dir)
     layout.surface_path(args.run_id)  # checks the run id before opening anything
@@ -273,7 +273,7 @@ def _slice_settings(args: argparse.Namespace) -> tuple[int, float, int]:
 
 def _recorded_settings(layout: StoreLayout, run_id: str) -> SliceSettings:
     from trainlight.app.store.database import Store, StoreOpenError
-    from trainlight.app.store.landscape import recorded_settings
+    from trainlight.app.store.read.landscape import recorded_settings
 
     try:
         store = Store(layout)
@@ -287,7 +287,7 @@ def _recorded_settings(layout: StoreLayout, run_id: str) -> SliceSettings:
 
 
 def _ingest(store: Store) -> int:
-    from trainlight.app.store.inbox import Ingester
+    from trainlight.app.store.ingest.inbox import Ingester
 
     stats = Ingester(store).ingest_pending()
     print(
@@ -300,7 +300,7 @@ def _ingest(store: Store) -> int:
 
 def _runs(store: Store) -> int:
     from trainlight.app.store.database import utc_naive
-    from trainlight.app.store.queries import list_runs
+    from trainlight.app.store.read.queries import list_runs
     from trainlight.app.terminal import runs_table_text
 
     now = utc_naive()

@@ -18,7 +18,7 @@ from trainlight.app.intake import DEFAULT_INTAKE, MAX_REQUEST_BYTES, IntakeSetti
 from trainlight.app.intent import HostPolicy, install_intent_guard
 from trainlight.app.pages import PageDeps, compare, grid, lca, run
 from trainlight.app.store.database import Store
-from trainlight.app.store.queries import DEFAULT_STALE_AFTER
+from trainlight.app.store.read.queries import DEFAULT_STALE_AFTER
 from trainlight.assets import ASSETS_DIR
 
 PAGES = (grid, lca, run, compare)  # registered in this order

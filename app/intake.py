@@ -1,8 +1,8 @@
 """`POST /api/v1/ingest` and `GET /api/v1/runs/<id>/control`: what the main server and its
 receiver processes (app/receiver.py) both answer, with the same checks and the same replies.
 
-An ingest is bounded (size, footer: app/store/segment_limits.py), written durably into the inbox
-(one `write_atomically`, or a shared group commit: app/store/group_commit.py) and only then
+An ingest is bounded (size, footer: store/ingest/segment_limits.py), written durably into the inbox
+(one `write_atomically`, or a shared group commit: app/store/ingest/group_commit.py) and only then
 acknowledged with 202 and the run's stop state; the ingester thread of the main process takes it
 from there. While the inbox backlog is past its bound it is refused with 503 and `Retry-After`
 (app/backlog.py). Where a server has receivers, the 202 also lists their ports, for collectors
@@ -24,7 +24,7 @@ from flask import Blueprint, Response, request
 from trainlight.app.backlog import BacklogGauge, busy_message
 from trainlight.app.jsonsafe import jsonable
 from trainlight.app.store.control import published_stop
-from trainlight.app.store.segment_limits import LimitError, check_segment
+from trainlight.app.store.ingest.segment_limits import LimitError, check_segment
 from trainlight.collectors.schema import StoreLayout, is_valid_run_id, write_atomically
 
 MAX_SEGMENT_BYTES = 64 * 1024 * 1024

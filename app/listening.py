@@ -29,8 +29,8 @@ from trainlight.app.connections import (
     install_channel,
 )
 from trainlight.app.intake import MAX_REQUEST_BYTES, IntakeSettings
-from trainlight.app.store.group_commit import GroupCommit
-from trainlight.app.store.queries import DEFAULT_STALE_AFTER
+from trainlight.app.store.ingest.group_commit import GroupCommit
+from trainlight.app.store.read.queries import DEFAULT_STALE_AFTER
 from trainlight.collectors.schema import StoreLayout, write_atomically
 
 log = logging.getLogger("trainlight.serve")
@@ -54,7 +54,7 @@ class ServeOptions:
     stale_after: timedelta = DEFAULT_STALE_AFTER
     # Extra processes taking ingest and control requests on ports of their own (app/receivers.py).
     receivers: int = 0
-    # Segments arriving together share their flushes (app/store/group_commit.py); off: per-file.
+    # Segments arriving together share their flushes (store/ingest/group_commit.py); off: per-file.
     group_commit: bool = False
     backlog: BacklogLimits = DEFAULT_BACKLOG_LIMITS
 

@@ -19,7 +19,7 @@ from trainlight.app.intent import HostPolicy
 from trainlight.app.listening import ServeOptions, check_bind, http_server, intake_settings
 from trainlight.app.receivers import Receivers
 from trainlight.app.store.database import Store, StoreOpenError
-from trainlight.app.store.inbox import Ingester
+from trainlight.app.store.ingest.inbox import Ingester
 from trainlight.collectors.schema import StoreLayout
 
 log = logging.getLogger("trainlight.serve")

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from trainlight.app.formatting import format_age, format_value
-from trainlight.app.store.queries import RunSummary
+from trainlight.app.store.read.queries import RunSummary
 from trainlight.collectors.health.registry import legend, signal_names
 from trainlight.collectors.health.verdict import STATE_SHAPES
 

@@ -46,8 +46,8 @@ import pyarrow as pa
 from trainlight.app.factory import create_app
 from trainlight.app.figures.heatmap_codec import decode_payload
 from trainlight.app.store.database import Store
-from trainlight.app.store.frames import lca_frame
-from trainlight.app.store.inbox import Ingester
+from trainlight.app.store.ingest.inbox import Ingester
+from trainlight.app.store.read.frames import lca_frame
 from trainlight.collectors.schema import RunHeader, StoreLayout, make_run_id, write_atomically
 from trainlight.collectors.writer import encode_segment
 
@@ -518,7 +518,7 @@ def measure(root: Path, repeats: int) -> None:
         live.append(seconds)
         live_bytes.append(size)
     # Where a cold grid call spends its time: the cached query alone, straight on the store.
-    from trainlight.app.store.grid import grid_rows
+    from trainlight.app.store.read.grid import grid_rows
 
     query = []
     for _ in range(max(5, repeats // 4)):

@@ -36,10 +36,10 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-import trainlight.app.store.inbox as inbox_module
+import trainlight.app.store.ingest.inbox as inbox_module
 from trainlight.app.store.database import Store
-from trainlight.app.store.inbox import Ingester
-from trainlight.app.store.ingest import decode_segment
+from trainlight.app.store.ingest.inbox import Ingester
+from trainlight.app.store.ingest.transaction import decode_segment
 from trainlight.collectors.schema import RunHeader, StoreLayout, make_run_id, write_atomically
 from trainlight.collectors.writer import encode_segment
 

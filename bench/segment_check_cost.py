@@ -1,4 +1,4 @@
-"""What the footer check (app/store/segment_layout.py) costs per small segment, with and without
+"""What the footer check (store/ingest/segment_layout.py) costs per small segment, with and without
 it in the same run: the receive-path check (`check_segment`, before the 202) and the ingester's
 `decode_segment`, the latter both for a footer seen first (a local collector's inbox file) and
 for one the receive path passed already (remembered: a lookup).
@@ -27,11 +27,11 @@ from typing import Any
 if __package__ in (None, ""):  # `python bench/segment_check_cost.py`: make `tests` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import trainlight.app.store.segment_limits as segment_limits
+import trainlight.app.store.ingest.segment_limits as segment_limits
 from tests.support.segment_fuzz import seed_segment
-from trainlight.app.store.ingest import decode_segment
-from trainlight.app.store.segment_layout import check_layout, forget_passed
-from trainlight.app.store.segment_limits import check_segment
+from trainlight.app.store.ingest.segment_layout import check_layout, forget_passed
+from trainlight.app.store.ingest.segment_limits import check_segment
+from trainlight.app.store.ingest.transaction import decode_segment
 
 ROWS = 20
 

@@ -37,7 +37,7 @@ def test_importing_the_server_side_loads_neither_torch_nor_dash_needlessly() -> 
 
     code = (
         "import sys\n"
-        "import trainlight.app.server, trainlight.app.cli, trainlight.app.store.inbox\n"
+        "import trainlight.app.server, trainlight.app.cli, trainlight.app.store.ingest.inbox\n"
         "assert 'torch' not in sys.modules, 'app imported torch'\n"
         "import trainlight.collectors.schema, trainlight.collectors.health.evaluator\n"
         "assert 'torch' not in sys.modules, 'schema/health imported torch'\n"

@@ -18,8 +18,8 @@ from trainlight.app.figures.landscape import sharpness_figure, slice_animation, 
 from trainlight.app.figures.layer_sizing import near_zero_note, variance_heatmap
 from trainlight.app.figures.repro import pd_figure
 from trainlight.app.figures.style import Figure
-from trainlight.app.store.beyond import BeyondData
-from trainlight.app.store.surfaces import StoredSurface
+from trainlight.app.store.read.beyond import BeyondData
+from trainlight.app.store.read.surfaces import StoredSurface
 from trainlight.collectors.health.rules.repro import ReproRule
 
 REPRO_HELP = (

@@ -14,8 +14,8 @@ from dash import dcc, html
 from dash.development.base_component import Component
 
 from trainlight.app.formatting import format_value
-from trainlight.app.store.queries import RunDetail
-from trainlight.app.store.series import HealthChange
+from trainlight.app.store.read.queries import RunDetail
+from trainlight.app.store.read.series import HealthChange
 from trainlight.collectors.health.registry import spec_of
 from trainlight.collectors.health.settings import HealthSettings
 from trainlight.collectors.health.verdict import STATE_SHAPES

@@ -1,6 +1,6 @@
 """The run page's body: scalar curves, then one panel per signal with its evidence.
 
-Built from the page's data (`store/run_data.py`) and its figures (`figures/run_page.py`). Every
+Built from the page's data (`store/read/run_data.py`) and its figures (`figures/run_page.py`). Every
 plot is a `dcc.Graph` whose id names its figure (`graph_id`), so a live refresh can leave the
 body alone and update only the figures that changed. `component_digest` of the body
 without its figures fingerprints it: when it is unchanged, the refresh does exactly that.
@@ -18,8 +18,8 @@ from plotly.io.json import to_json_plotly
 from trainlight.app.components.panels import nonfinite_table, signal_panel
 from trainlight.app.figures.run_page import NamedFigure, RunFigures
 from trainlight.app.figures.style import Figure
-from trainlight.app.store.run_data import RunPageData
-from trainlight.app.store.series import HealthChange
+from trainlight.app.store.read.run_data import RunPageData
+from trainlight.app.store.read.series import HealthChange
 from trainlight.app.url_state import heatmap_href
 from trainlight.collectors.health.registry import signal_names
 

@@ -22,7 +22,7 @@ from trainlight.app.components.share import not_found
 from trainlight.app.figures.patching import FigurePlan, memo, plan
 from trainlight.app.figures.run_page import run_figures
 from trainlight.app.figures.style import Figure
-from trainlight.app.store.run_data import RunPageData
+from trainlight.app.store.read.run_data import RunPageData
 from trainlight.app.url_state import RunView, heatmap_href
 
 

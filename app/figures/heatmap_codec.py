@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from trainlight.app.store.frames import LcaFrame
+from trainlight.app.store.read.frames import LcaFrame
 
 LEVELS = 127  # codes -LEVELS … LEVELS span -scale … scale
 OUTLIER = -128  # the cell's exact value is among the outliers

@@ -20,8 +20,8 @@ from trainlight.app.figures.style import (
     compact,
     figure,
 )
-from trainlight.app.store.landscape import LandscapeSlices
-from trainlight.app.store.surfaces import StoredSurface
+from trainlight.app.store.read.landscape import LandscapeSlices
+from trainlight.app.store.read.surfaces import StoredSurface
 
 FRAME_MS = 300
 

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from trainlight.app.figures.style import Figure, axis, base_layout, compact, figure
-from trainlight.app.store.layer_sizing import LayerHistogram, bin_centres
+from trainlight.app.store.read.layer_sizing import LayerHistogram, bin_centres
 from trainlight.collectors.schema import VAR_HIST_LOG10
 
 HEAT_COLORSCALE = [[0.0, "#ffffff"], [0.2, "#c6dbef"], [0.6, "#4292c6"], [1.0, "#08306b"]]

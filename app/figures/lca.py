@@ -29,7 +29,7 @@ from trainlight.app.figures.style import (
     plain,
     subplot_title,
 )
-from trainlight.app.store.series import Series
+from trainlight.app.store.read.series import Series
 
 _WIDTHS, _SPACING = (0.26, 0.42, 0.32), 0.08
 GAP = "#5b6068"  # behind the heatmap: shows through the cells that hold NaN or ±Inf

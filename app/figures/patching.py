@@ -1,7 +1,7 @@
 """Live refresh without resending figures: what a browser's copy of a figure lacks.
 
 When a live run's page refreshes, most of each figure is what the browser already has: the
-layout, the traces' styles, and every point but the last few (the buckets of `store/buckets.py`
+layout, the traces' styles, and every point but the last few (the buckets of `store/read/buckets.py`
 are anchored, so only a curve's tail moves while a run grows). The page keeps a small `memo` per
 figure in the browser (sizes and digests, no data) and, on refresh, `plan` compares the new
 figure with it:

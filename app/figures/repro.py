@@ -19,7 +19,7 @@ from trainlight.app.figures.style import (
     hline,
     transparent,
 )
-from trainlight.app.store.replicas import ReplicaSeries
+from trainlight.app.store.read.replicas import ReplicaSeries
 from trainlight.collectors.health.prediction_difference import Band, PairDifference
 
 # (field of PairDifference, axis id, title, vertical domain), top to bottom

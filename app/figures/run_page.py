@@ -14,7 +14,7 @@ from trainlight.app.figures.lca import lca_layers_figure
 from trainlight.app.figures.scalars import scalar_figure
 from trainlight.app.figures.signals import dead_figure, distribution_figure, runaway_figure
 from trainlight.app.figures.style import Figure
-from trainlight.app.store.run_data import RunPageData
+from trainlight.app.store.read.run_data import RunPageData
 from trainlight.app.url_state import RunView
 from trainlight.collectors.wire import DEAD_FRAC, RUNAWAY_CRITICAL, RUNAWAY_DISTANCE, UNDEAD
 

@@ -29,7 +29,7 @@ from trainlight.app.figures.style import (
     transparent,
     vline,
 )
-from trainlight.app.store.series import CatchMarks, Series
+from trainlight.app.store.read.series import CatchMarks, Series
 
 NO_MARKS = CatchMarks()
 # The crosses sit on a hidden second y axis, at its top edge, whatever the curve's range.

@@ -30,7 +30,7 @@ from trainlight.app.figures.style import (
     plain,
     subplot_title,
 )
-from trainlight.app.store.series import Series
+from trainlight.app.store.read.series import Series
 from trainlight.collectors.health.rules.dead_relu import undead_spikes
 from trainlight.collectors.health.settings import HealthSettings
 

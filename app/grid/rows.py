@@ -20,8 +20,8 @@ from typing import Any
 
 from trainlight.app.formatting import format_value
 from trainlight.app.grid.delta import ShownRow, digest
-from trainlight.app.store.grid import GridRow
-from trainlight.app.store.queries import display_status
+from trainlight.app.store.read.grid import GridRow
+from trainlight.app.store.read.queries import display_status
 from trainlight.app.url_state import GridState
 from trainlight.collectors.health.registry import signal_names
 from trainlight.collectors.health.verdict import GREY, severity, worst

@@ -2,7 +2,7 @@
 
 Runs are named in the URL by id (ids are unique; names may repeat), shown by name. Unknown ids
 are listed, not fatal: a comparison link keeps working when one of its runs is gone. The data is
-one cached read (`store/compare_data.py`), keyed by the store's data version.
+one cached read (`store/read/compare_data.py`), keyed by the store's data version.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from trainlight.app.components.page import (
 from trainlight.app.figures.lca import compare_lca_figure
 from trainlight.app.figures.scalars import overlay_figure
 from trainlight.app.pages import PageDeps
-from trainlight.app.store.compare_data import CompareData, load_compare
 from trainlight.app.store.database import utc_naive
-from trainlight.app.store.queries import RunSummary
-from trainlight.app.store.series import empty_series
+from trainlight.app.store.read.compare_data import CompareData, load_compare
+from trainlight.app.store.read.queries import RunSummary
+from trainlight.app.store.read.series import empty_series
 from trainlight.app.url_state import compare_query, parse_compare_view
 
 PATH = "/compare"

@@ -31,8 +31,8 @@ from trainlight.app.grid.rows import (
 from trainlight.app.pages import PageDeps
 from trainlight.app.store.control import request_stop
 from trainlight.app.store.database import Store, utc_naive
-from trainlight.app.store.grid import grid_rows
-from trainlight.app.store.quarantine import rejected_count
+from trainlight.app.store.ingest.quarantine import rejected_count
+from trainlight.app.store.read.grid import grid_rows
 from trainlight.app.url_state import SORTS, GridState, compare_href, grid_query, parse_grid_view
 from trainlight.collectors.health.verdict import STATES, state_label
 from trainlight.collectors.schema import is_valid_run_id
@@ -165,7 +165,7 @@ def _actions(state: GridState) -> html.Div:
 
 
 def count_text(shown: int, total: int, rejected: int) -> str:
-    """The grid's count line; quarantined segments (app/store/quarantine.py) only when any."""
+    """The grid's count line; quarantined segments (store/ingest/quarantine.py) only when any."""
     text = f"{total} runs" if shown == total else f"{shown} of {total} runs"
     return f"{text} · rejected segments: {rejected}" if rejected else text
 

@@ -34,7 +34,7 @@ from trainlight.app.figures.heatmap_codec import quantise
 from trainlight.app.figures.lca import heatmap_title
 from trainlight.app.pages import PageDeps
 from trainlight.app.store.database import Store
-from trainlight.app.store.frames import frame_layers, frame_scale, frame_steps, lca_frame
+from trainlight.app.store.read.frames import frame_layers, frame_scale, frame_steps, lca_frame
 from trainlight.app.url_state import (
     LcaView,
     heatmap_href,

@@ -4,7 +4,7 @@ The layout is a skeleton holding the view state parsed from the query (smoothing
 one callback fills it. The step range can be typed or set by zooming any plot whose x axis is
 the step; both go back into the URL, so a copied link shows the same view.
 
-The page's data is one cached read (`store/run_data.py`, keyed by the store's data version, so
+The page's data is one cached read (`store/read/run_data.py`, keyed by the store's data version, so
 a new segment invalidates it). A render sends only what the browser lacks
 (`components/run_refresh.py`): a refresh of an idle store sends nothing, a live run's refresh
 patches the tails of its curves, a smoothing change resends only the smoothed arrays.
@@ -31,11 +31,11 @@ from trainlight.app.components.page import (
 from trainlight.app.components.run_body import GRAPH_TYPE, STEP_AXIS
 from trainlight.app.components.run_refresh import run_update
 from trainlight.app.pages import PageDeps
-from trainlight.app.store.beyond import load_beyond
 from trainlight.app.store.database import Store, utc_naive
-from trainlight.app.store.run_data import RunPageData, load_run_page
-from trainlight.app.store.series import StepRange
-from trainlight.app.store.surfaces import cached_surface
+from trainlight.app.store.read.beyond import load_beyond
+from trainlight.app.store.read.run_data import RunPageData, load_run_page
+from trainlight.app.store.read.series import StepRange
+from trainlight.app.store.read.surfaces import cached_surface
 from trainlight.app.url_state import parse_run_view, range_from_relayout, run_query
 
 PATH = "/run/<run_id>"

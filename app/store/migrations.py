@@ -52,7 +52,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE runs ADD COLUMN pid_namespace VARCHAR",
     ),
     (
-        # The grid's main-loss sparklines, kept by ingest (app/store/sparklines.py) so the grid
+        # The grid's main-loss sparklines, kept by ingest (store/ingest/sparklines.py) so the grid
         # never scans `metrics`: the main key and bucket width (a power of two, in steps) per
         # run, and the count and sum of that key's values per bucket = floor(step / width).
         "CREATE TABLE spark_runs(run_id VARCHAR PRIMARY KEY, key VARCHAR, width BIGINT)",
@@ -84,7 +84,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         GROUP BY m.run_id, bucket""",
     ),
     (
-        # The grid's LCA layer lights in model order, kept by ingest (app/store/batch_rows.py):
+        # The grid's LCA layer lights in model order, kept by ingest (store/ingest/batch_rows.py):
         # each layer with an `lca` row gets `ord` by first appearance; its light is the
         # `latest` row (run_id, 'lca', layer), so the grid never scans `layer_metrics`.
         """CREATE TABLE lca_layers(

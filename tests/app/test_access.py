@@ -13,7 +13,7 @@ from tests.support.segments import metrics_segment
 from trainlight.app.access import COOKIE, cookie_value, is_authorised
 from trainlight.app.factory import create_app
 from trainlight.app.store.database import Store
-from trainlight.app.store.inbox import Ingester
+from trainlight.app.store.ingest.inbox import Ingester
 from trainlight.collectors.schema import StoreLayout, write_atomically
 
 TOKEN = "tok-'\"/&<>"  # quotes and markup must not break headers, cookies or the refusal page

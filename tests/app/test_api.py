@@ -17,7 +17,7 @@ from trainlight.app.api import create_api
 from trainlight.app.intake import IntakeSettings
 from trainlight.app.intent import INTENT_HEADER, HostPolicy, install_intent_guard
 from trainlight.app.store.database import Store
-from trainlight.app.store.inbox import Ingester
+from trainlight.app.store.ingest.inbox import Ingester
 from trainlight.collectors.http_sink import SEGMENT_CONTENT_TYPE
 from trainlight.collectors.schema import StoreLayout
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from tests.support.segments import metrics_segment
 from trainlight.app.factory import create_app
 from trainlight.app.store.database import Store
-from trainlight.app.store.inbox import Ingester
+from trainlight.app.store.ingest.inbox import Ingester
 from trainlight.collectors.schema import StoreLayout
 
 TOKEN = "fuzz-token"

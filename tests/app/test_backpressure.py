@@ -26,7 +26,7 @@ from trainlight.app.backlog import (
 from trainlight.app.factory import create_app
 from trainlight.app.listening import ServeOptions, http_server, intake_settings
 from trainlight.app.store.database import Store
-from trainlight.app.store.inbox import Ingester
+from trainlight.app.store.ingest.inbox import Ingester
 from trainlight.collectors.http_sink import HttpSink
 from trainlight.collectors.problems import Problems
 from trainlight.collectors.schema import StoreLayout

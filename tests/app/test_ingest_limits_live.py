@@ -16,7 +16,7 @@ import pytest
 
 from tests.support.segments import metrics_segment, nested_header
 from tests.support.server import LiveServer, running_server
-from trainlight.app.store.segment_limits import MAX_LIST_VALUES, MAX_ROWS
+from trainlight.app.store.ingest.segment_limits import MAX_LIST_VALUES, MAX_ROWS
 from trainlight.collectors.schema import RunHeader, segment_table
 
 MIB = 1024 * 1024

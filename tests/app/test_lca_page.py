@@ -21,8 +21,8 @@ from flask.testing import FlaskClient
 from trainlight.app.factory import create_app
 from trainlight.app.figures.heatmap_codec import decode_payload
 from trainlight.app.store.database import Store
-from trainlight.app.store.frames import lca_frame
-from trainlight.app.store.inbox import Ingester
+from trainlight.app.store.ingest.inbox import Ingester
+from trainlight.app.store.read.frames import lca_frame
 from trainlight.collectors.schema import RunHeader, StoreLayout, write_atomically
 from trainlight.collectors.writer import encode_segment
 

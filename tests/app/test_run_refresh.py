@@ -8,9 +8,9 @@ import dash
 import numpy as np
 
 from trainlight.app.components.run_refresh import run_update
-from trainlight.app.store.queries import RunDetail, RunSummary
-from trainlight.app.store.run_data import RunPageData
-from trainlight.app.store.series import CatchMarks, HealthChange, Judging, Series
+from trainlight.app.store.read.queries import RunDetail, RunSummary
+from trainlight.app.store.read.run_data import RunPageData
+from trainlight.app.store.read.series import CatchMarks, HealthChange, Judging, Series
 from trainlight.app.url_state import RunView
 
 SLOTS = ["scalar:loss"]

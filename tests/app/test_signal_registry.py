@@ -20,12 +20,12 @@ from trainlight.app.figures.run_page import NamedFigure, evidence_for, forget_ev
 from trainlight.app.grid.columns import column_defs
 from trainlight.app.grid.rows import static_record
 from trainlight.app.intent import HostPolicy, install_intent_guard
-from trainlight.app.store.buckets import StepRange
 from trainlight.app.store.database import Store, utc_naive
-from trainlight.app.store.grid import grid_rows
-from trainlight.app.store.inbox import Ingester
-from trainlight.app.store.queries import list_runs
-from trainlight.app.store.run_data import RunPageData, load_run_page
+from trainlight.app.store.ingest.inbox import Ingester
+from trainlight.app.store.read.buckets import StepRange
+from trainlight.app.store.read.grid import grid_rows
+from trainlight.app.store.read.queries import list_runs
+from trainlight.app.store.read.run_data import RunPageData, load_run_page
 from trainlight.app.terminal import runs_table_text
 from trainlight.app.url_state import RunView
 from trainlight.collectors.health.judge import FeedContext, Judge

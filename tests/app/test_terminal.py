@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from trainlight.app.formatting import format_age, format_value
-from trainlight.app.store.queries import RunSummary
+from trainlight.app.store.read.queries import RunSummary
 from trainlight.app.terminal import runs_table_text
 
 NOW = datetime(2026, 1, 1, 12, 0, 0)

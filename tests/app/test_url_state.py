@@ -10,9 +10,9 @@ import pytest
 
 from tests.support.segments import metrics_segment
 from trainlight.app.store.database import Store, utc_naive
-from trainlight.app.store.inbox import Ingester
-from trainlight.app.store.run_data import load_run_page
-from trainlight.app.store.series import StepRange
+from trainlight.app.store.ingest.inbox import Ingester
+from trainlight.app.store.read.run_data import load_run_page
+from trainlight.app.store.read.series import StepRange
 from trainlight.app.url_state import (
     DEFAULT_EVERY_S,
     CompareView,

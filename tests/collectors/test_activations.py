@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from trainlight.app.store.database import Store
-from trainlight.app.store.inbox import Ingester
+from trainlight.app.store.ingest.inbox import Ingester
 from trainlight.collectors import Monitor
 from trainlight.collectors.problems import Problems
 from trainlight.collectors.schema import VAR_HIST_KEY, VAR_HIST_LOG10, RunHeader, StoreLayout

@@ -24,8 +24,8 @@ from tests.support.landscape_runs import (
     train_with_slices,
 )
 from trainlight.app.store.database import Store
-from trainlight.app.store.inbox import Ingester
-from trainlight.app.store.landscape import landscape_slices
+from trainlight.app.store.ingest.inbox import Ingester
+from trainlight.app.store.read.landscape import landscape_slices
 from trainlight.collectors.schema import StoreLayout
 from trainlight.collectors.signals.landscape import alphas_for, filter_normalised_direction
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainlight.app.store.database import Store
-from trainlight.app.store.inbox import Ingester
+from trainlight.app.store.ingest.inbox import Ingester
 from trainlight.collectors import Monitor
 from trainlight.collectors.problems import PROBLEMS_KEY
 from trainlight.collectors.schema import StoreLayout

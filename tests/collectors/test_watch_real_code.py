@@ -16,7 +16,7 @@ from torch import nn
 from tests.collectors.test_activations import assert_same, by_layer, naive_windows, watch
 from tests.support.word_language_model import TransformerModel
 from trainlight.app.store.database import Store
-from trainlight.app.store.inbox import Ingester
+from trainlight.app.store.ingest.inbox import Ingester
 from trainlight.collectors import Monitor
 from trainlight.collectors.schema import StoreLayout
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from tests.support.demo_store import QuickDemo
-from trainlight.app.store.repro import evaluate_repro
+from trainlight.app.store.read.repro import evaluate_repro
 from trainlight.collectors.health.prediction_difference import PairDifference, pair_difference
 from trainlight.collectors.health.registry import signal_names
 from trainlight.demo.catalogue import demo_runs

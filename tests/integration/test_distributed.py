@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from tests.support.processes import free_port
 from trainlight.app.store.database import Store
-from trainlight.app.store.inbox import Ingester
+from trainlight.app.store.ingest.inbox import Ingester
 from trainlight.collectors import Monitor
 from trainlight.collectors.schema import StopRequest, StoreLayout, write_atomically
 

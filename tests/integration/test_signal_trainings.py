@@ -13,7 +13,7 @@ import pytest
 
 from tests.support import trainings
 from trainlight.app.store.database import Store
-from trainlight.app.store.inbox import Ingester
+from trainlight.app.store.ingest.inbox import Ingester
 from trainlight.collectors.schema import StoreLayout
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,7 @@ import torch
 
 from tests.support import trainings
 from trainlight.app.store.database import Store
-from trainlight.app.store.inbox import Ingester
+from trainlight.app.store.ingest.inbox import Ingester
 from trainlight.collectors.schema import StoreLayout
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from trainlight.app.store.database import Store
-from trainlight.app.store.inbox import Ingester
+from trainlight.app.store.ingest.inbox import Ingester
 from trainlight.collectors import Monitor
 from trainlight.collectors.schema import StoreLayout
 

@@ -1,7 +1,7 @@
 """A Parquet file's footer as editable Thrift (compact protocol), for crafting damaged segments.
 
 Parquet's footer is a Thrift `FileMetaData` struct in the compact protocol, followed by its
-length (4 bytes, little-endian) and `PAR1`. The server's reader (app/store/thrift_compact.py)
+length (4 bytes, little-endian) and `PAR1`. The server's reader (app/store/ingest/thrift_compact.py)
 gives dicts, which lose the order and types a rewrite needs; this reads any compact-protocol
 struct into nested Python lists, `[[field_id, type, value], ...]`, and writes it back byte for
 byte, so a test or the fuzzer (bench/parquet_fuzz.py) can change one declared value (a column
@@ -16,7 +16,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from trainlight.app.store.thrift_compact import (
+from trainlight.app.store.ingest.thrift_compact import (
     BINARY,
     BYTE,
     DOUBLE,

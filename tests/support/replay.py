@@ -27,9 +27,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from trainlight.app.store.database import Store
-from trainlight.app.store.health import LiveHealth
-from trainlight.app.store.inbox import Ingester
-from trainlight.app.store.ingest import Segment, decode_segment, ingest_batch
+from trainlight.app.store.ingest.health import LiveHealth
+from trainlight.app.store.ingest.inbox import Ingester
+from trainlight.app.store.ingest.transaction import Segment, decode_segment, ingest_batch
 from trainlight.collectors.schema import (
     HEADER_KEY,
     RunHeader,

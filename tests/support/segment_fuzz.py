@@ -29,8 +29,8 @@ from tests.support.parquet_thrift import (
     page_header,
     split_footer,
 )
-from trainlight.app.store.ingest import SegmentError, decode_segment
-from trainlight.app.store.segment_limits import LimitError, check_segment
+from trainlight.app.store.ingest.segment_limits import LimitError, check_segment
+from trainlight.app.store.ingest.transaction import SegmentError, decode_segment
 from trainlight.collectors.schema import RunHeader
 from trainlight.collectors.writer import encode_segment
 

@@ -11,7 +11,7 @@ identical (PD 0), so an early PD says nothing about where they end. When either 
 predictions moved by more than the budget (relative PD against their previous matched step)
 since the last recording, or there is no earlier step to tell, the verdict is amber ("still
 moving") rather than green. Grey without mates. Pure: the dashboard computes the readings
-(app/store/replicas.py) and hands them in.
+(app/store/read/replicas.py) and hands them in.
 
 The default budget comes from healthy replicas: 24 pairs of the demo's digits MLP (shared
 initialisation, different data order, 600 steps, 297 held-out digits; bench/pd_smelu.py) reach

@@ -11,11 +11,11 @@ from trainlight.app.components.beyond import beyond_sections
 from trainlight.app.figures.landscape import sharpness_figure, slice_animation, surface_contour
 from trainlight.app.figures.layer_sizing import near_zero_note, variance_heatmap
 from trainlight.app.figures.repro import pd_figure
-from trainlight.app.store.beyond import BeyondData
-from trainlight.app.store.landscape import LandscapeSlices
-from trainlight.app.store.layer_sizing import BINS, LayerHistogram, bin_centres
-from trainlight.app.store.replicas import Mate, ReplicaSeries
-from trainlight.app.store.surfaces import StoredSurface
+from trainlight.app.store.read.beyond import BeyondData
+from trainlight.app.store.read.landscape import LandscapeSlices
+from trainlight.app.store.read.layer_sizing import BINS, LayerHistogram, bin_centres
+from trainlight.app.store.read.replicas import Mate, ReplicaSeries
+from trainlight.app.store.read.surfaces import StoredSurface
 from trainlight.collectors.health.prediction_difference import Band, PairDifference
 from trainlight.collectors.health.rules.repro import ReplicaReading
 

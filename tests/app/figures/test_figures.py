@@ -20,7 +20,7 @@ from trainlight.app.figures.signals import (
     runaway_figure,
 )
 from trainlight.app.figures.style import AMBER, GREEN, RED, Figure, compact, ema
-from trainlight.app.store.series import CatchMarks, Series
+from trainlight.app.store.read.series import CatchMarks, Series
 from trainlight.collectors.health.observations import SegmentRows
 from trainlight.collectors.health.rules.dead_relu import DeadReluWindow, undead_spikes
 from trainlight.collectors.health.settings import HealthSettings

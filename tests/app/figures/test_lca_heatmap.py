@@ -22,7 +22,7 @@ from trainlight.app.figures.heatmap_codec import (
     scale_note,
 )
 from trainlight.app.figures.lca import heatmap_figure, heatmap_title
-from trainlight.app.store.frames import LcaFrame
+from trainlight.app.store.read.frames import LcaFrame
 from trainlight.assets import ASSETS_DIR
 
 SPECIAL = np.asarray([-1.0, 0.0, 1.0, 2.0, -3.0, math.nan, math.inf, -math.inf], dtype=np.float32)

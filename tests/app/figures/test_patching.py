@@ -12,7 +12,7 @@ import numpy as np
 from trainlight.app.figures.patching import FigurePlan, memo, plan
 from trainlight.app.figures.scalars import scalar_figure
 from trainlight.app.figures.style import Figure
-from trainlight.app.store.series import CatchMarks, Series
+from trainlight.app.store.read.series import CatchMarks, Series
 
 
 def curve(values: list[float], nonfinite: tuple[tuple[int, float], ...] = ()) -> Series:

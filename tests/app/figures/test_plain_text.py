@@ -12,7 +12,7 @@ import pytest
 from trainlight.app.figures.lca import compare_lca_figure, heatmap_title, lca_layers_figure
 from trainlight.app.figures.scalars import overlay_figure, scalar_figure
 from trainlight.app.figures.style import Figure, plain
-from trainlight.app.store.series import CatchMarks, Series
+from trainlight.app.store.read.series import CatchMarks, Series
 
 HOSTILE = [
     '<a href="https://evil.example">click</a>',

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from trainlight.app.grid.delta import Sent, ShownRow, plan_update, view_key
 from trainlight.app.grid.rows import prepare_rows, view_rows
-from trainlight.app.store.grid import GridRow, SignalState
+from trainlight.app.store.read.grid import GridRow, SignalState
 from trainlight.app.url_state import GridState
 
 NOW = datetime(2025, 1, 1, 12, 0, 0)

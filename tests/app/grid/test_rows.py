@@ -14,7 +14,7 @@ from trainlight.app.grid.rows import (
     sparkline,
     view_rows,
 )
-from trainlight.app.store.grid import GridRow, LayerLight, SignalState
+from trainlight.app.store.read.grid import GridRow, LayerLight, SignalState
 from trainlight.app.url_state import GridState
 
 NOW = datetime(2025, 1, 1, 12, 0, 0)

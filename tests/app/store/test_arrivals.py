@@ -12,7 +12,7 @@ from tests.support.segments import metrics_segment
 from tests.support.server import wait_until
 from trainlight.app.arrivals import Arrivals, pipe_notifier
 from trainlight.app.store.database import Store
-from trainlight.app.store.inbox import Ingester
+from trainlight.app.store.ingest.inbox import Ingester
 from trainlight.collectors.schema import StoreLayout, write_atomically
 
 

@@ -22,8 +22,8 @@ from tests.app.store.test_health_ingest import gan_segments
 from tests.support.segments import metrics_segment
 from tests.support.trainings import train_diverging
 from trainlight.app.store.database import Store
-from trainlight.app.store.inbox import Ingester
-from trainlight.app.store.ingest import decode_segment, ingest_batch, ingest_segments
+from trainlight.app.store.ingest.inbox import Ingester
+from trainlight.app.store.ingest.transaction import decode_segment, ingest_batch, ingest_segments
 from trainlight.collectors.schema import StoreLayout, list_segment_files, write_atomically
 
 

@@ -15,14 +15,14 @@ from flask import Flask
 
 from tests.support.segments import metrics_segment
 from trainlight.app.cache import create_cache
-from trainlight.app.store.beyond import load_beyond
 from trainlight.app.store.database import Store
-from trainlight.app.store.inbox import Ingester
-from trainlight.app.store.landscape import landscape_slices
-from trainlight.app.store.layer_sizing import BINS, variance_histograms
-from trainlight.app.store.replicas import latest_differences, replica_differences, thin
-from trainlight.app.store.repro import evaluate_repro
-from trainlight.app.store.surfaces import cached_surface
+from trainlight.app.store.ingest.inbox import Ingester
+from trainlight.app.store.read.beyond import load_beyond
+from trainlight.app.store.read.landscape import landscape_slices
+from trainlight.app.store.read.layer_sizing import BINS, variance_histograms
+from trainlight.app.store.read.replicas import latest_differences, replica_differences, thin
+from trainlight.app.store.read.repro import evaluate_repro
+from trainlight.app.store.read.surfaces import cached_surface
 from trainlight.collectors.health.prediction_difference import pair_difference, relative_pd
 from trainlight.collectors.health.rules.repro import DEFAULT_BUDGET
 from trainlight.collectors.schema import RunHeader, StoreLayout, write_atomically

@@ -12,8 +12,8 @@ import pytest
 from tests.support.segments import metrics_segment
 from tests.support.trainings import train_diverging, train_mlp
 from trainlight.app.store.database import Store
-from trainlight.app.store.grid import SPARK_POINTS, GridRow, grid_rows
-from trainlight.app.store.inbox import Ingester
+from trainlight.app.store.ingest.inbox import Ingester
+from trainlight.app.store.read.grid import SPARK_POINTS, GridRow, grid_rows
 from trainlight.collectors.schema import RunHeader, StoreLayout, write_atomically
 from trainlight.collectors.writer import encode_segment
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from trainlight.app.store.group_commit import GroupCommit
+from trainlight.app.store.ingest.group_commit import GroupCommit
 
 WRITERS = 24
 

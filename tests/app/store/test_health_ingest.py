@@ -8,8 +8,8 @@ from pathlib import Path
 
 from tests.support.segments import metrics_segment
 from trainlight.app.store.database import Store, utc_naive
-from trainlight.app.store.inbox import Ingester
-from trainlight.app.store.queries import list_runs
+from trainlight.app.store.ingest.inbox import Ingester
+from trainlight.app.store.read.queries import list_runs
 from trainlight.collectors.schema import StoreLayout, write_atomically
 
 ROLES = {"adversary": "d_loss", "content": "content"}

@@ -7,15 +7,15 @@ import pytest
 
 from tests.support.segments import metrics_segment
 from trainlight.app.store.database import Store, StoreCorruptError, StoreLockedError, utc_naive
-from trainlight.app.store.inbox import Ingester
-from trainlight.app.store.ingest import (
+from trainlight.app.store.ingest.inbox import Ingester
+from trainlight.app.store.ingest.transaction import (
     IngestResult,
     Segment,
     SegmentError,
     decode_segment,
     ingest_segments,
 )
-from trainlight.app.store.queries import get_run, list_runs
+from trainlight.app.store.read.queries import get_run, list_runs
 from trainlight.collectors.schema import StoreLayout, write_atomically
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-import trainlight.app.store.ingest as ingest_module
+import trainlight.app.store.ingest.transaction as ingest_module
 from tests.support.segments import metrics_segment
-from trainlight.app.store.batch_rows import RunBatch
 from trainlight.app.store.database import Store
-from trainlight.app.store.inbox import Ingester
+from trainlight.app.store.ingest.batch_rows import RunBatch
+from trainlight.app.store.ingest.inbox import Ingester
 from trainlight.collectors.schema import StoreLayout, list_segment_files, write_atomically
 
 RUNS = [f"run-{r}" for r in range(6)]

@@ -10,9 +10,9 @@ import duckdb
 from tests.app.store.test_grid_query import layer_segment
 from tests.support.dashboard_runs import train_lca_mlp
 from trainlight.app.store.database import Store
-from trainlight.app.store.grid import LayerLight, grid_rows
-from trainlight.app.store.inbox import Ingester
+from trainlight.app.store.ingest.inbox import Ingester
 from trainlight.app.store.migrations import MIGRATIONS, SCHEMA_VERSION
+from trainlight.app.store.read.grid import LayerLight, grid_rows
 from trainlight.collectors.schema import StoreLayout, write_atomically
 
 # The grid's query before v5: a scan of every `lca` row.

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from tests.support.segments import metrics_segment
 from trainlight.app.store.database import Store
-from trainlight.app.store.inbox import Ingester
-from trainlight.app.store.orphans import ORPHAN_AGE_S, remove_orphan_temporaries
+from trainlight.app.store.ingest.inbox import Ingester
+from trainlight.app.store.ingest.orphans import ORPHAN_AGE_S, remove_orphan_temporaries
 from trainlight.collectors.schema import StoreLayout
 
 # A writer that stops between writing its temporary and renaming it: `kill -9` lands there.

@@ -13,8 +13,8 @@ import pytest
 
 from tests.support.segments import metrics_segment, nested_header
 from trainlight.app.store.database import Store
-from trainlight.app.store.inbox import Ingester
-from trainlight.app.store.quarantine import rejected_dir, rejected_summary
+from trainlight.app.store.ingest.inbox import Ingester
+from trainlight.app.store.ingest.quarantine import rejected_dir, rejected_summary
 from trainlight.collectors.schema import StoreLayout, list_segment_files, write_atomically
 
 

@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from trainlight.app.components.beyond import repro_panel
-from trainlight.app.store.arrays import LABELS_KEY, PREDICTIONS_KEY, read_arrays
-from trainlight.app.store.beyond import load_beyond
 from trainlight.app.store.database import Store
-from trainlight.app.store.inbox import Ingester
-from trainlight.app.store.repro import evaluate_repro
+from trainlight.app.store.ingest.inbox import Ingester
+from trainlight.app.store.read.arrays import LABELS_KEY, PREDICTIONS_KEY, read_arrays
+from trainlight.app.store.read.beyond import load_beyond
+from trainlight.app.store.read.repro import evaluate_repro
 from trainlight.collectors import Monitor
 from trainlight.collectors.health.prediction_difference import pair_difference
 from trainlight.collectors.health.rules.repro import DEFAULT_BUDGET

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from tests.app.store.filled_store import INF_STEP, NAN_STEP
-from trainlight.app.store.compare_data import load_compare
 from trainlight.app.store.database import Store, utc_naive
-from trainlight.app.store.run_data import load_run_page
-from trainlight.app.store.series import StepRange, scalar_series
+from trainlight.app.store.read.compare_data import load_compare
+from trainlight.app.store.read.run_data import load_run_page
+from trainlight.app.store.read.series import StepRange, scalar_series
 
 
 def quantile_rows(store: Store, run_id: str, key: str) -> dict[int, list[float]]:

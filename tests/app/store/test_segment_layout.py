@@ -1,4 +1,4 @@
-"""The footer check (app/store/segment_layout.py) on the writer's own segments and on footers the
+"""The footer check (store/ingest/segment_layout.py) on the writer's own segments and on footers the
 fuzzer found: what aborted pyarrow is refused before pyarrow sees the file, and every lie about
 the pages' contents is refused by the receive check and by the ingester's decode."""
 
@@ -24,9 +24,9 @@ from tests.support.segment_fuzz import (
     seed_segment,
 )
 from tests.support.segments import metrics_segment
-from trainlight.app.store.ingest import SegmentError, decode_segment
-from trainlight.app.store.segment_layout import LayoutError, check_layout
-from trainlight.app.store.segment_limits import LimitError, check_segment
+from trainlight.app.store.ingest.segment_layout import LayoutError, check_layout
+from trainlight.app.store.ingest.segment_limits import LimitError, check_segment
+from trainlight.app.store.ingest.transaction import SegmentError, decode_segment
 
 # An unguarded read, as the server did before the footer check.
 UNGUARDED_READ = """import io, sys, pyarrow.parquet as pq

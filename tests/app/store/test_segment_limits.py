@@ -15,14 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support.segments import metrics_segment, nested_header
-from trainlight.app.store.ingest import SegmentError, decode_segment
-from trainlight.app.store.segment_limits import (
+from trainlight.app.store.ingest.segment_limits import (
     MAX_ABS_STEP,
     MAX_HEADER_DEPTH,
     LimitError,
     check_segment,
     json_depth,
 )
+from trainlight.app.store.ingest.transaction import SegmentError, decode_segment
 from trainlight.collectors.schema import RunHeader, segment_table
 
 JSON = st.recursive(

@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 
 from tests.app.store.filled_store import INF_STEP, LONG_STEPS, NAN_STEP
-from trainlight.app.store.buckets import bucket_width
 from trainlight.app.store.database import Store
-from trainlight.app.store.frames import (
+from trainlight.app.store.read.buckets import bucket_width
+from trainlight.app.store.read.frames import (
     frame_layers,
     frame_scale,
     frame_steps,
     frames_at,
     lca_frame,
 )
-from trainlight.app.store.series import (
+from trainlight.app.store.read.series import (
     StepRange,
     catch_marks,
     current_health,

@@ -12,9 +12,9 @@ import duckdb
 from tests.app.store.test_sparklines import Stored, assert_same_buckets, ingest, stored
 from tests.support.trainings import train_diverging
 from trainlight.app.store.database import Store
-from trainlight.app.store.grid import grid_rows
-from trainlight.app.store.inbox import Ingester
+from trainlight.app.store.ingest.inbox import Ingester
 from trainlight.app.store.migrations import MIGRATIONS, SCHEMA_VERSION
+from trainlight.app.store.read.grid import grid_rows
 from trainlight.collectors.schema import StoreLayout
 
 

@@ -19,15 +19,15 @@ from tests.support.segments import metrics_segment
 from tests.support.trainings import train_diverging, train_gan, train_mlp
 from trainlight.app.grid.rows import sparkline
 from trainlight.app.store.database import Store
-from trainlight.app.store.inbox import Ingester
-from trainlight.app.store.ingest import decode_segment, ingest_segments
-from trainlight.app.store.sparklines import (
+from trainlight.app.store.ingest.inbox import Ingester
+from trainlight.app.store.ingest.sparklines import (
     STORED_BUCKETS,
     Bucket,
     fit_width,
     merge_buckets,
     read_sparklines,
 )
+from trainlight.app.store.ingest.transaction import decode_segment, ingest_segments
 from trainlight.collectors.schema import StoreLayout
 
 Rows = Sequence[tuple[int, str, float]]

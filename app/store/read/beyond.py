@@ -2,7 +2,7 @@
 
 One read of everything the three panels need, so the page caches it once per data version
 (`app/pages/run.py`). Each part is empty when the run did not record it, and its panel is left
-out. The 2-D surface is a file, not a table: the page reads it beside this (store/surfaces.py).
+out. The 2-D surface is a file, not a table: the page reads it beside this (store/read/surfaces.py).
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import duckdb
 
-from trainlight.app.store.landscape import LandscapeSlices, landscape_slices
-from trainlight.app.store.layer_sizing import LayerHistogram, variance_histograms
-from trainlight.app.store.replicas import ReplicaSeries, replica_differences
-from trainlight.app.store.series import run_judging
+from trainlight.app.store.read.landscape import LandscapeSlices, landscape_slices
+from trainlight.app.store.read.layer_sizing import LayerHistogram, variance_histograms
+from trainlight.app.store.read.replicas import ReplicaSeries, replica_differences
+from trainlight.app.store.read.series import run_judging
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any
 
 import duckdb
 
-from trainlight.app.store.sparklines import SPARK_POINTS, Sparkline, read_sparklines
+from trainlight.app.store.ingest.sparklines import SPARK_POINTS, Sparkline, read_sparklines
 
 __all__ = ["SPARK_POINTS", "GridRow", "LayerLight", "SignalState", "grid_rows"]
 

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from trainlight.app.store.segment_layout import LayoutError, check_layout
+from trainlight.app.store.ingest.segment_layout import LayoutError, check_layout
 from trainlight.collectors.schema import (
     HEADER_KEY,
     SEGMENT_SCHEMA,

@@ -11,8 +11,8 @@ from datetime import datetime
 
 import duckdb
 
-from trainlight.app.store.queries import RunSummary, list_runs
-from trainlight.app.store.series import Series, layer_totals, metric_series, scalar_keys
+from trainlight.app.store.read.queries import RunSummary, list_runs
+from trainlight.app.store.read.series import Series, layer_totals, metric_series, scalar_keys
 
 MAX_KEYS = 12
 

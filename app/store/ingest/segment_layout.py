@@ -34,7 +34,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from trainlight.app.store.thrift_compact import ThriftError, read_struct
+from trainlight.app.store.ingest.thrift_compact import ThriftError, read_struct
 from trainlight.collectors.schema import SEGMENT_SCHEMA
 
 # Parquet enum numbers (parquet.thrift) of what pyarrow writers produce: ours write ZSTD; SNAPPY

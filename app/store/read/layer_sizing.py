@@ -16,8 +16,8 @@ import duckdb
 import numpy as np
 import numpy.typing as npt
 
-from trainlight.app.store.arrays import read_arrays
-from trainlight.app.store.replicas import thin
+from trainlight.app.store.read.arrays import read_arrays
+from trainlight.app.store.read.replicas import thin
 from trainlight.collectors.schema import VAR_HIST_KEY, VAR_HIST_LOG10
 
 MAX_WINDOWS = 300

@@ -12,7 +12,7 @@ Why one transaction for all runs, with set-based SQL per table over the whole ba
 machine a statement costs ~1-10 ms and a commit ~10 ms whatever its size, so a transaction per
 run with ~15 statements capped ingest at ~10 small segments/s, while 200 HTTP runs flushing once a
 second send 200/s. Now a pass costs a fixed ~15 statements plus the rows, and only the health
-rules loop over runs, in Python (app/store/health.py).
+rules loop over runs, in Python (app/store/ingest/health.py).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from trainlight.app.store.batch_rows import (
+from trainlight.app.store.database import Store, utc_naive
+from trainlight.app.store.ingest.batch_rows import (
     RunBatch,
     batch_table,
     group_by_run,
@@ -32,11 +33,10 @@ from trainlight.app.store.batch_rows import (
     thin_frames,
     upsert_runs,
 )
-from trainlight.app.store.database import Store, utc_naive
-from trainlight.app.store.health import HealthOutcome, LiveHealth, evaluate_runs
-from trainlight.app.store.registered import registered
-from trainlight.app.store.segment import Segment
-from trainlight.app.store.segment_limits import (
+from trainlight.app.store.ingest.health import HealthOutcome, LiveHealth, evaluate_runs
+from trainlight.app.store.ingest.registered import registered
+from trainlight.app.store.ingest.segment import Segment
+from trainlight.app.store.ingest.segment_limits import (
     check_footer,
     check_row_count,
     check_rows,
@@ -44,7 +44,7 @@ from trainlight.app.store.segment_limits import (
     open_segment,
     parse_header,
 )
-from trainlight.app.store.sparklines import update_sparklines
+from trainlight.app.store.ingest.sparklines import update_sparklines
 from trainlight.collectors.health.verdict import Transition
 from trainlight.collectors.schema import SEGMENT_SCHEMA, check_segment_schema, normalise_segment
 

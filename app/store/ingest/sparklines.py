@@ -38,7 +38,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from trainlight.app.store.registered import registered
+from trainlight.app.store.ingest.registered import registered
 from trainlight.collectors.schema import RESERVED_PREFIXES
 
 SPARK_POINTS = 60

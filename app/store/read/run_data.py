@@ -15,8 +15,8 @@ import duckdb
 import numpy as np
 import numpy.typing as npt
 
-from trainlight.app.store.queries import RunDetail, get_run
-from trainlight.app.store.series import (
+from trainlight.app.store.read.queries import RunDetail, get_run
+from trainlight.app.store.read.series import (
     CatchMarks,
     HealthChange,
     Judging,

@@ -5,7 +5,7 @@ A pass takes every pending segment of every run into one transaction (`ingest.in
 more only past a row cap), because per-transaction costs, not rows, limit small segments from
 many runs. A file that cannot be ingested is moved to `rejected/` with a note, so it neither
 blocks the run's later segments, nor other runs, nor disappears: any exception while reading or
-decoding one entry quarantines that entry alone (app/store/quarantine.py). The liveness sweep
+decoding one entry quarantines that entry alone (app/store/ingest/quarantine.py). The liveness sweep
 marks as crashed the runs whose process is gone without having closed the run (`kill -9`, the OOM
 killer...): only for processes in the server's own boot and pid namespace, where a pid means the
 same process (not across containers or nodes).
@@ -28,10 +28,15 @@ import pyarrow as pa
 from trainlight.app.arrivals import Arrivals
 from trainlight.app.store.control import publish_stop
 from trainlight.app.store.database import Store
-from trainlight.app.store.health import LiveHealth
-from trainlight.app.store.ingest import Segment, SegmentError, decode_segment, ingest_batch
-from trainlight.app.store.orphans import remove_orphan_temporaries
-from trainlight.app.store.quarantine import foreign_entries, quarantine
+from trainlight.app.store.ingest.health import LiveHealth
+from trainlight.app.store.ingest.orphans import remove_orphan_temporaries
+from trainlight.app.store.ingest.quarantine import foreign_entries, quarantine
+from trainlight.app.store.ingest.transaction import (
+    Segment,
+    SegmentError,
+    decode_segment,
+    ingest_batch,
+)
 from trainlight.collectors.schema import process_namespace
 from trainlight.collectors.store_files import parse_segment_file_name, run_entries, segment_files
 

@@ -21,8 +21,8 @@ import pyarrow.compute as pc
 
 from trainlight.app.jsonsafe import jsonable
 from trainlight.app.store.database import utc_naive
-from trainlight.app.store.registered import registered
-from trainlight.app.store.segment import Segment
+from trainlight.app.store.ingest.registered import registered
+from trainlight.app.store.ingest.segment import Segment
 from trainlight.collectors.schema import NO_LAYER, SEGMENT_TABLES
 
 # Below this mean rows per chunk, the batch is copied into one chunk before DuckDB scans it.

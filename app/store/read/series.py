@@ -16,7 +16,7 @@ from datetime import datetime
 import duckdb
 import numpy as np
 
-from trainlight.app.store.buckets import Series, StepRange, bucketed, span_clauses, to_series
+from trainlight.app.store.read.buckets import Series, StepRange, bucketed, span_clauses, to_series
 from trainlight.collectors.health.settings import HealthSettings
 from trainlight.collectors.schema import NO_LAYER, RESERVED_PREFIXES
 from trainlight.collectors.wire import CATCH_PLATEAU_STEP, CATCH_STEP

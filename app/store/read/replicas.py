@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from trainlight.app.store.arrays import LABELS_KEY, PREDICTIONS_KEY, Matrix, read_arrays
+from trainlight.app.store.read.arrays import LABELS_KEY, PREDICTIONS_KEY, Matrix, read_arrays
 from trainlight.collectors.health.prediction_difference import (
     PairDifference,
     pair_difference,

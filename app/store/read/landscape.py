@@ -17,7 +17,7 @@ import duckdb
 import numpy as np
 import numpy.typing as npt
 
-from trainlight.app.store.arrays import (
+from trainlight.app.store.read.arrays import (
     POINTS_KEY,
     SEED_KEY,
     SHARPNESS_KEY,
@@ -25,7 +25,7 @@ from trainlight.app.store.arrays import (
     SPAN_KEY,
     read_arrays,
 )
-from trainlight.app.store.replicas import thin
+from trainlight.app.store.read.replicas import thin
 
 MAX_FRAMES = 120
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
-from trainlight.app.store.batch_rows import RunBatch
 from trainlight.app.store.database import utc_naive
-from trainlight.app.store.registered import registered
+from trainlight.app.store.ingest.batch_rows import RunBatch
+from trainlight.app.store.ingest.registered import registered
 from trainlight.collectors.health.evaluator import HealthSpec, RunHealth, spec_from_header
 from trainlight.collectors.health.verdict import RED, Transition
 from trainlight.collectors.schema import NO_LAYER, TERMINAL_STATUSES, RunHeader

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 
 import duckdb
 
-from trainlight.app.store.replicas import latest_differences, replica_mates
-from trainlight.app.store.series import run_judging
+from trainlight.app.store.read.replicas import latest_differences, replica_mates
+from trainlight.app.store.read.series import run_judging
 from trainlight.collectors.health.rules.repro import ReproRule
 from trainlight.collectors.health.verdict import Verdict
 
