@@ -15,7 +15,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from types import TracebackType
 from typing import Any
@@ -26,13 +26,13 @@ from trainlight.collectors.buffer import RecordBuffer
 from trainlight.collectors.distributed import StopVote, join_job, unwrap
 from trainlight.collectors.health.settings import HealthSettings
 from trainlight.collectors.http_sink import HttpSink
+from trainlight.collectors.monitor_probes import SignalProbes
 from trainlight.collectors.problems import Problems
 from trainlight.collectors.run_description import describe_run
 from trainlight.collectors.scalars import host_scalar
 from trainlight.collectors.schema import StoreLayout, make_run_id
 from trainlight.collectors.signals.activations import ActivationWatcher
 from trainlight.collectors.signals.landscape_probe import LandscapeProbe
-from trainlight.collectors.signals.lca import LossChangeAllocator
 from trainlight.collectors.signals.predictions import PredictionRecorder
 from trainlight.collectors.signals.runaway import RunawayTracker
 from trainlight.collectors.sinks import InboxSink, NullSink, Sink
@@ -43,7 +43,7 @@ from trainlight.collectors.writer import RowSource, SegmentWriter
 DEFAULT_CLOSE_TIMEOUT_S = 10.0
 
 
-class Monitor:
+class Monitor(SignalProbes):
     """Collects one training run's health data and ships it to a trainlight store.
 
     Args:
@@ -229,93 +229,6 @@ class Monitor:
         """Remove every activation hook this Monitor installed (also done on close)."""
         for watcher in self._watchers:
             watcher.remove()
-
-    def reference(self, real: torch.Tensor) -> None:
-        """Per-sample means of real data: what generated outputs must converge to (`runaway`)."""
-        self._runaway_tracker().reference(real)
-
-    def outputs(self, step: int, generated: torch.Tensor) -> None:
-        """Per-sample means of a generated batch, for `runaway`. No device sync."""
-        self._runaway_tracker().observe(int(step), generated)
-
-    def predictions(
-        self,
-        step: int,
-        probs: torch.Tensor,
-        every: int = 50,
-        labels: torch.Tensor | None = None,
-    ) -> None:
-        """A fixed probe set's predicted probabilities ([examples] or [examples, classes], at most
-        4,096 examples, the same examples in the same order on every replica), kept every
-        `every` steps (fixed by the first call) for the reproducibility view. `labels`: the
-        examples' true classes ([examples] integers), kept once: the relative prediction
-        difference is taken on their probability (without them, on the top class). No sync."""
-        if not self._leader:
-            return
-        if self._predictions is None:
-            self._predictions = PredictionRecorder(self.problems, every=every)
-            self.add_source(self._predictions)
-        self._predictions.observe(step, probs, labels)
-
-    def landscape(
-        self,
-        model: torch.nn.Module,
-        probe_loss: Callable[[torch.nn.Module], torch.Tensor],
-        every: int = 100,
-        points: int = 21,
-        span: float = 1.0,
-        seed: int = 0,
-    ) -> LandscapeProbe:
-        """A 1-D loss slice every `every` steps along the run's random direction (drawn once
-        from `seed`), filter-normalised to the weights of that step.
-
-        Taken inside `log()` when its step is a multiple of `every`: `points` forward passes of
-        `probe_loss(model)` (a scalar on a fixed batch), parameters and training state untouched.
-        The seed, span and points are recorded, so `trainlight landscape` rebuilds the direction.
-        """
-        probe = LandscapeProbe(
-            unwrap(model),
-            probe_loss,
-            self.problems,
-            every=every,
-            points=points,
-            span=span,
-            seed=seed,
-        )
-        if self._leader:
-            self._landscapes.append(probe)
-            self.add_source(probe)
-        return probe
-
-    def _runaway_tracker(self) -> RunawayTracker:
-        if self._runaway is None:
-            self._runaway = RunawayTracker(problems=self.problems)
-            self.add_source(self._runaway)
-        return self._runaway
-
-    def lca(
-        self,
-        model: torch.nn.Module,
-        probe_loss: Callable[[torch.nn.Module], torch.Tensor],
-        every: int = 25,
-        **settings: Any,
-    ) -> LossChangeAllocator:
-        """Loss Change Allocation every `every` steps on a fixed probe batch.
-
-        `probe_loss(model)` returns a scalar loss on a batch it closes over. Use the result as
-        `with lca.measure(step): optimizer.step()`. Settings: abs_tol, rel_tol, max_intervals,
-        max_frames, frame_cells (see trainlight.collectors.signals.lca).
-        """
-        allocator = LossChangeAllocator(
-            unwrap(model),
-            probe_loss,
-            every=every,
-            problems=self.problems,
-            active=self._leader,
-            **settings,
-        )
-        self.add_source(allocator)
-        return allocator
 
     def should_stop(self) -> bool:
         """True once a stop was requested (dashboard, API, or auto-prune). Costs no I/O.

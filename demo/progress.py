@@ -2,7 +2,7 @@
 
 Pure functions turn job statuses (and, while the dashboard runs, the badges it reports) into a
 `rich` table and into the closing summary; the command only puts them on screen. Badges use the
-shapes of `trainlight runs` (● ok ▲ warn ■ bad ○ none), so they read without colour too.
+shapes of `trainlight runs` (● ok ▲ warning ■ bad ○ no data), so they read without colour too.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ import duckdb
 from dash import Input, Output, State, dcc, html
 
 from trainlight.app.cache import cached_update
+from trainlight.app.components.grid_controls import grid_actions, grid_filters
 from trainlight.app.grid.columns import DEFAULT_COL_DEF, ROW_SELECTION, column_defs
 from trainlight.app.grid.delta import Sent, plan_update, view_key
 from trainlight.app.grid.rows import (
@@ -33,14 +34,13 @@ from trainlight.app.store.control import request_stop
 from trainlight.app.store.database import Store, utc_naive
 from trainlight.app.store.ingest.quarantine import rejected_count
 from trainlight.app.store.read.grid import grid_rows
-from trainlight.app.url_state import SORTS, GridState, compare_href, grid_query, parse_grid_view
-from trainlight.collectors.health.verdict import STATES, state_label
+from trainlight.app.url_state import compare_href, grid_query, parse_grid_view
+from trainlight.collectors.health.verdict import shapes_legend
 from trainlight.collectors.schema import is_valid_run_id
 
 PATH = "/"
 STOP_REASON = "stopped from the dashboard grid"
-_SORT_LABELS = {"health": "worst health", "recency": "recently updated", "name": "name"}
-_LEGEND = "● ok  ▲ warning  ■ bad  ○ no data (hover a light for the reason)"
+_LEGEND = f"{shapes_legend('  ')} (hover a light for the reason)"
 
 
 def layout(**query: Any) -> html.Div:
@@ -56,8 +56,8 @@ def layout(**query: Any) -> html.Div:
                 ],
                 className="grid-title",
             ),
-            _filters(state),
-            _actions(state),
+            grid_filters(state),
+            grid_actions(state),
             dcc.Interval(id="grid-refresh", interval=state.every_s * 1000, disabled=not state.live),
             dcc.ConfirmDialog(id="grid-stop-confirm"),
             dcc.Store(id="grid-sent"),
@@ -84,83 +84,6 @@ def layout(**query: Any) -> html.Div:
             ),
         ],
         className="page grid-page",
-    )
-
-
-def _filters(state: GridState) -> html.Div:
-    def select(id_: str, value: str, placeholder: str) -> dcc.Dropdown:
-        options = [value] if value else []
-        return dcc.Dropdown(
-            id=id_,
-            options=options,
-            value=value or None,
-            placeholder=placeholder,
-            className="grid-filter",
-        )
-
-    return html.Div(
-        [
-            dcc.Input(
-                id="grid-text",
-                type="search",
-                value=state.text,
-                debounce=True,
-                placeholder="Search name, id, tag…",
-                className="grid-search",
-            ),
-            select("grid-project", state.project, "Project"),
-            select("grid-group", state.group, "Group"),
-            select("grid-tag", state.tag, "Tag"),
-            dcc.Dropdown(
-                id="grid-state",
-                options=[{"label": state_label(s), "value": s} for s in STATES],
-                value=list(state.states),
-                multi=True,
-                placeholder="Health",
-                className="grid-filter grid-filter-wide",
-            ),
-            html.Label("Sort", htmlFor="grid-sort", className="grid-label"),
-            dcc.Dropdown(
-                id="grid-sort",
-                options=[{"label": _SORT_LABELS[s], "value": s} for s in SORTS],
-                value=state.sort,
-                clearable=False,
-                className="grid-filter",
-            ),
-        ],
-        className="grid-filters",
-    )
-
-
-def _actions(state: GridState) -> html.Div:
-    return html.Div(
-        [
-            dcc.Checklist(
-                id="grid-live",
-                options=[{"label": " Live", "value": "live"}],
-                value=["live"] if state.live else [],
-                className="grid-live",
-                inline=True,
-            ),
-            html.Button(
-                "Stop selected",
-                id="grid-stop",
-                className="button button-danger",
-                disabled=not state.selected,
-            ),
-            html.A(
-                "Compare selected",
-                id="grid-compare",
-                className="button",
-                href=compare_href(state.selected) if state.selected else None,
-            ),
-            html.Span(
-                [dcc.Clipboard(id="grid-copy", title="Copy a link to this view"), "Copy link"],
-                className="button copy-link",
-            ),
-            html.Span(id="grid-message", className="grid-message", role="status"),
-        ],
-        className="grid-actions",
     )
 
 

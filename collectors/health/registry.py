@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from trainlight.collectors.health.rules import catch, dead_relu, lca, nonfinite, runaway_judge
 from trainlight.collectors.health.signal_spec import SignalSpec
-from trainlight.collectors.health.verdict import STATE_SHAPES
+from trainlight.collectors.health.verdict import shapes_legend
 
-_WORDS = ("ok", "warn", "bad", "none")  # what each of STATE_SHAPES means, in its order
 BUILTIN = (catch.SPEC, runaway_judge.SPEC, dead_relu.SPEC, lca.SPEC, nonfinite.SPEC)
 _REGISTRY: dict[str, SignalSpec] = {spec.name: spec for spec in BUILTIN}
 
@@ -49,10 +48,7 @@ def spec_of(name: str) -> SignalSpec | None:
 
 def legend() -> str:
     """The key under a text table whose badge column has one shape per signal."""
-    shapes = " ".join(
-        f"{shape} {word}" for shape, word in zip(STATE_SHAPES.values(), _WORDS, strict=True)
-    )
-    return f"health: {' '.join(signal_names())}  ({shapes})"
+    return f"health: {' '.join(signal_names())}  ({shapes_legend()})"
 
 
 def prunable() -> tuple[str, ...]:

@@ -10,11 +10,17 @@ _SEVERITY = {GREY: 0, GREEN: 1, AMBER: 2, RED: 3}
 # How a state is drawn wherever colour may not reach (terminals, colour-blind readers, the badge
 # glyphs of the grid, whose renderer gets this table as a parameter): one shape per state.
 STATE_SHAPES = {GREEN: "●", AMBER: "▲", RED: "■", GREY: "○"}
+STATE_WORDS = {GREEN: "ok", AMBER: "warning", RED: "bad", GREY: "no data"}  # what each shape means
 
 
 def severity(state: str) -> int:
     """Rank for sorting: grey (unknown) < green < amber < red."""
     return _SEVERITY.get(state, 0)
+
+
+def shapes_legend(separator: str = " ") -> str:
+    """ "● ok ▲ warning ■ bad ○ no data": the key to the shapes, for every legend."""
+    return separator.join(f"{STATE_SHAPES[s]} {STATE_WORDS[s]}" for s in STATE_SHAPES)
 
 
 def state_label(state: str) -> str:
