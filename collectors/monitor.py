@@ -183,10 +183,22 @@ class Monitor(SignalProbes):
         adversary: str | None = None,
         gradient_penalty: str | None = None,
         content: str | None = None,
+        *,
+        loss: str | None = None,
+        val_loss: str | None = None,
     ) -> None:
-        """Name the logged keys that play each GAN role; enables the `catch` signal."""
-        named = {"adversary": adversary, "gradient_penalty": gradient_penalty, "content": content}
-        self._update_header(roles={k: v for k, v in named.items() if v})
+        """Name the logged keys that play each part: the main training loss (`spike`; default
+        `loss`), its validation twin, and the GAN roles (enable `catch`). Roles named before
+        and not named here are kept."""
+        named = {
+            "adversary": adversary,
+            "gradient_penalty": gradient_penalty,
+            "content": content,
+            "loss": loss,
+            "val_loss": val_loss,
+        }
+        current = dict(self._writer.header.roles)
+        self._update_header(roles=current | {k: v for k, v in named.items() if v})
 
     def _update_header(self, **changes: Any) -> None:
         writer = self._writer

@@ -19,6 +19,9 @@ RUNAWAY_KEYS = (RUNAWAY_DISTANCE, RUNAWAY_CRITICAL, RUNAWAY_EFFECT)
 LCA_TOTAL = "lca/total"  # the summed LCA of a measured step
 CATCH_PLATEAU_STEP = "catch/plateau_step"  # where the catch rule found the content plateau
 CATCH_STEP = "catch/catch_step"  # where it found the adversary's catch
+SPIKE_ONSET = "spike/onset"  # a main-loss spike's first value, at its step
+SPIKE_LEVEL = "spike/level"  # the loss level before it (the recent median), at the same step
+SPIKE_RECOVERED = "spike/recovered"  # steps it took to come back, at the step it came back
 
 # -- per-layer keys (`layer_metrics` rows) -------------------------------------------------------
 DEAD_FRAC = "dead_frac"  # fraction of a layer's units that never fired in the window
@@ -30,6 +33,8 @@ LCA = "lca"  # a layer's LCA at a measured step
 LCA_HELPING = "lca_helping"  # its fraction of helping parameters
 UNIT_STAT_KEYS = (DEAD_FRAC, UNDEAD, ACT_VAR_MEAN, LOW_VAR_FRAC, NONFINITE)
 
-# -- roles: which logged keys play which part in a GAN (`mon.roles(...)`) ------------------------
+# -- roles: which logged keys play which part (`mon.roles(...)`) --------------------------------
 ADVERSARY, GRADIENT_PENALTY, CONTENT = "adversary", "gradient_penalty", "content"
-ROLE_NAMES = (ADVERSARY, GRADIENT_PENALTY, CONTENT)
+# -- and which is the main training loss and its validation twin (default keys: `loss`, ...)
+LOSS, VAL_LOSS = "loss", "val_loss"
+ROLE_NAMES = (ADVERSARY, GRADIENT_PENALTY, CONTENT, LOSS, VAL_LOSS)

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from trainlight.app.figures.lca import lca_layers_figure
 from trainlight.app.figures.scalars import scalar_figure
 from trainlight.app.figures.signals import dead_figure, distribution_figure, runaway_figure
+from trainlight.app.figures.spikes import spike_figure
 from trainlight.app.figures.style import Figure
 from trainlight.app.store.read.run_data import RunPageData
 from trainlight.app.url_state import RunView
+from trainlight.collectors.health.rules.spike import main_loss_key
 from trainlight.collectors.wire import DEAD_FRAC, RUNAWAY_CRITICAL, RUNAWAY_DISTANCE, UNDEAD
 
 CATCH_ROLES = ("content", "adversary", "gradient_penalty")
@@ -141,3 +143,12 @@ def _lca(data: RunPageData, _view: RunView, revision: str) -> tuple[NamedFigure,
         uirevision=f"{revision}:lca",
     )
     return (NamedFigure("lca", fig, zoom=False),)
+
+
+@evidence_for("spike")
+def _spike(data: RunPageData, view: RunView, revision: str) -> tuple[NamedFigure, ...]:
+    loss = data.scalars.get(main_loss_key(data.judging.roles))
+    if loss is None:
+        return ()
+    fig = spike_figure(loss, data.spikes, smooth=view.smooth, uirevision=f"{revision}:spike")
+    return (NamedFigure("spike", fig, zoom=True),)

@@ -7,9 +7,9 @@ dependency order, and saves and restores their windows generically (state_codec.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from trainlight.collectors.health.observations import SegmentRows
 from trainlight.collectors.health.settings import HealthSettings
@@ -108,3 +108,29 @@ class Judge(Generic[W]):
     def upgrade(cls, saved: dict[str, Any], spec: HealthSpec) -> dict[str, Any]:
         """A window saved by an older release, brought up to date (fields it lacked)."""
         return saved
+
+
+class Advancing(Protocol):
+    def update(self, rows: SegmentRows, settings: HealthSettings) -> Iterator[int]: ...
+
+
+class Evaluating(Protocol):
+    def __init__(self, settings: HealthSettings) -> None: ...
+
+    def evaluate(self, window: Any) -> Verdict: ...
+
+
+A = TypeVar("A", bound=Advancing)
+
+
+class RuleJudge(Judge[A]):
+    """The common judge: the window yields its evaluation points from `update(rows, settings)`
+    and `rule(settings).evaluate(window)` is the verdict at each."""
+
+    rule: ClassVar[type[Evaluating]]
+
+    def feed(self, ctx: FeedContext) -> None:
+        settings = ctx.spec.settings
+        rule = self.rule(settings)
+        for step in self.window.update(ctx.rows, settings):
+            ctx.judge(step, self.rank, self.signal, rule.evaluate(self.window))

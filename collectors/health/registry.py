@@ -7,11 +7,25 @@ at call time, so a registered signal appears everywhere with no other edit.
 
 from __future__ import annotations
 
-from trainlight.collectors.health.rules import catch, dead_relu, lca, nonfinite, runaway_judge
+from trainlight.collectors.health.rules import (
+    catch,
+    dead_relu,
+    lca,
+    nonfinite,
+    runaway_judge,
+    spike,
+)
 from trainlight.collectors.health.signal_spec import SignalSpec
 from trainlight.collectors.health.verdict import shapes_legend
 
-BUILTIN = (catch.SPEC, runaway_judge.SPEC, dead_relu.SPEC, lca.SPEC, nonfinite.SPEC)
+BUILTIN = (
+    spike.SPEC,
+    catch.SPEC,
+    runaway_judge.SPEC,
+    dead_relu.SPEC,
+    lca.SPEC,
+    nonfinite.SPEC,
+)
 _REGISTRY: dict[str, SignalSpec] = {spec.name: spec for spec in BUILTIN}
 
 

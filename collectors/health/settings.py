@@ -45,6 +45,13 @@ class HealthSettings:
     # -- lca (needs mon.lca)
     lca_window: int = 10  # measured steps per window
     lca_red_windows: int = 3  # consecutive windows with a positive total LCA that turn red
+    # -- spike (the main loss: `loss`, or mon.roles(loss=...)); counts are loss readings
+    loss_spike_window: int = 50  # readings whose median/MAD set the level
+    loss_spike_k: float = 6.0  # a spike is > k robust deviations (1.4826 MAD) above the level
+    loss_spike_rtol: float = 0.3  # ... and > rtol x |level| above it
+    loss_spike_min_history: int = 20  # readings needed before spikes are judged
+    loss_spike_patience: int = 50  # readings a spike may stay open before it counts as diverged
+    loss_spike_repeat: int = 3  # spike onsets within the window that turn red
     # -- repro (needs mon.predictions on replicas: runs of one group)
     repro_budget: float = 0.1  # relative PD a replica pair may reach (derived: rules/repro.py)
 
@@ -63,6 +70,10 @@ class HealthSettings:
             "runaway_patience",
             "lca_window",
             "lca_red_windows",
+            "loss_spike_window",
+            "loss_spike_min_history",
+            "loss_spike_patience",
+            "loss_spike_repeat",
         ):
             value = getattr(self, name)
             if value is None and name in _DERIVED:
@@ -80,9 +91,13 @@ class HealthSettings:
             "runaway_min_effect",
             "repro_budget",
             "catch_patience_ratio",
+            "loss_spike_k",
+            "loss_spike_rtol",
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"health setting {name} must be > 0, got {getattr(self, name)!r}")
+        if self.loss_spike_min_history > self.loss_spike_window:
+            raise ValueError("loss_spike_min_history must not exceed loss_spike_window")
         if self.dead_amber > self.dead_red:
             raise ValueError(
                 f"dead_amber ({self.dead_amber}) must not exceed dead_red ({self.dead_red})"

@@ -74,6 +74,14 @@ class Hysteresis:
             return True
         return self.offer(verdict.state, verdict.sticky)
 
+    def holds(self, state: str) -> bool:
+        """Offer `state` if it cannot change the badge (the badge's own state, or a locked
+        badge) and say so: a rule then need not word a verdict nobody would read."""
+        if self.seen and (self.locked or state == self.state):
+            self.pending_count = 0
+            return True
+        return False
+
     def offer(self, state: str, sticky: bool = False) -> bool:
         """Feed one evaluation's state (a verdict's reason is needed only when this is True)."""
         if self.locked or state == self.state:

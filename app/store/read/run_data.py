@@ -21,6 +21,7 @@ from trainlight.app.store.read.series import (
     HealthChange,
     Judging,
     Series,
+    SpikeMark,
     StepRange,
     first_nonfinite,
     health_history,
@@ -29,8 +30,10 @@ from trainlight.app.store.read.series import (
     marks_from,
     metric_series,
     run_judging,
+    spike_marks,
 )
 from trainlight.collectors.health.ks import GENERATED_QUANTILES_KEY, REFERENCE_QUANTILES_KEY
+from trainlight.collectors.health.rules.spike import main_loss_key
 from trainlight.collectors.schema import NO_LAYER, RESERVED_PREFIXES
 from trainlight.collectors.wire import (
     DEAD_FRAC,
@@ -70,6 +73,7 @@ class RunPageData:
     layers: dict[str, tuple[Series, ...]]  # LAYER_KEYS -> per layer; `lca` cumulative
     lca_totals: dict[str, float]  # cumulative LCA per layer over the whole run
     nonfinite: tuple[tuple[str, int, float], ...]  # first NaN/±Inf of each scalar key
+    spikes: tuple[SpikeMark, ...]  # main-loss spikes the `spike` rule found
 
     @property
     def plotted_keys(self) -> tuple[str, ...]:
@@ -88,7 +92,9 @@ def load_run_page(
     keys = tuple(sorted(k for k in latest if not k.startswith(RESERVED_PREFIXES)))
     judging = run_judging(cur, run_id)
     roles = [k for k in judging.roles.values() if k in latest]
-    wanted = list(dict.fromkeys([*keys[:MAX_SCALAR_PLOTS], *roles, *RUNAWAY_KEYS]))
+    loss = main_loss_key(judging.roles)
+    main = [loss] if loss in latest else []
+    wanted = list(dict.fromkeys([*keys[:MAX_SCALAR_PLOTS], *roles, *main, *RUNAWAY_KEYS]))
     series = metric_series(cur, run_id, wanted, span)
     # The first NaN/±Inf of a fetched series is its first cross; only the others need a query.
     unfetched = [k for k in keys if k not in wanted]
@@ -108,6 +114,7 @@ def load_run_page(
         layers=layer_series_of(cur, run_id, LAYER_KEYS, span, cumulative=CUMULATIVE_KEYS),
         lca_totals=layer_totals(cur, run_id, "lca"),
         nonfinite=tuple(sorted(first_bad)),
+        spikes=spike_marks(cur, run_id),
     )
 
 

@@ -9,6 +9,7 @@ mark them. Everything returns frozen dataclasses.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -19,7 +20,13 @@ import numpy as np
 from trainlight.app.store.read.buckets import Series, StepRange, bucketed, span_clauses, to_series
 from trainlight.collectors.health.settings import HealthSettings
 from trainlight.collectors.schema import NO_LAYER, RESERVED_PREFIXES
-from trainlight.collectors.wire import CATCH_PLATEAU_STEP, CATCH_STEP
+from trainlight.collectors.wire import (
+    CATCH_PLATEAU_STEP,
+    CATCH_STEP,
+    SPIKE_LEVEL,
+    SPIKE_ONSET,
+    SPIKE_RECOVERED,
+)
 
 DEFAULT_BUCKETS = 1000
 WHOLE_RUN = StepRange()
@@ -40,6 +47,17 @@ class HealthChange:
 class CatchMarks:
     plateau_step: int | None = None
     catch_step: int | None = None
+
+
+@dataclass(frozen=True)
+class SpikeMark:
+    """A main-loss spike the `spike` rule found: where, how high, above what level, and when
+    the loss came back (None: not yet)."""
+
+    step: int
+    peak: float
+    level: float
+    back: int | None
 
 
 @dataclass(frozen=True)
@@ -222,3 +240,21 @@ def run_judging(cur: duckdb.DuckDBPyConnection, run_id: str) -> Judging:
 def run_roles(cur: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, str]:
     """The roles the health rules judged the run with (adversary → d_loss)."""
     return run_judging(cur, run_id).roles
+
+
+def spike_marks(cur: duckdb.DuckDBPyConnection, run_id: str) -> tuple[SpikeMark, ...]:
+    """The spikes the rule recorded as it judged (`spike/…` rows: a handful per run)."""
+    rows = cur.execute(
+        """SELECT step, CAST(key AS VARCHAR), value FROM metrics
+           WHERE run_id = ? AND key IN (?, ?, ?) ORDER BY step""",
+        [run_id, SPIKE_ONSET, SPIKE_LEVEL, SPIKE_RECOVERED],
+    ).fetchall()
+    onsets = {int(step): value for step, key, value in rows if key == SPIKE_ONSET}
+    levels = {int(step): value for step, key, value in rows if key == SPIKE_LEVEL}
+    back = {
+        int(step) - int(value): int(step) for step, key, value in rows if key == SPIKE_RECOVERED
+    }
+    return tuple(
+        SpikeMark(step, peak, levels.get(step, math.nan), back.get(step))
+        for step, peak in sorted(onsets.items())
+    )

@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from trainlight.collectors.health.judge import FeedContext, Judge
+from trainlight.collectors.health.judge import RuleJudge
 from trainlight.collectors.health.observations import SegmentRows
 from trainlight.collectors.health.settings import HealthSettings
 from trainlight.collectors.health.signal_spec import SignalSpec
@@ -111,16 +111,12 @@ class DeadReluRule:
         return Verdict(GREEN, "", window.step)
 
 
-class DeadReluJudge(Judge[DeadReluWindow]):
+class DeadReluJudge(RuleJudge[DeadReluWindow]):
     signal = "dead_relu"
     window_type = DeadReluWindow
+    rule = DeadReluRule
     rank = 1
     state_key = "dead"  # as saved since the first release
-
-    def feed(self, ctx: FeedContext) -> None:
-        rule = DeadReluRule(ctx.spec.settings)
-        for step in self.window.update(ctx.rows, ctx.spec.settings):
-            ctx.judge(step, self.rank, self.signal, rule.evaluate(self.window))
 
 
 SPEC = SignalSpec(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from trainlight.collectors.health.judge import FeedContext, Judge
+from trainlight.collectors.health.judge import RuleJudge
 from trainlight.collectors.health.observations import SegmentRows
 from trainlight.collectors.health.settings import HealthSettings
 from trainlight.collectors.health.signal_spec import SignalSpec
@@ -96,18 +96,14 @@ class LcaRule:
         return Verdict(GREEN, "", last)
 
 
-class LcaJudge(Judge[LcaWindow]):
+class LcaJudge(RuleJudge[LcaWindow]):
     signal = "lca"
     window_type = LcaWindow
+    rule = LcaRule
     rank = 4
 
     def keys(self) -> set[str]:
         return {LCA_TOTAL}
-
-    def feed(self, ctx: FeedContext) -> None:
-        rule = LcaRule(ctx.spec.settings)
-        for step in self.window.update(ctx.rows, ctx.spec.settings):
-            ctx.judge(step, self.rank, self.signal, rule.evaluate(self.window))
 
 
 SPEC = SignalSpec(

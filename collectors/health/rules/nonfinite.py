@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from trainlight.collectors.health.judge import FeedContext, Judge
+from trainlight.collectors.health.judge import RuleJudge
 from trainlight.collectors.health.observations import SegmentRows
+from trainlight.collectors.health.settings import HealthSettings
 from trainlight.collectors.health.signal_spec import SignalSpec
 from trainlight.collectors.health.verdict import GREEN, GREY, RED, Verdict
 
@@ -17,7 +18,7 @@ class NonfiniteWindow:
     first_step: int | None = None
     first_what: str = ""
 
-    def update(self, rows: SegmentRows) -> Iterator[int]:
+    def update(self, rows: SegmentRows, _settings: HealthSettings) -> Iterator[int]:
         """Take complete steps' rows; yields the evaluation points: the first step with data
         (green) and the first non-finite value (red), once each."""
         if rows.first_step is None:
@@ -33,6 +34,9 @@ class NonfiniteWindow:
 
 
 class NonfiniteRule:
+    def __init__(self, _settings: HealthSettings) -> None:
+        pass  # no thresholds: any non-finite value is red
+
     def evaluate(self, window: NonfiniteWindow) -> Verdict:
         if window.first_step is not None:
             return Verdict(
@@ -44,14 +48,11 @@ class NonfiniteRule:
         return Verdict(GREEN if window.seen_data else GREY)
 
 
-class NonfiniteJudge(Judge[NonfiniteWindow]):
+class NonfiniteJudge(RuleJudge[NonfiniteWindow]):
     signal = "nonfinite"
     window_type = NonfiniteWindow
+    rule = NonfiniteRule
     rank = 0
-
-    def feed(self, ctx: FeedContext) -> None:
-        for step in self.window.update(ctx.rows):
-            ctx.judge(step, self.rank, self.signal, NonfiniteRule().evaluate(self.window))
 
 
 SPEC = SignalSpec(

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.segments import metrics_segment
-from trainlight.app.store.ingest import health as health_module
 from trainlight.app.store.database import Store
+from trainlight.app.store.ingest import health as health_module
 from trainlight.app.store.ingest.health import LiveHealth
 from trainlight.app.store.ingest.inbox import Ingester
 from trainlight.collectors.schema import StoreLayout, write_atomically

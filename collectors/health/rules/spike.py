@@ -1,0 +1,220 @@
+"""`spike`: main-loss values far above their recent level, and whether the loss comes back.
+
+The main loss is the logged key `loss` (or the one named by `mon.roles(loss=...)`). Each reading
+is compared with the median and MAD of the last `loss_spike_window` readings before it (readings
+inside an open spike are left out, so the level stays what it was before the spike). A reading
+opens a spike when it is both `loss_spike_k` robust deviations (1.4826·MAD) and `loss_spike_rtol`
+(relative) above that median: the relative floor keeps a loss with almost no noise from spiking
+on a wiggle, the robust one keeps a noisy loss from spiking on its own noise. The spike closes
+(recovered) at the first reading back under halfway between that level and that ceiling. States: grey until
+`loss_spike_min_history` readings; green; amber while a spike is open and for
+`loss_spike_window` readings after one recovered; red when the loss has not come back within
+`loss_spike_patience` readings (diverged, for good), or when `loss_spike_repeat` spikes opened
+within `loss_spike_window` readings. A single spike that recovers is never red.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from trainlight.collectors.health.judge import FeedContext, HealthSpec, Judge
+from trainlight.collectors.health.settings import HealthSettings
+from trainlight.collectors.health.signal_spec import SignalSpec
+from trainlight.collectors.health.verdict import AMBER, GREEN, GREY, RED, Transition, Verdict
+from trainlight.collectors.wire import LOSS, SPIKE_LEVEL, SPIKE_ONSET, SPIKE_RECOVERED
+
+MAD_SCALE = 1.4826  # MAD x this estimates the standard deviation of normal noise
+
+
+def main_loss_key(roles: Mapping[str, str]) -> str:
+    """The key of the run's main training loss: named by `mon.roles(loss=...)`, else `loss`."""
+    return roles.get(LOSS) or LOSS
+
+
+def spike_band(history: Sequence[float], settings: HealthSettings) -> tuple[float, float] | None:
+    """(level, ceiling): the median of the recent readings and the value above which a reading
+    opens a spike; None while the history is too short to judge."""
+    if len(history) < settings.loss_spike_min_history:
+        return None
+    level = statistics.median(history)
+    mad = statistics.median(abs(x - level) for x in history)
+    return level, max(level + settings.loss_spike_k * MAD_SCALE * mad, _relative(level, settings))
+
+
+def back_under(level: float, ceiling: float) -> float:
+    """A spike has recovered at the first reading under this: halfway between the level and the
+    ceiling it crossed. Not the ceiling itself: a loss that jumped and settled just under it (a
+    model that unlearned to the unigram level) has not come back."""
+    return (level + ceiling) / 2
+
+
+def _relative(level: float, settings: HealthSettings) -> float:
+    return level + settings.loss_spike_rtol * abs(level)
+
+
+@dataclass
+class SpikeWindow:
+    history: list[float] = field(default_factory=list)  # recent readings outside spikes, in order
+    readings: int = 0  # main-loss readings so far
+    open: tuple[int, float, float, float] | None = None  # (step, level, ceiling, peak) of a spike
+    open_readings: int = 0  # readings since it opened
+    onsets: list[int] = field(default_factory=list)  # reading numbers of recent spike onsets
+    recovered: tuple[int, int, float] | None = None  # (onset step, back step, peak) of the last
+    recovered_at: int = 0  # the reading number it came back at
+    diverged: tuple[int, float, float] | None = None  # (onset step, level, latest value): for good
+
+    def take(
+        self, step: int, value: float, settings: HealthSettings
+    ) -> list[tuple[int, str, float]]:
+        """One main-loss reading (complete steps, in order); the derived rows it produced: a
+        spike's onset (its value and the level before it) or its recovery (steps it took)."""
+        self.readings += 1
+        if value != value or self.diverged is not None:  # NaN: the nonfinite signal's business
+            return []
+        if self.open is not None:
+            return self._while_open(step, value, settings)
+        band = self._band_if_high(value, settings)
+        if band is not None and value > band[1]:
+            self.open, self.open_readings = (step, band[0], band[1], value), 0
+            self.onsets = [*self.recent_onsets(settings), self.readings]
+            return [(step, SPIKE_ONSET, value), (step, SPIKE_LEVEL, band[0])]
+        self._remember(value, settings)
+        return []
+
+    def _band_if_high(self, value: float, settings: HealthSettings) -> tuple[float, float] | None:
+        """`spike_band`, computed only for a value above the relative floor (the ceiling is never
+        lower): the MAD is not needed for most readings."""
+        if len(self.history) < settings.loss_spike_min_history:
+            return None
+        if value <= _relative(statistics.median(self.history), settings):
+            return None
+        return spike_band(self.history, settings)
+
+    def recent_onsets(self, settings: HealthSettings) -> list[int]:
+        return [r for r in self.onsets if r > self.readings - settings.loss_spike_window]
+
+    def state(self, settings: HealthSettings) -> str:
+        """The state after the latest reading."""
+        if (
+            self.diverged is not None
+            or len(self.recent_onsets(settings)) >= settings.loss_spike_repeat
+        ):
+            return RED
+        if self.open is not None:
+            return AMBER
+        if (
+            self.recovered is not None
+            and self.readings - self.recovered_at < settings.loss_spike_window
+        ):
+            return AMBER
+        return GREEN if len(self.history) >= settings.loss_spike_min_history else GREY
+
+    def _while_open(
+        self, step: int, value: float, settings: HealthSettings
+    ) -> list[tuple[int, str, float]]:
+        assert self.open is not None
+        onset, level, ceiling, peak = self.open
+        if value <= back_under(level, ceiling):
+            self.recovered, self.recovered_at = (onset, step, peak), self.readings
+            self.open = None
+            self._remember(value, settings)
+            return [(step, SPIKE_RECOVERED, float(step - onset))]
+        self.open = (onset, level, ceiling, max(peak, value))
+        self.open_readings += 1
+        if self.open_readings >= settings.loss_spike_patience:
+            self.diverged = (onset, level, value)
+        return []
+
+    def _remember(self, value: float, settings: HealthSettings) -> None:
+        self.history.append(value)
+        del self.history[: -settings.loss_spike_window]
+
+
+class SpikeRule:
+    def __init__(self, settings: HealthSettings) -> None:
+        self.settings = settings
+
+    def evaluate(self, window: SpikeWindow, step: int | None = None) -> Verdict:
+        settings = self.settings
+        state = window.state(settings)
+        if window.diverged is not None:
+            onset, level, value = window.diverged
+            reason = (
+                f"diverged: the loss spiked at step {onset:,} and has not come back "
+                f"({value:.4g} now, {level:.4g} before)"
+            )
+            return Verdict(RED, reason, step, sticky=True)
+        if state == RED:
+            count = len(window.recent_onsets(settings))
+            reason = f"{count} loss spikes within {settings.loss_spike_window} readings"
+            return Verdict(RED, reason, step)
+        if window.open is not None:
+            onset, level, _, peak = window.open
+            reason = (
+                f"loss spiked to {peak:.4g} at step {onset:,} (level {level:.4g}); not back yet"
+            )
+            return Verdict(AMBER, reason, step)
+        if state == AMBER and window.recovered is not None:
+            onset, back, peak = window.recovered
+            reason = f"loss spiked to {peak:.4g} at step {onset:,} and came back by step {back:,}"
+            return Verdict(AMBER, reason, step)
+        if state == GREY:
+            have, need = len(window.history), settings.loss_spike_min_history
+            return Verdict(GREY, f"no verdict yet: {have} of {need} loss readings", step)
+        return Verdict(GREEN, "", step)
+
+
+class SpikeJudge(Judge[SpikeWindow]):
+    signal = "spike"
+    window_type = SpikeWindow
+    rank = 5
+
+    def __init__(self, spec: HealthSpec, window: SpikeWindow | None = None) -> None:
+        super().__init__(spec, window)
+        self.loss_key = main_loss_key(spec.roles)
+
+    @classmethod
+    def same_setup(cls, old: HealthSpec, new: HealthSpec) -> bool:
+        return main_loss_key(old.roles) == main_loss_key(new.roles)
+
+    def keys(self) -> set[str]:
+        return {self.loss_key}
+
+    def feed(self, ctx: FeedContext) -> None:
+        """Every reading is an evaluation point; a verdict is worded only where it may change
+        the badge, so thousands of readings in a long segment stay a tight loop."""
+        series = ctx.rows.metrics.get(self.loss_key)
+        if series is None:
+            return
+        settings, window, gate = ctx.spec.settings, self.window, ctx.gate(self.signal)
+        rule = SpikeRule(settings)
+        for step, value in zip(*series, strict=True):
+            derived = window.take(step, value, settings)
+            if derived:
+                ctx.derived += derived
+            if gate.holds(window.state(settings)):
+                continue
+            verdict = rule.evaluate(window, step)
+            if gate.update(verdict):
+                change = Transition(self.signal, gate.state, step, verdict.reason)
+                ctx.judged.append((step, self.rank, change))
+
+
+SPEC = SignalSpec(
+    name="spike",
+    column="spike",
+    title="Loss spikes",
+    summary="Main-loss spikes: recovered (amber), repeated or never recovered (red)",
+    explain=lambda s: (
+        f"A spike is a main-loss value over {s.loss_spike_k:g} robust deviations and "
+        f"{s.loss_spike_rtol:.0%} above the median of the last {s.loss_spike_window} readings. "
+        "Amber while a spike is open and for a while after it recovers (healthy runs spike too); "
+        f"red when the loss has not come back within {s.loss_spike_patience} readings or "
+        f"{s.loss_spike_repeat} spikes come within {s.loss_spike_window} readings."
+    ),
+    missing="not judged: log the main loss as `loss` (or name it with mon.roles(loss=...))",
+    reads=(LOSS,),
+    judge=SpikeJudge,
+)
