@@ -127,6 +127,15 @@ def _digits_runs(quick: bool) -> tuple[RunSpec, ...]:
             "digits-mlp",
         ),
         _digits(
+            "mlp lr jump",
+            DigitsRecipe(lr_jump=20.0, lr_jump_at=300),
+            mlp,
+            "the schedule restarts 20x too hot at step 300: the loss spikes and never comes "
+            "back: pruned",
+            "digits-mlp",
+            prune_on=("spike",),
+        ),
+        _digits(
             "mlp leaky lr=2",
             DigitsRecipe(activation="leaky_relu", lr=2.0),
             mlp,

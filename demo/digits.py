@@ -155,6 +155,9 @@ def train_digits(mon: Monitor, recipe: DigitsRecipe, steps: int, seed: int) -> N
             every=recipe.landscape_every,
         )
     for step in range(steps):
+        if recipe.lr_jump != 1.0 and step == recipe.lr_jump_at:
+            for group in training.opt.param_groups:
+                group["lr"] *= recipe.lr_jump
         loss, acc = train_step(training, recipe, data, lca.measure(step) if lca else None)
         mon.log(step, loss=loss, acc=acc)
         if step % EVAL_EVERY == 0 or step == steps - 1:

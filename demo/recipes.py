@@ -45,6 +45,8 @@ class DigitsRecipe:
     orders the batches: replicas as the reproducibility literature defines them share their
     initialisation and differ in data order. `lr_decay` multiplies the learning rate after every
     step (1: constant). `smelu_beta` is SmeLU's half-width (pre-activations here are O(1)).
+    `lr_jump` > 1 multiplies the learning rate by that at step `lr_jump_at`: a schedule that
+    restarts far too hot mid-run.
     """
 
     model: str = "mlp"
@@ -61,6 +63,8 @@ class DigitsRecipe:
     init_seed: int | None = None
     lr_decay: float = 1.0
     smelu_beta: float = 0.5
+    lr_jump: float = 1.0
+    lr_jump_at: int = 0
 
     def __post_init__(self) -> None:
         if self.model not in ("mlp", "cnn"):

@@ -148,7 +148,7 @@ def _lca(data: RunPageData, _view: RunView, revision: str) -> tuple[NamedFigure,
 @evidence_for("spike")
 def _spike(data: RunPageData, view: RunView, revision: str) -> tuple[NamedFigure, ...]:
     loss = data.scalars.get(main_loss_key(data.judging.roles))
-    if loss is None:
+    if loss is None or not data.spikes:  # no spike: the loss's own plot says it all
         return ()
     fig = spike_figure(loss, data.spikes, smooth=view.smooth, uirevision=f"{revision}:spike")
     return (NamedFigure("spike", fig, zoom=True),)

@@ -19,8 +19,6 @@ def spike_figure(
     loss: Series, spikes: Sequence[SpikeMark], *, smooth: float = 0.0, uirevision: str = ""
 ) -> Figure:
     fig = scalar_figure(loss, smooth=smooth, uirevision=uirevision, title=f"{loss.name}: spikes")
-    if not spikes:
-        return fig
     fig["data"].append(
         {
             "type": "scatter",

@@ -47,6 +47,7 @@ def page_data(last_step: int, health: str = "green") -> RunPageData:
         layers={},
         lca_totals={},
         nonfinite=(),
+        spikes=(),
     )
 
 

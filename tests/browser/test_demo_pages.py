@@ -18,13 +18,14 @@ from playwright.sync_api import expect
 
 from tests.support.demo_store import QuickDemo
 from trainlight.collectors.health.registry import signal_names
+from trainlight.demo.catalogue import demo_runs
 
 if TYPE_CHECKING:
     from tests.browser.conftest import WatchedPage
     from tests.support.server import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-DEMO_RUNS = 12
+DEMO_RUNS = len(demo_runs(quick=True))
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,8 @@ def test_demo_grid_shows_each_badge_green_somewhere_and_red_elsewhere(
         states = {cells.nth(i).get_attribute("data-state") for i in range(cells.count())}
         assert {"green", "red"} <= states, (signal, states)
     stopped = page.locator('.ag-center-cols-container [col-id="status"]', has_text="stopped")
-    expect(stopped).to_have_count(2)  # the two auto-pruned runs
+    pruned = [spec for spec in demo_runs(quick=True) if spec.prune_on]
+    expect(stopped).to_have_count(len(pruned))  # the auto-pruned runs
     page.wait_for_timeout(500)  # sparklines and lights settle
     page.screenshot(path=str(screenshot_dir / "demo_grid.png"))
     watched_page.assert_no_errors()

@@ -33,6 +33,8 @@ EXPECTED = {
     ("gan dc runaway", "runaway"): "red",
     ("mlp", "dead_relu"): "green",
     ("mlp", "nonfinite"): "green",
+    ("mlp", "spike"): "green",
+    ("mlp lr jump", "spike"): "red",
     ("mlp lr=1", "dead_relu"): "red",
     ("mlp leaky lr=2", "nonfinite"): "red",
     ("cnn lca", "lca"): "green",
@@ -94,7 +96,7 @@ def test_doomed_runs_were_auto_pruned_with_the_reason_and_the_steps_saved(
 ) -> None:
     specs = {spec.name: spec for spec in demo_runs(quick=True)}
     pruned = {name for name, spec in specs.items() if spec.prune_on}
-    assert pruned == {"gan frozen adversary", "mlp leaky lr=2"}
+    assert pruned == {"gan frozen adversary", "mlp lr jump", "mlp leaky lr=2"}
     for name in pruned:
         run = demo.runs[name]
         signal = specs[name].prune_on[0]

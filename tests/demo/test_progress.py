@@ -43,7 +43,7 @@ def test_the_table_shows_progress_and_the_dashboard_badges() -> None:
     assert "○○●○●" in rows["healthy"] and "300/300" in rows["healthy"]
     assert "■●○○●" in rows["pruned"] and "437/900" in rows["pruned"]
     assert "saved 463 steps" in rows["pruned"]
-    assert "health: catch runaway dead_relu lca nonfinite" in text
+    assert "health: spike catch runaway dead_relu lca nonfinite" in text
     without = Console(record=True, width=200, color_system=None)
     without.print(render(STATUSES, {}, "12s"))
     header = next(line for line in without.export_text().splitlines() if line.startswith("run"))

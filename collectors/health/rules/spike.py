@@ -6,8 +6,8 @@ inside an open spike are left out, so the level stays what it was before the spi
 opens a spike when it is both `loss_spike_k` robust deviations (1.4826·MAD) and `loss_spike_rtol`
 (relative) above that median: the relative floor keeps a loss with almost no noise from spiking
 on a wiggle, the robust one keeps a noisy loss from spiking on its own noise. The spike closes
-(recovered) at the first reading back under halfway between that level and that ceiling. States: grey until
-`loss_spike_min_history` readings; green; amber while a spike is open and for
+(recovered) at the first reading back under a quarter of the way from that level to that ceiling.
+States: grey until `loss_spike_min_history` readings; green; amber while a spike is open and for
 `loss_spike_window` readings after one recovered; red when the loss has not come back within
 `loss_spike_patience` readings (diverged, for good), or when `loss_spike_repeat` spikes opened
 within `loss_spike_window` readings. A single spike that recovers is never red.
@@ -44,10 +44,11 @@ def spike_band(history: Sequence[float], settings: HealthSettings) -> tuple[floa
 
 
 def back_under(level: float, ceiling: float) -> float:
-    """A spike has recovered at the first reading under this: halfway between the level and the
-    ceiling it crossed. Not the ceiling itself: a loss that jumped and settled just under it (a
-    model that unlearned to the unigram level) has not come back."""
-    return (level + ceiling) / 2
+    """A spike has recovered at the first reading under this: a quarter of the way from the level
+    up to the ceiling it crossed. Not the ceiling itself, nor halfway: a loss that jumped and
+    settled a little under it (a language model that unlearned to the unigram level) has not
+    come back, and its noise must not carry one reading that low."""
+    return level + (ceiling - level) / 4
 
 
 def _relative(level: float, settings: HealthSettings) -> float:

@@ -71,7 +71,8 @@ def test_live_restarted_and_late_ingest_record_the_same_transitions(tmp_path: Pa
     for store in (live, late):  # the current state is the latest change, even within a batch
         with store.read() as cur:
             (run,) = list_runs(cur, utc_naive())
-        assert run.health == {"catch": "red", "nonfinite": "red"}
+        # spike: one NaN is the only `loss` reading (the nonfinite signal's business)
+        assert run.health == {"catch": "red", "nonfinite": "red", "spike": "grey"}
     with live.read() as cur:
         marks = cur.execute("SELECT key, step FROM metrics WHERE key LIKE 'catch/%'").fetchall()
     assert [k for k, _ in marks] == ["catch/plateau_step"]
