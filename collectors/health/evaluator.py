@@ -34,7 +34,7 @@ __all__ = ["FeedResult", "HealthSpec", "RunHealth", "spec_from_header"]
 @dataclass(frozen=True)
 class FeedResult:
     transitions: list[Transition]
-    derived: list[tuple[int, str, float]]  # metric rows the rules produced (catch steps)
+    derived: list[tuple[int, str, float]]  # metric rows the rules produced (catch, spike marks)
 
 
 class RunHealth:
