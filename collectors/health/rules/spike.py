@@ -15,6 +15,7 @@ within `loss_spike_window` readings. A single spike that recovers is never red.
 
 from __future__ import annotations
 
+import bisect
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +52,13 @@ def back_under(level: float, ceiling: float) -> float:
     return level + (ceiling - level) / 4
 
 
+def _median_of_sorted(values: Sequence[float]) -> float:
+    """`statistics.median` of values already in order."""
+    n = len(values)
+    middle = n // 2
+    return values[middle] if n % 2 else (values[middle - 1] + values[middle]) / 2
+
+
 def _relative(level: float, settings: HealthSettings) -> float:
     return level + settings.loss_spike_rtol * abs(level)
 
@@ -65,6 +73,11 @@ class SpikeWindow:
     recovered: tuple[int, int, float] | None = None  # (onset step, back step, peak) of the last
     recovered_at: int = 0  # the reading number it came back at
     diverged: tuple[int, float, float] | None = None  # (onset step, level, latest value): for good
+
+    def __post_init__(self) -> None:
+        # `history` in value order (not a field: rebuilt on load), so the median of each reading
+        # is a lookup and keeping it costs two C-level bisects, not a sort.
+        self._ordered = sorted(self.history)
 
     def take(
         self, step: int, value: float, settings: HealthSettings
@@ -89,7 +102,7 @@ class SpikeWindow:
         lower): the MAD is not needed for most readings."""
         if len(self.history) < settings.loss_spike_min_history:
             return None
-        if value <= _relative(statistics.median(self.history), settings):
+        if value <= _relative(_median_of_sorted(self._ordered), settings):
             return None
         return spike_band(self.history, settings)
 
@@ -130,7 +143,10 @@ class SpikeWindow:
 
     def _remember(self, value: float, settings: HealthSettings) -> None:
         self.history.append(value)
-        del self.history[: -settings.loss_spike_window]
+        bisect.insort(self._ordered, value)
+        while len(self.history) > settings.loss_spike_window:
+            oldest = self.history.pop(0)
+            del self._ordered[bisect.bisect_left(self._ordered, oldest)]
 
 
 class SpikeRule:

@@ -159,3 +159,18 @@ def test_real_char_lm_sane_schedule_is_never_red_and_an_overshooting_one_is_red(
     assert not wild.final_loss < 0.85 * wild.unigram_loss
     assert RED not in judged_states(tmp_path / "sane", "spike")
     assert RED in judged_states(tmp_path / "wild", "spike")
+
+
+def test_a_run_resumed_from_its_saved_state_mid_spike_judges_as_if_never_saved() -> None:
+    values = noisy_loss(np.random.default_rng(5), 400)
+    values[150:170] = [v * 5 for v in values[150:170]]
+    tables = [
+        rows_table([(i, "loss", v) for i, v in enumerate(values[low : low + 40], start=low)])
+        for low in range(0, 400, 40)
+    ]
+    straight, resumed = RunHealth(HealthSpec()), RunHealth(HealthSpec())
+    for i, table in enumerate(tables):
+        if i == 4:  # steps 160..199: inside the spike
+            resumed = RunHealth.from_json(HealthSpec(), resumed.to_json())
+        assert resumed.feed(table) == straight.feed(table)
+    assert resumed.to_json() == straight.to_json()
