@@ -40,10 +40,11 @@ import pyarrow as pa
 
 from trainlight.app.store.ingest.registered import registered
 from trainlight.collectors.schema import RESERVED_PREFIXES
+from trainlight.collectors.wire import LOSS
 
 SPARK_POINTS = 60
 STORED_BUCKETS = 4 * SPARK_POINTS  # the migration's backfill has this number written in
-MAIN_LOSS_KEY = "loss"
+MAIN_LOSS_KEY = LOSS  # the wire name the `spike` rule reads too
 # Keys trainlight itself writes into `metrics` (RESERVED_PREFIXES) are never a run's "main loss".
 _CANDIDATE = "\"table\" = 'metrics' AND NOT ({})".format(
     " OR ".join(f"starts_with(CAST(key AS VARCHAR), '{p}')" for p in RESERVED_PREFIXES)
