@@ -153,3 +153,14 @@ def test_the_old_heatmap_address_redirects_with_its_query(store: Store) -> None:
     assert client.get(f"/run/{RUN}/lca").headers["Location"].endswith(f"/lca/{RUN}")
     page = client.get(f"/lca/{RUN}?layer=b")
     assert page.status_code == 200 and b"_dash-config" in page.data
+
+
+def test_the_old_heatmap_address_never_redirects_off_site_nor_injects_headers(store: Store) -> None:
+    client = create_app(store).server.test_client()
+    quoted = client.get('/run/a"b<x>/lca?x=1')
+    assert quoted.status_code == 301 and quoted.headers["Location"] == "/lca/a%22b%3Cx%3E?x=1"
+    injected = client.get("/run/x/lca?a=%0d%0aSet-Cookie:%20x=1")
+    assert injected.headers["Location"] == "/lca/x?a=%0d%0aSet-Cookie:%20x=1"
+    assert "Set-Cookie" not in injected.headers
+    for off_site in ("/run/%2F%2Fevil.com/lca", "/run/..%2F..%2Fetc/lca"):
+        assert "Location" not in client.get(off_site).headers  # not the redirect's rule
