@@ -75,7 +75,7 @@ def train_pair(job: Job) -> Result:
     for order_seed in (1000 + 2 * job.pair, 1001 + 2 * job.pair):
         training = start_training(recipe, order_seed, data)
         for step in range(job.steps):
-            train_step(training, recipe, data)
+            train_step(training, data)
             if step == job.steps - 1 - RECORD_GAP:
                 before = held_out_probabilities(training.model, data).numpy()
         final = held_out_probabilities(training.model, data).numpy()

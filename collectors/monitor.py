@@ -32,6 +32,7 @@ from trainlight.collectors.run_description import describe_run
 from trainlight.collectors.scalars import host_scalar
 from trainlight.collectors.schema import StoreLayout, make_run_id
 from trainlight.collectors.signals.activations import ActivationWatcher
+from trainlight.collectors.signals.gradients import GradientWatcher
 from trainlight.collectors.signals.landscape_probe import LandscapeProbe
 from trainlight.collectors.signals.predictions import PredictionRecorder
 from trainlight.collectors.signals.runaway import RunawayTracker
@@ -104,7 +105,7 @@ class Monitor(SignalProbes):
         self._slots = TensorSlots(problems=self.problems)
         self._device_log_lock = threading.Lock()
         self._last_step = -1
-        self._watchers: list[ActivationWatcher] = []
+        self._watchers: list[ActivationWatcher | GradientWatcher] = []
         self._runaway: RunawayTracker | None = None
         self._predictions: PredictionRecorder | None = None
         self._landscapes: list[LandscapeProbe] = []
@@ -186,16 +187,19 @@ class Monitor(SignalProbes):
         *,
         loss: str | None = None,
         val_loss: str | None = None,
+        val_metric: str | None = None,
     ) -> None:
         """Name the logged keys that play each part: the main training loss (`spike`; default
-        `loss`), its validation twin, and the GAN roles (enable `catch`). Roles named before
-        and not named here are kept."""
+        `loss`), its validation twin and a higher-is-better validation score (`overfit`;
+        default: recognised by name, `val_loss`, `val_acc`, ...), and the GAN roles (enable
+        `catch`). Roles named before and not named here are kept."""
         named = {
             "adversary": adversary,
             "gradient_penalty": gradient_penalty,
             "content": content,
             "loss": loss,
             "val_loss": val_loss,
+            "val_metric": val_metric,
         }
         current = dict(self._writer.header.roles)
         self._update_header(roles=current | {k: v for k, v in named.items() if v})
@@ -213,8 +217,10 @@ class Monitor(SignalProbes):
         tau: float | None = None,
         unit_dim: int = 1,
         prefix: str = "",
+        gradients: bool = True,
     ) -> None:
-        """Hook the ReLU-family activations of `model`: dead/undead units, variance, non-finite.
+        """Hook the ReLU-family activations of `model`: dead/undead units, variance, non-finite;
+        and (`gradients`) each layer's gradient norm and update/weight ratio (gradients.py).
 
         Activation modules (recognised by what they compute) and activation function calls
         inside the forward (`F.relu(self.c1(x))`: row `c1→relu`) are both watched.
@@ -236,9 +242,19 @@ class Monitor(SignalProbes):
         )
         self._watchers.append(watcher)
         self.add_source(watcher)
+        if gradients:
+            grads = GradientWatcher(
+                unwrap(model),
+                step_of=lambda: self._last_step,
+                problems=self.problems,
+                every=every,
+                prefix=prefix,
+            )
+            self._watchers.append(grads)
+            self.add_source(grads)
 
     def unwatch(self) -> None:
-        """Remove every activation hook this Monitor installed (also done on close)."""
+        """Remove every hook `watch` installed (also done on close)."""
         for watcher in self._watchers:
             watcher.remove()
 

@@ -77,7 +77,15 @@ HEADER_KEY = b"trainlight.header"
 SEGMENT_TABLES = ("metrics", "layer_metrics", "lca_frames", "arrays")
 
 # Metric key prefixes trainlight itself writes: not user curves, never a run's "main loss".
-RESERVED_PREFIXES = ("runaway/", "catch/", "lca/", "landscape/", "spike/", "trainlight/")
+RESERVED_PREFIXES = (
+    "runaway/",
+    "catch/",
+    "lca/",
+    "landscape/",
+    "spike/",
+    "overfit/",
+    "trainlight/",
+)
 
 # `arrays` rows `act_var_hist` (one per watched layer and window): how many units have an
 # activation variance in each bin. Bin 0 counts variances below 10**VAR_HIST_LOG10[0] (dead and

@@ -143,6 +143,32 @@ def _digits_runs(quick: bool) -> tuple[RunSpec, ...]:
             "digits-mlp",
             prune_on=("nonfinite",),
         ),
+        _digits(
+            "mlp wide 150 digits",
+            DigitsRecipe(width=512, train_size=150, batch=32),
+            mlp,
+            "a wide MLP on 150 digits: its validation loss rises as it grows sure of the "
+            "digits it gets wrong, while its accuracy holds: amber, never red",
+            "digits-overfit",
+        ),
+        _digits(
+            "mlp wide 150 noisy labels",
+            DigitsRecipe(width=512, train_size=150, batch=32, label_noise=0.4),
+            mlp,
+            "the same on labels 40% random: it memorises the noise and its held-out accuracy "
+            "falls: overfit, pruned",
+            "digits-overfit",
+            prune_on=("overfit",),
+        ),
+        _digits(
+            "mlp deep sigmoid",
+            DigitsRecipe(activation="sigmoid", depth=8, init_std=0.01, lr=0.1),
+            mlp,
+            "eight sigmoid layers from a tiny init: no gradient reaches the first layers and "
+            "the loss never moves: gradients vanish, pruned",
+            "digits-mlp",
+            prune_on=("gradients",),
+        ),
         _digits("mlp replica seed=1", healthy, mlp, replica_story, "replicas", seed=1),
         _digits("mlp replica seed=2", healthy, mlp, replica_story, "replicas", seed=2),
         _digits("mlp smelu seed=1", smooth, mlp, smelu_story, "replicas-smelu", seed=1),

@@ -55,12 +55,21 @@ def build_model(recipe: DigitsRecipe) -> nn.Sequential:
     def act() -> nn.Module:
         if recipe.activation == "smelu":
             return SmeLU(beta=recipe.smelu_beta)
+        if recipe.activation == "sigmoid":
+            return nn.Sigmoid()
         return nn.ReLU() if recipe.activation == "relu" else nn.LeakyReLU(0.01)
 
     if recipe.model == "mlp":
-        return nn.Sequential(
-            nn.Flatten(), nn.Linear(64, 64), act(), nn.Linear(64, 64), act(), nn.Linear(64, 10)
-        )
+        layers: list[nn.Module] = [nn.Flatten()]
+        width_in = 64
+        for _ in range(recipe.depth):
+            linear = nn.Linear(width_in, recipe.width)
+            if recipe.init_std is not None:
+                nn.init.normal_(linear.weight, std=recipe.init_std)
+                nn.init.zeros_(linear.bias)
+            layers += [linear, act()]
+            width_in = recipe.width
+        return nn.Sequential(*layers, nn.Linear(width_in, 10))
     return nn.Sequential(
         nn.Conv2d(1, 8, 3, padding=1),
         act(),
@@ -95,12 +104,14 @@ def _held_out_probe() -> tuple[torch.Tensor, torch.Tensor]:
 
 @dataclass(frozen=True)
 class Training:
-    """One training's state: the model, its optimiser and schedule, and its batch stream."""
+    """One training's state: the model, its optimiser and schedule, its batch stream and the
+    labels it trains on (per digit: the recipe's shift and noise applied)."""
 
     model: nn.Sequential
     opt: torch.optim.SGD
     schedule: torch.optim.lr_scheduler.ExponentialLR
     batches: Iterator[torch.Tensor]
+    labels: torch.Tensor
 
 
 def start_training(recipe: DigitsRecipe, seed: int, data: Digits) -> Training:
@@ -111,19 +122,29 @@ def start_training(recipe: DigitsRecipe, seed: int, data: Digits) -> Training:
     schedule = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=recipe.lr_decay)
     train = data.train[: recipe.train_size] if recipe.train_size else data.train
     batches = shuffled_batches(train, recipe.batch, torch.Generator().manual_seed(seed))
-    return Training(model, opt, schedule, batches)
+    return Training(model, opt, schedule, batches, training_labels(recipe, data))
+
+
+def training_labels(recipe: DigitsRecipe, data: Digits) -> torch.Tensor:
+    """Every digit's label as the recipe trains on it: shifted, and `label_noise` of the
+    training digits given a random class (fixed: the same digits and classes every run)."""
+    labels = (data.labels + recipe.label_shift) % 10
+    if recipe.label_noise:
+        noise = torch.Generator().manual_seed(SPLIT_SEED + 1)
+        flip = data.train[torch.rand(len(data.train), generator=noise) < recipe.label_noise]
+        labels[flip] = torch.randint(0, 10, (len(flip),), generator=noise)
+    return labels
 
 
 def train_step(
     training: Training,
-    recipe: DigitsRecipe,
     data: Digits,
     measure: AbstractContextManager[object] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One SGD step on the next batch (the optimiser step inside `measure`): (loss, accuracy)."""
     idx = next(training.batches)
     logits = training.model(data.images[idx])
-    labels = (data.labels[idx] + recipe.label_shift) % 10
+    labels = training.labels[idx]
     loss = nn.functional.cross_entropy(logits, labels)
     training.opt.zero_grad()
     loss.backward()
@@ -158,7 +179,7 @@ def train_digits(mon: Monitor, recipe: DigitsRecipe, steps: int, seed: int) -> N
         if recipe.lr_jump != 1.0 and step == recipe.lr_jump_at:
             for group in training.opt.param_groups:
                 group["lr"] *= recipe.lr_jump
-        loss, acc = train_step(training, recipe, data, lca.measure(step) if lca else None)
+        loss, acc = train_step(training, data, lca.measure(step) if lca else None)
         mon.log(step, loss=loss, acc=acc)
         if step % EVAL_EVERY == 0 or step == steps - 1:
             mon.log(step, **held_out_scores(model, data))

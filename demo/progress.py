@@ -67,7 +67,8 @@ def render(statuses: Sequence[JobStatus], health: Health, title: str, width: int
     terminal's), cut with an ellipsis, so that a narrow terminal never squeezes the numbers out.
     """
     name_width = min(NAME_WIDTH, max((len(s.name) for s in statuses), default=3))
-    fixed = [name_width, BAR_WIDTH, 11, 9] + ([6] if health else [])
+    badges = max(6, len(signal_names()))  # one badge per registered signal
+    fixed = [name_width, BAR_WIDTH, 11, 9] + ([badges] if health else [])
     note_width = max(0, width - sum(fixed) - len(fixed))
     table = Table(
         title=title, title_justify="left", box=None, pad_edge=False, collapse_padding=True
@@ -76,7 +77,7 @@ def render(statuses: Sequence[JobStatus], health: Health, title: str, width: int
         justify: JustifyMethod = "right" if header == "step" else "left"
         table.add_column(header, width=column_width, no_wrap=True, justify=justify)
     if health:
-        table.add_column("health", width=6, no_wrap=True)
+        table.add_column("health", width=badges, no_wrap=True)
         table.caption = legend()
         table.caption_justify = "left"
     table.add_column("note", no_wrap=True)

@@ -33,8 +33,10 @@ class GanRecipe:
 class DigitsRecipe:
     """A classifier on scikit-learn's bundled 8x8 handwritten digits, SGD with momentum.
 
-    `model`: "mlp" (two hidden layers) or "cnn" (two conv layers). `activation`: "relu" or
-    "leaky_relu". `train_size`: how many digits it trains on (0: every digit not held out).
+    `model`: "mlp" (`depth` hidden layers, two by default) or "cnn" (two conv layers).
+    `activation`: "relu", "leaky_relu" or "sigmoid"; `init_std` draws the MLP's weights from
+    N(0, init_std²) with zero biases (None: PyTorch's default). `train_size`: how many digits
+    it trains on (0: every digit not held out).
     `lca_every` > 0 measures Loss Change Allocation on a fixed probe batch, drawn from the
     training digits or, with `probe="held_out"`, from digits it never trains on (correctly
     labelled). `label_shift` k trains on labels (y + k) mod 10: an off-by-one labelling bug.
@@ -46,7 +48,9 @@ class DigitsRecipe:
     initialisation and differ in data order. `lr_decay` multiplies the learning rate after every
     step (1: constant). `smelu_beta` is SmeLU's half-width (pre-activations here are O(1)).
     `lr_jump` > 1 multiplies the learning rate by that at step `lr_jump_at`: a schedule that
-    restarts far too hot mid-run.
+    restarts far too hot mid-run. `width`: the MLP's hidden units per layer. `label_noise`
+    replaces that fraction of the training labels with random classes (the same digits every
+    run): a wide MLP on few digits memorises them and its held-out accuracy falls.
     """
 
     model: str = "mlp"
@@ -65,18 +69,27 @@ class DigitsRecipe:
     smelu_beta: float = 0.5
     lr_jump: float = 1.0
     lr_jump_at: int = 0
+    width: int = 64
+    label_noise: float = 0.0
+    depth: int = 2
+    init_std: float | None = None
 
     def __post_init__(self) -> None:
         if self.model not in ("mlp", "cnn"):
             raise ValueError(f"model must be 'mlp' or 'cnn', got {self.model!r}")
-        if self.activation not in ("relu", "leaky_relu", "smelu"):
+        if self.activation not in ("relu", "leaky_relu", "smelu", "sigmoid"):
             raise ValueError(
-                f"activation must be 'relu', 'leaky_relu' or 'smelu', got {self.activation!r}"
+                "activation must be 'relu', 'leaky_relu', 'smelu' or 'sigmoid', got "
+                f"{self.activation!r}"
             )
+        if self.depth < 1:
+            raise ValueError(f"depth must be >= 1, got {self.depth!r}")
         if self.probe not in ("train", "held_out"):
             raise ValueError(f"probe must be 'train' or 'held_out', got {self.probe!r}")
         if not 0 < self.lr_decay <= 1:
             raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay!r}")
+        if not 0 <= self.label_noise <= 1:
+            raise ValueError(f"label_noise must be in [0, 1], got {self.label_noise!r}")
         if not self.smelu_beta > 0:
             raise ValueError(f"smelu_beta must be > 0, got {self.smelu_beta!r}")
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from trainlight.app.figures.gradients import gradient_figures
 from trainlight.app.figures.lca import lca_layers_figure
+from trainlight.app.figures.overfit import overfit_figure
 from trainlight.app.figures.scalars import scalar_figure
 from trainlight.app.figures.signals import dead_figure, distribution_figure, runaway_figure
 from trainlight.app.figures.spikes import spike_figure
@@ -18,7 +20,15 @@ from trainlight.app.figures.style import Figure
 from trainlight.app.store.read.run_data import RunPageData
 from trainlight.app.url_state import RunView
 from trainlight.collectors.health.rules.spike import main_loss_key
-from trainlight.collectors.wire import DEAD_FRAC, RUNAWAY_CRITICAL, RUNAWAY_DISTANCE, UNDEAD
+from trainlight.collectors.wire import (
+    DEAD_FRAC,
+    GRAD_NORM,
+    PARAM_COUNT,
+    RUNAWAY_CRITICAL,
+    RUNAWAY_DISTANCE,
+    UNDEAD,
+    UPDATE_RATIO,
+)
 
 CATCH_ROLES = ("content", "adversary", "gradient_penalty")
 
@@ -152,3 +162,33 @@ def _spike(data: RunPageData, view: RunView, revision: str) -> tuple[NamedFigure
         return ()
     fig = spike_figure(loss, data.spikes, smooth=view.smooth, uirevision=f"{revision}:spike")
     return (NamedFigure("spike", fig, zoom=True),)
+
+
+@evidence_for("gradients")
+def _gradients(data: RunPageData, _view: RunView, revision: str) -> tuple[NamedFigure, ...]:
+    grads = data.layers.get(GRAD_NORM, ())
+    if not grads:
+        return ()
+    norms, ratios = gradient_figures(
+        grads,
+        data.layers.get(UPDATE_RATIO, ()),
+        data.layers.get(PARAM_COUNT, ()),
+        data.judging.settings,
+        f"{revision}:gradients",
+    )
+    named = [NamedFigure("gradients:norm", norms, zoom=True)]
+    if ratios is not None:
+        named.append(NamedFigure("gradients:ratio", ratios, zoom=True))
+    return tuple(named)
+
+
+@evidence_for("overfit")
+def _overfit(data: RunPageData, view: RunView, revision: str) -> tuple[NamedFigure, ...]:
+    val = data.scalars.get(data.val_loss_key or "")
+    if val is None or not data.overfits:  # never rising: the losses' own plots say it all
+        return ()
+    train = data.scalars.get(main_loss_key(data.judging.roles))
+    fig = overfit_figure(
+        train, val, data.overfits, smooth=view.smooth, uirevision=f"{revision}:overfit"
+    )
+    return (NamedFigure("overfit", fig, zoom=True),)

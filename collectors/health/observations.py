@@ -17,7 +17,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from trainlight.collectors.wire import DEAD_FRAC, LCA, NONFINITE, UNDEAD
+from trainlight.collectors.wire import (
+    DEAD_FRAC,
+    GRAD_NORM,
+    LCA,
+    NONFINITE,
+    PARAM_COUNT,
+    UNDEAD,
+    UPDATE_RATIO,
+)
 
 Series = tuple[list[int], list[float]]  # (steps, values) in logged order
 
@@ -42,7 +50,8 @@ class SegmentRows:
         return self.first_step is not None
 
 
-LAYER_KEYS = (DEAD_FRAC, UNDEAD, NONFINITE, LCA)  # what the rules read
+# what the rules read
+LAYER_KEYS = (DEAD_FRAC, UNDEAD, NONFINITE, LCA, GRAD_NORM, PARAM_COUNT, UPDATE_RATIO)
 
 
 class _Labels:

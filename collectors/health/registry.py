@@ -10,8 +10,10 @@ from __future__ import annotations
 from trainlight.collectors.health.rules import (
     catch,
     dead_relu,
+    gradients,
     lca,
     nonfinite,
+    overfit,
     runaway_judge,
     spike,
 )
@@ -20,6 +22,8 @@ from trainlight.collectors.health.verdict import shapes_legend
 
 BUILTIN = (
     spike.SPEC,
+    overfit.SPEC,
+    gradients.SPEC,
     catch.SPEC,
     runaway_judge.SPEC,
     dead_relu.SPEC,

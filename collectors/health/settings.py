@@ -52,6 +52,23 @@ class HealthSettings:
     loss_spike_min_history: int = 20  # readings needed before spikes are judged
     loss_spike_patience: int = 50  # readings a spike may stay open before it counts as diverged
     loss_spike_repeat: int = 3  # spike onsets within the window that turn red
+    # -- overfit (validation loss `val_loss`, ... or mon.roles(val_loss=...)); counts are
+    # validation readings. Defaults measured on bench/overfit_batch.py (docs/design.md §5).
+    overfit_smooth: int = 1  # each reading is the median of the last this many (noisy ones: 3)
+    overfit_min_evals: int = 5  # validation readings needed before a verdict
+    overfit_tol: float = 0.05  # above its best by more than this (relative): rising
+    overfit_rising: int = 3  # consecutive readings rising while the train loss has not: amber
+    overfit_margin: float = 0.25  # risen past its best by this much (relative) ...
+    overfit_metric_drop: float = 0.02  # ... with the validation score this far under its best
+    overfit_patience: int = 2  # ... for this many consecutive readings: red
+    overfit_train_window: int = 20  # train-loss readings whose median is its level at a reading
+    # -- gradients (needs mon.watch); read at the steps watch observes
+    gradients_baseline: int = 5  # first readings whose median is a layer's early gradient level
+    gradients_explode: float = 100.0  # exploding: gradient norm over this x its early level
+    gradients_vanish: float = 3e-3  # vanishing: gradient RMS under this x the largest layer's
+    gradients_ratio_high: float = 0.1  # an update moving over this fraction of a layer's weights
+    gradients_patience: int = 100  # steps out of range (and 3 readings) with no loss progress: red
+    gradients_progress: float = 0.05  # the main loss falling this much (relative) is learning
     # -- repro (needs mon.predictions on replicas: runs of one group)
     repro_budget: float = 0.1  # relative PD a replica pair may reach (derived: rules/repro.py)
 
@@ -74,6 +91,13 @@ class HealthSettings:
             "loss_spike_min_history",
             "loss_spike_patience",
             "loss_spike_repeat",
+            "overfit_smooth",
+            "overfit_min_evals",
+            "overfit_rising",
+            "overfit_patience",
+            "overfit_train_window",
+            "gradients_baseline",
+            "gradients_patience",
         ):
             value = getattr(self, name)
             if value is None and name in _DERIVED:
@@ -93,6 +117,13 @@ class HealthSettings:
             "catch_patience_ratio",
             "loss_spike_k",
             "loss_spike_rtol",
+            "overfit_tol",
+            "overfit_margin",
+            "overfit_metric_drop",
+            "gradients_explode",
+            "gradients_vanish",
+            "gradients_ratio_high",
+            "gradients_progress",
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"health setting {name} must be > 0, got {getattr(self, name)!r}")

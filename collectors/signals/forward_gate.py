@@ -27,13 +27,14 @@ class Gate:
     `on_open` runs at the start of each observed pass (a point every rank of a distributed job
     reaches in the same order), `on_close` at its end, also when the forward raised. Passes in
     eval mode or without grad are counted as idle until
-    the first training pass: many of them mean nothing will ever be observed, which is said once.
+    the first training pass: many of them mean nothing will ever be observed, which is said once
+    (unless `problems` is None: a second gate on the same model, whose first one says it).
     """
 
     def __init__(
         self,
         every: int,
-        problems: Problems,
+        problems: Problems | None,
         on_open: Callable[[], None] | None = None,
         on_close: Callable[[], None] | None = None,
     ) -> None:
@@ -47,8 +48,8 @@ class Gate:
         self.open = training and self.passes % self.every == 0
         self.passes += training
         self.pass_id += self.open
-        if not self.passes:
-            self._idle_pass(module)
+        if not self.passes and self.problems is not None:
+            self._idle_pass(module, self.problems)
         if self.open and self.on_open is not None:
             self.on_open()
 
@@ -57,10 +58,10 @@ class Gate:
         if was_open and self.on_close is not None:
             self.on_close()
 
-    def _idle_pass(self, module: nn.Module) -> None:
+    def _idle_pass(self, module: nn.Module, problems: Problems) -> None:
         self.idle += 1
         if self.idle >= IDLE_PASSES_WARNING:  # a few (a sanity check, a no-grad GAN pass) are fine
-            self.problems.report(
+            problems.report(
                 "watch_idle_passes",
                 f"watch(): {self.idle} forward passes of {type(module).__name__} ran in eval "
                 "mode or under torch.no_grad() and none in training; only training passes are "

@@ -48,6 +48,8 @@ def page_data(last_step: int, health: str = "green") -> RunPageData:
         lca_totals={},
         nonfinite=(),
         spikes=(),
+        val_loss_key=None,
+        overfits=(),
     )
 
 

@@ -118,8 +118,8 @@ def test_a_registered_signal_shows_in_the_grid_terminal_api_and_run_page(
         assert (record["h_toy"], record["r_toy"]) == ("red", reason)
         # the terminal: a sixth shape and the legend
         text = runs_table_text(runs, now)
-        assert "○○○○○●■" in text
-        assert "health: spike catch runaway dead_relu lca nonfinite toy" in text
+        assert "○" * (len(signal_names()) - 2) + "●■" in text  # nonfinite green, toy red
+        assert "health: spike overfit gradients catch runaway dead_relu lca nonfinite toy" in text
         # the API
         app = Flask(__name__)
         install_intent_guard(app, HostPolicy.serving())

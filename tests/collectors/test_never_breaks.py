@@ -28,6 +28,7 @@ from trainlight.collectors import Monitor
 from trainlight.collectors.problems import PROBLEMS_KEY
 from trainlight.collectors.schema import StoreLayout
 from trainlight.collectors.signals import functional_watch, unit_stats
+from trainlight.collectors.wire import DEAD_FRAC, GRAD_NORM
 
 Batch = Callable[[int], torch.Tensor]
 STEPS = 40
@@ -350,8 +351,9 @@ def test_a_model_without_relu_is_warned_about_once_and_left_alone(
     with Monitor(run="no relu", store=tmp_path) as mon:
         mon.watch(model, every=1)
         assert train(mon, model) == STEPS  # after the first pass found no activation: unhooked
-        assert not model._forward_hooks and not model._forward_pre_hooks
-        assert not any(m._forward_hooks for m in model.modules())
+        assert not any(m._forward_hooks for m in list(model.modules())[1:])
+        assert len(model._forward_hooks) == len(model._forward_pre_hooks) == 1  # gradients'
+    assert not model._forward_hooks and not model._forward_pre_hooks
     assert len(warnings_of(caplog_warnings)) == 1
     assert "has no ReLU-family modules" in warnings_of(caplog_warnings)[0]
     assert stored_problems(tmp_path, mon.run_id)[f"{PROBLEMS_KEY}/watch_no_activations"] == 1
@@ -526,5 +528,6 @@ def test_autocast_low_precision_activations(
             ).fetchall()
     finally:
         db.close()
-    assert {layer for layer, _, _ in rows} == {"1", "3"}
+    assert {layer for layer, key, _ in rows if key == DEAD_FRAC} == {"1", "3"}  # the ReLUs
+    assert {layer for layer, key, _ in rows if key == GRAD_NORM} == {"0", "2", "4"}  # Linears
     assert all(torch.isfinite(torch.tensor(v)) for _, _, v in rows)

@@ -39,6 +39,10 @@ EXPECTED = {
     ("mlp leaky lr=2", "nonfinite"): "red",
     ("cnn lca", "lca"): "green",
     ("cnn labels off by one", "lca"): "red",
+    ("mlp", "gradients"): "green",
+    ("mlp deep sigmoid", "gradients"): "red",
+    ("mlp wide 150 digits", "overfit"): "amber",
+    ("mlp wide 150 noisy labels", "overfit"): "red",
 }
 
 
@@ -96,7 +100,13 @@ def test_doomed_runs_were_auto_pruned_with_the_reason_and_the_steps_saved(
 ) -> None:
     specs = {spec.name: spec for spec in demo_runs(quick=True)}
     pruned = {name for name, spec in specs.items() if spec.prune_on}
-    assert pruned == {"gan frozen adversary", "mlp lr jump", "mlp leaky lr=2"}
+    assert pruned == {
+        "gan frozen adversary",
+        "mlp lr jump",
+        "mlp leaky lr=2",
+        "mlp wide 150 noisy labels",
+        "mlp deep sigmoid",
+    }
     for name in pruned:
         run = demo.runs[name]
         signal = specs[name].prune_on[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
+from trainlight.collectors.health.registry import signal_names
 from trainlight.demo.jobs import CRASHED, FINISHED, RUNNING, STOPPED, JobStatus
 from trainlight.demo.progress import note, render, summary_lines
 
@@ -30,6 +31,9 @@ def test_the_summary_counts_runs_and_the_steps_pruning_saved() -> None:
     ]
 
 
+LEGEND = "spike overfit gradients catch runaway dead_relu lca nonfinite"
+
+
 def test_the_table_shows_progress_and_the_dashboard_badges() -> None:
     health = {
         "healthy-1": {"dead_relu": "green", "nonfinite": "green"},
@@ -39,11 +43,12 @@ def test_the_table_shows_progress_and_the_dashboard_badges() -> None:
     console.print(render(STATUSES, health, "12s"))
     text = console.export_text()
     rows = {line.split()[0]: line for line in text.splitlines() if line.strip()}
-    # badges in the registry's order: catch runaway dead_relu lca nonfinite
-    assert "○○●○●" in rows["healthy"] and "300/300" in rows["healthy"]
-    assert "■●○○●" in rows["pruned"] and "437/900" in rows["pruned"]
+    # badges in the registry's order
+    assert " ".join(signal_names()) == LEGEND, "the expected badges below follow this order"
+    assert "○○○○○●○●" in rows["healthy"] and "300/300" in rows["healthy"]
+    assert "○○○■●○○●" in rows["pruned"] and "437/900" in rows["pruned"]
     assert "saved 463 steps" in rows["pruned"]
-    assert "health: spike catch runaway dead_relu lca nonfinite" in text
+    assert f"health: {LEGEND}" in text
     without = Console(record=True, width=200, color_system=None)
     without.print(render(STATUSES, {}, "12s"))
     header = next(line for line in without.export_text().splitlines() if line.startswith("run"))

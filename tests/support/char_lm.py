@@ -48,9 +48,11 @@ def train_char_lm(
     seed: int = 0,
     monitor: dict[str, Any] | None = None,
     overshoot_at: int | None = None,
+    watch_every: int | None = None,
 ) -> CharLmResult:
     """`overshoot_at`: a misconfigured schedule raises the learning rate 100x over the 20
-    steps from there (a warmup whose target is a typo), as runs that blow up mid-way do."""
+    steps from there (a warmup whose target is a typo), as runs that blow up mid-way do.
+    `watch_every`: `mon.watch(model, every=...)` (activations, gradients, update ratios)."""
     train, held, vocab = corpus()
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -58,6 +60,8 @@ def train_char_lm(
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     kwargs = {"store": store, "flush_interval": 0.2, **(monitor or {})}
     with Monitor(run=name, config={"lr": lr, "steps": steps}, **kwargs) as mon:
+        if watch_every is not None:
+            mon.watch(model, every=watch_every, unit_dim=-1)
         for step in range(steps):
             if overshoot_at is not None and step >= overshoot_at:
                 for group in opt.param_groups:

@@ -20,6 +20,7 @@ from trainlight.app.store.read.series import (
     CatchMarks,
     HealthChange,
     Judging,
+    OverfitMark,
     Series,
     SpikeMark,
     StepRange,
@@ -29,24 +30,29 @@ from trainlight.app.store.read.series import (
     layer_totals,
     marks_from,
     metric_series,
+    overfit_marks,
     run_judging,
     spike_marks,
 )
 from trainlight.collectors.health.ks import GENERATED_QUANTILES_KEY, REFERENCE_QUANTILES_KEY
+from trainlight.collectors.health.rules.overfit import val_loss_keys
 from trainlight.collectors.health.rules.spike import main_loss_key
 from trainlight.collectors.schema import NO_LAYER, RESERVED_PREFIXES
 from trainlight.collectors.wire import (
     DEAD_FRAC,
+    GRAD_NORM,
     LCA,
     LCA_HELPING,
+    PARAM_COUNT,
     RUNAWAY_CRITICAL,
     RUNAWAY_DISTANCE,
     UNDEAD,
+    UPDATE_RATIO,
 )
 
 MAX_SCALAR_PLOTS = 12
 RUNAWAY_KEYS = (RUNAWAY_DISTANCE, RUNAWAY_CRITICAL)
-LAYER_KEYS = (DEAD_FRAC, UNDEAD, LCA, LCA_HELPING)
+LAYER_KEYS = (DEAD_FRAC, UNDEAD, LCA, LCA_HELPING, GRAD_NORM, UPDATE_RATIO, PARAM_COUNT)
 CUMULATIVE_KEYS = ("lca",)
 
 
@@ -74,6 +80,8 @@ class RunPageData:
     lca_totals: dict[str, float]  # cumulative LCA per layer over the whole run
     nonfinite: tuple[tuple[str, int, float], ...]  # first NaN/±Inf of each scalar key
     spikes: tuple[SpikeMark, ...]  # main-loss spikes the `spike` rule found
+    val_loss_key: str | None  # the validation loss the `overfit` rule reads, if logged
+    overfits: tuple[OverfitMark, ...]  # its rises the `overfit` rule found
 
     @property
     def plotted_keys(self) -> tuple[str, ...]:
@@ -93,7 +101,8 @@ def load_run_page(
     judging = run_judging(cur, run_id)
     roles = [k for k in judging.roles.values() if k in latest]
     loss = main_loss_key(judging.roles)
-    main = [loss] if loss in latest else []
+    val_loss = next((k for k in val_loss_keys(judging.roles) if k in latest), None)
+    main = [k for k in (loss, val_loss) if k in latest]
     wanted = list(dict.fromkeys([*keys[:MAX_SCALAR_PLOTS], *roles, *main, *RUNAWAY_KEYS]))
     series = metric_series(cur, run_id, wanted, span)
     # The first NaN/±Inf of a fetched series is its first cross; only the others need a query.
@@ -115,6 +124,8 @@ def load_run_page(
         lca_totals=layer_totals(cur, run_id, "lca"),
         nonfinite=tuple(sorted(first_bad)),
         spikes=spike_marks(cur, run_id),
+        val_loss_key=val_loss,
+        overfits=overfit_marks(cur, run_id),
     )
 
 

@@ -23,6 +23,8 @@ from trainlight.collectors.schema import NO_LAYER, RESERVED_PREFIXES
 from trainlight.collectors.wire import (
     CATCH_PLATEAU_STEP,
     CATCH_STEP,
+    OVERFIT_BEST,
+    OVERFIT_FROM,
     SPIKE_LEVEL,
     SPIKE_ONSET,
     SPIKE_RECOVERED,
@@ -58,6 +60,16 @@ class SpikeMark:
     peak: float
     level: float
     back: int | None
+
+
+@dataclass(frozen=True)
+class OverfitMark:
+    """A rise of the validation loss the `overfit` rule found: where the loss was at its best
+    (and how low), and the step the rule first saw it rising."""
+
+    best_step: int
+    best: float
+    seen_at: int
 
 
 @dataclass(frozen=True)
@@ -257,4 +269,19 @@ def spike_marks(cur: duckdb.DuckDBPyConnection, run_id: str) -> tuple[SpikeMark,
     return tuple(
         SpikeMark(step, peak, levels.get(step, math.nan), back.get(step))
         for step, peak in sorted(onsets.items())
+    )
+
+
+def overfit_marks(cur: duckdb.DuckDBPyConnection, run_id: str) -> tuple[OverfitMark, ...]:
+    """The rises the rule recorded as it judged (`overfit/…` rows, two per rise)."""
+    rows = cur.execute(
+        """SELECT step, CAST(key AS VARCHAR), value FROM metrics
+           WHERE run_id = ? AND key IN (?, ?) ORDER BY step""",
+        [run_id, OVERFIT_FROM, OVERFIT_BEST],
+    ).fetchall()
+    starts = {int(step): int(value) for step, key, value in rows if key == OVERFIT_FROM}
+    bests = {int(step): value for step, key, value in rows if key == OVERFIT_BEST}
+    return tuple(
+        OverfitMark(best_step, bests.get(seen, math.nan), seen)
+        for seen, best_step in sorted(starts.items())
     )
