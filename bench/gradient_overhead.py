@@ -39,6 +39,7 @@ from torch import nn
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.watch_overhead import make_cnn
 from tests.support.word_language_model import TransformerModel
 from trainlight.collectors.problems import Problems
 from trainlight.collectors.signals.activations import ActivationWatcher
@@ -85,19 +86,6 @@ def direct_cost(base: nn.Module, loss_of: Any, steps: int) -> float:
     for _ in range(steps // BLOCK):
         block(case, loss_of)
     return watcher.spent / steps * 1000
-
-
-def cnn() -> nn.Module:
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(32 * 7 * 7, 10),
-    )
 
 
 def transformer() -> nn.Module:
@@ -186,7 +174,7 @@ def main() -> None:
     torch.manual_seed(0)
     rounds = 10 if args.quick else 30
     print(f"load average {os.getloadavg()[0]:.2f}; {rounds} rounds of {BLOCK}-step blocks")
-    measure("small CNN", cnn(), cnn_loss, rounds)
+    measure("small CNN", make_cnn(), cnn_loss, rounds)
     measure("small transformer LM", transformer(), lm_loss, rounds)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from trainlight.collectors.buffer import RecordBuffer
-from trainlight.collectors.distributed import StopVote, join_job, unwrap
+from trainlight.collectors.distributed import StopVote, join_job
 from trainlight.collectors.health.settings import HealthSettings
 from trainlight.collectors.http_sink import HttpSink
 from trainlight.collectors.monitor_probes import SignalProbes
@@ -37,6 +37,7 @@ from trainlight.collectors.signals.landscape_probe import LandscapeProbe
 from trainlight.collectors.signals.predictions import PredictionRecorder
 from trainlight.collectors.signals.runaway import RunawayTracker
 from trainlight.collectors.sinks import InboxSink, NullSink, Sink
+from trainlight.collectors.system_figures import SystemFigures
 from trainlight.collectors.tensor_slots import TensorSlots
 from trainlight.collectors.writer import RowSource, SegmentWriter
 
@@ -121,6 +122,7 @@ class Monitor(SignalProbes):
         )
         self._closed = False
         if self._leader:
+            self.add_source(SystemFigures(lambda: self._last_step))
             self._writer.start()
         else:
             self._follow()
@@ -207,56 +209,6 @@ class Monitor(SignalProbes):
     def _update_header(self, **changes: Any) -> None:
         writer = self._writer
         writer.header = replace(writer.header, **changes).validated()
-
-    def watch(
-        self,
-        model: torch.nn.Module,
-        every: int = 10,
-        *,
-        window: int = 4096,
-        tau: float | None = None,
-        unit_dim: int = 1,
-        prefix: str = "",
-        gradients: bool = True,
-    ) -> None:
-        """Hook the ReLU-family activations of `model`: dead/undead units, variance, non-finite;
-        and (`gradients`) each layer's gradient norm and update/weight ratio (gradients.py).
-
-        Activation modules (recognised by what they compute) and activation function calls
-        inside the forward (`F.relu(self.c1(x))`: row `c1→relu`) are both watched.
-        Observes every `every`-th training forward pass (eval and no_grad passes never count);
-        a window closes after `window` samples. `unit_dim` is the axis of units in activation
-        outputs: 1 for conv channels and [batch, features]; -1 for [batch, seq, features]. An
-        activation of a Linear's output always uses its features (the last axis).
-        """
-        watcher = ActivationWatcher(
-            unwrap(model),
-            step_of=lambda: self._last_step,
-            problems=self.problems,
-            every=every,
-            window=window,
-            tau=tau,
-            unit_dim=unit_dim,
-            prefix=prefix,
-            group=self._ranks,
-        )
-        self._watchers.append(watcher)
-        self.add_source(watcher)
-        if gradients:
-            grads = GradientWatcher(
-                unwrap(model),
-                step_of=lambda: self._last_step,
-                problems=self.problems,
-                every=every,
-                prefix=prefix,
-            )
-            self._watchers.append(grads)
-            self.add_source(grads)
-
-    def unwatch(self) -> None:
-        """Remove every hook `watch` installed (also done on close)."""
-        for watcher in self._watchers:
-            watcher.remove()
 
     def should_stop(self) -> bool:
         """True once a stop was requested (dashboard, API, or auto-prune). Costs no I/O.

@@ -1,5 +1,6 @@
-"""The `Monitor` methods that attach the optional signals' probes: runaway (reference and
-generated outputs), replica predictions, loss-surface slices and Loss Change Allocation.
+"""The `Monitor` methods that attach the optional signals' probes: `watch` (activations,
+gradients and update ratios), runaway (reference and generated outputs), replica predictions,
+loss-surface slices and Loss Change Allocation.
 
 A base class of `Monitor` (monitor.py keeps the run's lifecycle and the hot path); each probe is
 a row source of the run's flush thread, created on first use.
@@ -12,8 +13,10 @@ from typing import Any
 
 import torch
 
-from trainlight.collectors.distributed import unwrap
+from trainlight.collectors.distributed import RankGroup, unwrap
 from trainlight.collectors.problems import Problems
+from trainlight.collectors.signals.activations import ActivationWatcher
+from trainlight.collectors.signals.gradients import GradientWatcher
 from trainlight.collectors.signals.landscape_probe import LandscapeProbe
 from trainlight.collectors.signals.lca import LossChangeAllocator
 from trainlight.collectors.signals.predictions import PredictionRecorder
@@ -24,12 +27,65 @@ from trainlight.collectors.writer import RowSource
 class SignalProbes:
     problems: Problems
     _leader: bool
+    _last_step: int
+    _ranks: RankGroup | None
+    _watchers: list[ActivationWatcher | GradientWatcher]
     _runaway: RunawayTracker | None
     _predictions: PredictionRecorder | None
     _landscapes: list[LandscapeProbe]
 
     def add_source(self, source: RowSource) -> None:
         raise NotImplementedError  # Monitor's: the flush thread collects the source's rows
+
+    def watch(
+        self,
+        model: torch.nn.Module,
+        every: int = 10,
+        *,
+        window: int = 4096,
+        tau: float | None = None,
+        unit_dim: int = 1,
+        prefix: str = "",
+        gradients: bool = True,
+    ) -> None:
+        """Hook the ReLU-family activations of `model`: dead/undead units, variance, non-finite;
+        and (`gradients`) each layer's gradient norm and update/weight ratio (gradients.py).
+
+        Activation modules (recognised by what they compute) and activation function calls
+        inside the forward (`F.relu(self.c1(x))`: row `c1→relu`) are both watched.
+        Observes every `every`-th training forward pass (eval and no_grad passes never count);
+        a window closes after `window` samples. `unit_dim` is the axis of units in activation
+        outputs: 1 for conv channels and [batch, features]; -1 for [batch, seq, features]. An
+        activation of a Linear's output always uses its features (the last axis).
+        """
+        watcher = ActivationWatcher(
+            unwrap(model),
+            step_of=lambda: self._last_step,
+            problems=self.problems,
+            every=every,
+            window=window,
+            tau=tau,
+            unit_dim=unit_dim,
+            prefix=prefix,
+            group=self._ranks,
+        )
+        self._watchers.append(watcher)
+        self.add_source(watcher)
+        if gradients:
+            grads = GradientWatcher(
+                unwrap(model),
+                step_of=lambda: self._last_step,
+                problems=self.problems,
+                every=every,
+                prefix=prefix,
+            )
+            self._watchers.append(grads)
+            self.add_source(grads)
+
+    def unwatch(self) -> None:
+        """Remove every hook `watch` installed (also done on close)."""
+        for watcher in self._watchers:
+            watcher.remove()
 
     def reference(self, real: torch.Tensor) -> None:
         """Per-sample means of real data: what generated outputs must converge to (`runaway`)."""

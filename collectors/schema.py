@@ -84,6 +84,8 @@ RESERVED_PREFIXES = (
     "landscape/",
     "spike/",
     "overfit/",
+    "progress/",
+    "system/",
     "trainlight/",
 )
 

@@ -22,6 +22,8 @@ CATCH_STEP = "catch/catch_step"  # where it found the adversary's catch
 SPIKE_ONSET = "spike/onset"  # a main-loss spike's first value, at its step
 SPIKE_LEVEL = "spike/level"  # the loss level before it (the recent median), at the same step
 SPIKE_RECOVERED = "spike/recovered"  # steps it took to come back, at the step it came back
+PROGRESS_STALLED = "progress/stalled"  # seconds without a new step, when judged stalled
+PROGRESS_SLOW = "progress/slowdown"  # baseline / recent steps per second, when judged slowed
 OVERFIT_FROM = "overfit/from_step"  # where the validation loss was at its best, at the step the
 OVERFIT_BEST = "overfit/best"  # rule saw it rising (amber) ... and that best (smoothed) value
 

@@ -256,7 +256,8 @@ class SegmentWriter:
         if self._health is None:
             self._health = RunHealth(spec)
         final = header.status in TERMINAL_STATUSES
-        for change in self._health.feed(table, spec, final=final).transitions:
+        result = self._health.feed(table, spec, final=final, sent_at=header.sent_at)
+        for change in result.transitions:
             if change.state == RED and change.signal in header.prune_on and not self.stop_request:
                 reason = f"auto-pruned: {change.signal} red: {change.reason}"
                 self.stop_request = StopRequest(reason)

@@ -50,6 +50,7 @@ def _digits(
     group: str,
     seed: int = 0,
     prune_on: tuple[str, ...] = (),
+    health: dict[str, int | float] | None = None,
 ) -> RunSpec:
     return RunSpec(
         name=name,
@@ -61,6 +62,7 @@ def _digits(
         group=group,
         tags=("digits", recipe.model),
         prune_on=prune_on,
+        health=health or {},
     )
 
 
@@ -168,6 +170,16 @@ def _digits_runs(quick: bool) -> tuple[RunSpec, ...]:
             "the loss never moves: gradients vanish, pruned",
             "digits-mlp",
             prune_on=("gradients",),
+        ),
+        _digits(
+            "mlp hangs",
+            DigitsRecipe(hang_at=400, hang_seconds=60.0),
+            mlp,
+            "its data loader hangs at step 400 while the process lives: stalled, pruned "
+            "(the demo's stall floor is 5 s; the default, 15 min, leaves room for evaluations)",
+            "digits-mlp",
+            prune_on=("progress",),
+            health={"progress_stall_floor": 5.0},
         ),
         _digits("mlp replica seed=1", healthy, mlp, replica_story, "replicas", seed=1),
         _digits("mlp replica seed=2", healthy, mlp, replica_story, "replicas", seed=2),

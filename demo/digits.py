@@ -10,6 +10,7 @@ API: `watch` for dead ReLUs and NaN, `lca` for Loss Change Allocation on a fixed
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -55,9 +56,8 @@ def build_model(recipe: DigitsRecipe) -> nn.Sequential:
     def act() -> nn.Module:
         if recipe.activation == "smelu":
             return SmeLU(beta=recipe.smelu_beta)
-        if recipe.activation == "sigmoid":
-            return nn.Sigmoid()
-        return nn.ReLU() if recipe.activation == "relu" else nn.LeakyReLU(0.01)
+        plain = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}.get(recipe.activation)
+        return plain() if plain is not None else nn.LeakyReLU(0.01)
 
     if recipe.model == "mlp":
         layers: list[nn.Module] = [nn.Flatten()]
@@ -176,6 +176,8 @@ def train_digits(mon: Monitor, recipe: DigitsRecipe, steps: int, seed: int) -> N
             every=recipe.landscape_every,
         )
     for step in range(steps):
+        if recipe.hang_seconds and step == recipe.hang_at:
+            hang(mon, recipe.hang_seconds)
         if recipe.lr_jump != 1.0 and step == recipe.lr_jump_at:
             for group in training.opt.param_groups:
                 group["lr"] *= recipe.lr_jump
@@ -189,6 +191,13 @@ def train_digits(mon: Monitor, recipe: DigitsRecipe, steps: int, seed: int) -> N
             mon.predictions(step, probs, every=recipe.predictions_every, labels=labels)
         if mon.should_stop():
             break
+
+
+def hang(mon: Monitor, seconds: float) -> None:
+    """Make no step for `seconds` (a stuck data loader), or until the run is stopped."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not mon.should_stop():
+        time.sleep(0.1)
 
 
 def shuffled_batches(

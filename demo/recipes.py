@@ -29,13 +29,18 @@ class GanRecipe:
     roles: bool = True  # declare the GAN roles (enables `catch`)
 
 
+ACTIVATIONS = ("relu", "leaky_relu", "smelu", "sigmoid", "tanh")
+
+
 @dataclass(frozen=True)
 class DigitsRecipe:
     """A classifier on scikit-learn's bundled 8x8 handwritten digits, SGD with momentum.
 
     `model`: "mlp" (`depth` hidden layers, two by default) or "cnn" (two conv layers).
-    `activation`: "relu", "leaky_relu" or "sigmoid"; `init_std` draws the MLP's weights from
-    N(0, init_std²) with zero biases (None: PyTorch's default). `train_size`: how many digits
+    `activation`: "relu", "leaky_relu", "sigmoid" or "tanh"; `init_std` draws the MLP's weights from
+    N(0, init_std²) with zero biases (None: PyTorch's default). `hang_seconds` > 0 stops the
+    loop at step `hang_at` for that long (a stuck data loader: the process lives, no step
+    comes), unless the run is stopped meanwhile. `train_size`: how many digits
     it trains on (0: every digit not held out).
     `lca_every` > 0 measures Loss Change Allocation on a fixed probe batch, drawn from the
     training digits or, with `probe="held_out"`, from digits it never trains on (correctly
@@ -73,15 +78,14 @@ class DigitsRecipe:
     label_noise: float = 0.0
     depth: int = 2
     init_std: float | None = None
+    hang_at: int = 0
+    hang_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         if self.model not in ("mlp", "cnn"):
             raise ValueError(f"model must be 'mlp' or 'cnn', got {self.model!r}")
-        if self.activation not in ("relu", "leaky_relu", "smelu", "sigmoid"):
-            raise ValueError(
-                "activation must be 'relu', 'leaky_relu', 'smelu' or 'sigmoid', got "
-                f"{self.activation!r}"
-            )
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if self.depth < 1:
             raise ValueError(f"depth must be >= 1, got {self.depth!r}")
         if self.probe not in ("train", "held_out"):

@@ -34,6 +34,7 @@ PROGRESS_INTERVAL_S = 0.25
 # Short flushes: the health rules judge once per segment, and a verdict must hold for `confirm`
 # judgements in a row, so a few-second training needs many segments to be judged steadily.
 FLUSH_INTERVAL_S = 0.2
+HEARTBEAT_S = 1.0  # a hung demo run shows as stalled within seconds (the default is 10 s)
 INTERRUPTED = "interrupted (Ctrl-C)"
 
 
@@ -89,6 +90,7 @@ def run(
         prune_on=spec.prune_on,
         health=spec.health or None,
         flush_interval=flush_interval,
+        heartbeat_interval=max(flush_interval, HEARTBEAT_S),
     ) as mon:
         reporter = Reporter(mon)
         reporter.emit(Event("start", run_id=mon.run_id, total_steps=spec.steps))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from trainlight.app.figures.gradients import gradient_figures
 from trainlight.app.figures.lca import lca_layers_figure
 from trainlight.app.figures.overfit import overfit_figure
+from trainlight.app.figures.progress import progress_figure, system_figure
 from trainlight.app.figures.scalars import scalar_figure
 from trainlight.app.figures.signals import dead_figure, distribution_figure, runaway_figure
 from trainlight.app.figures.spikes import spike_figure
@@ -179,6 +180,19 @@ def _gradients(data: RunPageData, _view: RunView, revision: str) -> tuple[NamedF
     named = [NamedFigure("gradients:norm", norms, zoom=True)]
     if ratios is not None:
         named.append(NamedFigure("gradients:ratio", ratios, zoom=True))
+    return tuple(named)
+
+
+@evidence_for("progress")
+def _progress(data: RunPageData, _view: RunView, revision: str) -> tuple[NamedFigure, ...]:
+    clock = data.clock
+    if not clock.stalls and not clock.slowdowns:  # steady: nothing to explain
+        return ()
+    fig = progress_figure(clock, uirevision=f"{revision}:progress")
+    named = [NamedFigure("progress", fig, zoom=True)]
+    system = system_figure(clock, uirevision=f"{revision}:system")
+    if system is not None:
+        named.append(NamedFigure("progress:system", system, zoom=True))
     return tuple(named)
 
 

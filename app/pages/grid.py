@@ -74,6 +74,9 @@ def layout(**query: Any) -> html.Div:
                     "tooltipShowDelay": 300,
                     "suppressCellFocus": True,
                     "animateRows": False,
+                    # A few dozen columns at most: render them all (row virtualisation stays),
+                    # so a wide grid scrolled sideways never shows blank cells first.
+                    "suppressColumnVirtualisation": True,
                     "localeText": {
                         "noRowsToShow": "No runs match. Start a training script with "
                         "trainlight.collectors.Monitor, or clear the filters."

@@ -47,20 +47,28 @@ class RunHealth:
         self.judges = _judges_for(spec, {}, spec) if judges is None else judges
 
     def feed(
-        self, table: pa.Table, spec: HealthSpec | None = None, *, final: bool = False
+        self,
+        table: pa.Table,
+        spec: HealthSpec | None = None,
+        *,
+        final: bool = False,
+        sent_at: float | None = None,
     ) -> FeedResult:
         """Advance by one segment; returns the state changes it caused.
 
         Only complete steps are judged (`Pending`); `final` (the run's last segment) completes
         the last one. Each rule is judged at its own evaluation points (readings, window
         closes), and the changes come out in the order of those points' steps, so the result
-        over a run never depends on where its segments were cut."""
+        over a run never depends on where its segments were cut. `sent_at` (the segment
+        header's send time; heartbeats too) is what time-based rules (`progress`) read."""
         if spec is not None and spec != self.spec:
             self.judges = _judges_for(spec, self.judges, self.spec)
             self.spec = spec
         keys = set().union(*(judge.keys() for judge in self.judges.values()))
         rows = self.pending.take(extract(table, keys), final)
-        ctx = FeedContext(self.spec, rows, final, self.hysteresis)
+        ctx = FeedContext(
+            self.spec, rows, final, self.hysteresis, sent_at=sent_at, top_step=self.pending.step
+        )
         for judge in self.judges.values():  # in dependency order
             judge.feed(ctx)
         ctx.judged.sort(key=lambda j: (j[0], j[1]))

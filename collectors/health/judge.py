@@ -44,6 +44,8 @@ class FeedContext:
     rows: SegmentRows
     final: bool  # the run's last segment: its last step is complete
     hysteresis: dict[str, Hysteresis]
+    sent_at: float | None = None  # unix seconds the segment was sent (heartbeats too)
+    top_step: int | None = None  # the highest step seen so far, complete or not
     judged: list[Judged] = field(default_factory=list)
     derived: list[tuple[int, str, float]] = field(default_factory=list)  # metric rows made
     shared: dict[str, Any] = field(default_factory=dict)  # left by a judge for its dependants

@@ -14,6 +14,7 @@ from trainlight.collectors.health.rules import (
     lca,
     nonfinite,
     overfit,
+    progress,
     runaway_judge,
     spike,
 )
@@ -24,6 +25,7 @@ BUILTIN = (
     spike.SPEC,
     overfit.SPEC,
     gradients.SPEC,
+    progress.SPEC,
     catch.SPEC,
     runaway_judge.SPEC,
     dead_relu.SPEC,

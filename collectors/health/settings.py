@@ -69,6 +69,12 @@ class HealthSettings:
     gradients_ratio_high: float = 0.1  # an update moving over this fraction of a layer's weights
     gradients_patience: int = 100  # steps out of range (and 3 readings) with no loss progress: red
     gradients_progress: float = 0.05  # the main loss falling this much (relative) is learning
+    # -- progress (every run: segments' send times, heartbeats included); counts are advances
+    progress_stall_k: float = 10.0  # stalled: no new step for this x its median time per step
+    progress_stall_floor: float = 900.0  # ... and at least these seconds (evals, checkpoints)
+    progress_baseline: int = 20  # first step advances whose median rate is the baseline
+    progress_window: int = 20  # latest advances whose median rate is compared with it
+    progress_slow: float = 0.5  # recent rate under this x the baseline: amber
     # -- repro (needs mon.predictions on replicas: runs of one group)
     repro_budget: float = 0.1  # relative PD a replica pair may reach (derived: rules/repro.py)
 
@@ -98,13 +104,22 @@ class HealthSettings:
             "overfit_train_window",
             "gradients_baseline",
             "gradients_patience",
+            "progress_baseline",
+            "progress_window",
         ):
             value = getattr(self, name)
             if value is None and name in _DERIVED:
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"health setting {name} must be an integer >= 1, got {value!r}")
-        for name in ("dead_amber", "dead_red", "plateau_rho", "ema_alpha", "runaway_shrink"):
+        for name in (
+            "dead_amber",
+            "dead_red",
+            "plateau_rho",
+            "ema_alpha",
+            "runaway_shrink",
+            "progress_slow",
+        ):
             value = getattr(self, name)
             if not 0 < value <= 1:
                 raise ValueError(f"health setting {name} must be in (0, 1], got {value!r}")
@@ -124,6 +139,8 @@ class HealthSettings:
             "gradients_vanish",
             "gradients_ratio_high",
             "gradients_progress",
+            "progress_stall_k",
+            "progress_stall_floor",
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"health setting {name} must be > 0, got {getattr(self, name)!r}")

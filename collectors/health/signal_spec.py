@@ -28,6 +28,9 @@ class SignalSpec:
     reads: tuple[str, ...] = ()  # metric keys the rule reads (beyond the roles)
     depends_on: tuple[str, ...] = ()  # signals whose windows it consults
     may_prune: bool = True  # may be named in `prune_on`
+    # Judged on the segments' send times (`progress`), not on steps alone: its verdicts depend
+    # on when rows arrived, so it is the one kind that differs when segments are cut otherwise.
+    timed: bool = False
     # How rows reach its rule at ingest (and in the collector); None: judged at view time only.
     judge: type[Judge[Any]] | None = None
 

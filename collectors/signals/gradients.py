@@ -24,6 +24,7 @@ thread copies the queued per-layer vectors to the host, so watching never synchr
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -93,7 +94,10 @@ class GradientWatcher:
         for index, tensor in zip(self.layer_of, self.params, strict=True):
             self.sizes[index] += tensor.numel()
         self._index = {id(p): i for i, p in enumerate(self.params)}
-        self._optimisers: dict[int, tuple[int, list[int]]] = {}  # id -> (params seen, ours)
+        # optimiser -> (its parameter count, the indices of ours it steps); weak: a new
+        # optimiser at a dead one's address must not inherit its answer
+        self._optimisers: weakref.WeakKeyDictionary[torch.optim.Optimizer, tuple[int, list[int]]]
+        self._optimisers = weakref.WeakKeyDictionary()
         self.updates = UNKNOWN  # who updates the parameters: OPTIMISER, MANUAL, once seen
         self.peak_copy_bytes = 0  # the most parameter-copy bytes held at once (benchmarks)
         self._layer_indices: dict[tuple[tuple[int, ...], torch.device], torch.Tensor] = {}
@@ -213,10 +217,10 @@ class GradientWatcher:
         """Indices of our parameters that `optimiser` steps (cached until its groups change)."""
         groups = optimiser.param_groups
         count = sum(len(g["params"]) for g in groups)
-        cached = self._optimisers.get(id(optimiser))
+        cached = self._optimisers.get(optimiser)
         if cached is None or cached[0] != count:
             ours = [self._index[id(p)] for g in groups for p in g["params"] if id(p) in self._index]
-            cached = self._optimisers[id(optimiser)] = (count, ours)
+            cached = self._optimisers[optimiser] = (count, ours)
         return cached[1]
 
     def _finish(self) -> None:

@@ -10,7 +10,13 @@ import numpy as np
 from trainlight.app.components.run_refresh import run_update
 from trainlight.app.store.read.queries import RunDetail, RunSummary
 from trainlight.app.store.read.run_data import RunPageData
-from trainlight.app.store.read.series import CatchMarks, HealthChange, Judging, Series
+from trainlight.app.store.read.series import (
+    CatchMarks,
+    HealthChange,
+    Judging,
+    Series,
+    StepClock,
+)
 from trainlight.app.url_state import RunView
 
 SLOTS = ["scalar:loss"]
@@ -50,6 +56,7 @@ def page_data(last_step: int, health: str = "green") -> RunPageData:
         spikes=(),
         val_loss_key=None,
         overfits=(),
+        clock=StepClock(),
     )
 
 

@@ -119,7 +119,10 @@ def test_a_registered_signal_shows_in_the_grid_terminal_api_and_run_page(
         # the terminal: a sixth shape and the legend
         text = runs_table_text(runs, now)
         assert "○" * (len(signal_names()) - 2) + "●■" in text  # nonfinite green, toy red
-        assert "health: spike overfit gradients catch runaway dead_relu lca nonfinite toy" in text
+        assert (
+            "health: spike overfit gradients progress catch runaway dead_relu lca nonfinite toy"
+            in text
+        )
         # the API
         app = Flask(__name__)
         install_intent_guard(app, HostPolicy.serving())

@@ -72,3 +72,34 @@ def test_demo_run_page_explains_a_red_verdict(
     page.wait_for_timeout(800)
     page.screenshot(path=str(screenshot_dir / "demo_run_page.png"))
     watched_page.assert_no_errors()
+
+
+@pytest.mark.parametrize(
+    ("run_name", "signal", "reason", "plots"),
+    [
+        ("mlp wide 150 noisy labels", "overfit", "from its best", 1),
+        ("mlp deep sigmoid", "gradients", "gradient RMS", 2),
+    ],
+)
+def test_demo_run_page_shows_the_evidence_of_overfit_and_gradients(
+    server: LiveServer,
+    watched_page: WatchedPage,
+    screenshot_dir: Path,
+    run_name: str,
+    signal: str,
+    reason: str,
+    plots: int,
+) -> None:
+    run_id = next(r["run_id"] for r in server.runs() if r["name"] == run_name)
+    page = watched_page.page
+    page.set_viewport_size({"width": 1400, "height": 1500})
+    page.goto(server.url(f"run/{run_id}"), wait_until="domcontentloaded")
+    expect(page.locator(f"#panel-{signal} .panel-title .verdict")).to_have_text(re.compile("red"))
+    expect(page.locator(f"#panel-{signal} .reason")).to_contain_text(reason)
+    expect(page.locator(f"#panel-{signal} .js-plotly-plot")).to_have_count(plots)
+    marks = page.locator(f"#panel-{signal} .js-plotly-plot .scatterlayer .point")
+    expect(marks.first).to_be_visible()  # the rule's findings are drawn, not just the curves
+    page.locator(f"#panel-{signal}").scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(screenshot_dir / f"demo_{signal}.png"))
+    watched_page.assert_no_errors()

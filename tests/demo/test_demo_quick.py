@@ -43,6 +43,8 @@ EXPECTED = {
     ("mlp deep sigmoid", "gradients"): "red",
     ("mlp wide 150 digits", "overfit"): "amber",
     ("mlp wide 150 noisy labels", "overfit"): "red",
+    ("mlp", "progress"): "green",
+    ("mlp hangs", "progress"): "red",
 }
 
 
@@ -106,6 +108,7 @@ def test_doomed_runs_were_auto_pruned_with_the_reason_and_the_steps_saved(
         "mlp leaky lr=2",
         "mlp wide 150 noisy labels",
         "mlp deep sigmoid",
+        "mlp hangs",
     }
     for name in pruned:
         run = demo.runs[name]

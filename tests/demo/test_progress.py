@@ -31,7 +31,7 @@ def test_the_summary_counts_runs_and_the_steps_pruning_saved() -> None:
     ]
 
 
-LEGEND = "spike overfit gradients catch runaway dead_relu lca nonfinite"
+LEGEND = "spike overfit gradients progress catch runaway dead_relu lca nonfinite"
 
 
 def test_the_table_shows_progress_and_the_dashboard_badges() -> None:
@@ -45,8 +45,8 @@ def test_the_table_shows_progress_and_the_dashboard_badges() -> None:
     rows = {line.split()[0]: line for line in text.splitlines() if line.strip()}
     # badges in the registry's order
     assert " ".join(signal_names()) == LEGEND, "the expected badges below follow this order"
-    assert "○○○○○●○●" in rows["healthy"] and "300/300" in rows["healthy"]
-    assert "○○○■●○○●" in rows["pruned"] and "437/900" in rows["pruned"]
+    assert "○○○○○○●○●" in rows["healthy"] and "300/300" in rows["healthy"]
+    assert "○○○○■●○○●" in rows["pruned"] and "437/900" in rows["pruned"]
     assert "saved 463 steps" in rows["pruned"]
     assert f"health: {LEGEND}" in text
     without = Console(record=True, width=200, color_system=None)

@@ -19,10 +19,10 @@ import torch
 from torch import nn
 
 from trainlight.collectors import Monitor
-from trainlight.demo.digits import load_digits_split
+from trainlight.demo.digits import build_model, load_digits_split
+from trainlight.demo.recipes import DigitsRecipe
 
 DOOMED_BELOW = 0.5  # final held-out accuracy under this: the run learned (almost) nothing
-ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh}
 
 
 @dataclass(frozen=True)
@@ -49,18 +49,12 @@ class DeepResult:
 
 
 def build(case: DeepCase) -> nn.Sequential:
+    """The demo's MLP (demo/digits.py) with the case's depth, width, activation and init."""
     torch.manual_seed(case.seed)
-    layers: list[nn.Module] = [nn.Flatten()]
-    width_in = 64
-    for _ in range(case.depth):
-        linear = nn.Linear(width_in, case.width)
-        if case.init_std is not None:
-            nn.init.normal_(linear.weight, std=case.init_std)
-            nn.init.zeros_(linear.bias)
-        layers += [linear, ACTIVATIONS[case.activation]()]
-        width_in = case.width
-    layers.append(nn.Linear(width_in, 10))
-    return nn.Sequential(*layers)
+    recipe = DigitsRecipe(
+        activation=case.activation, depth=case.depth, width=case.width, init_std=case.init_std
+    )
+    return build_model(recipe)
 
 
 def train_deep(

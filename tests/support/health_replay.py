@@ -24,7 +24,8 @@ def replay(store: Path, overrides: Mapping[str, Any] | None = None) -> list[Tran
         settings = {**header.health, **(overrides or {})}
         spec = spec_from_header(header.roles, settings, header.prune_on, header.planned_steps)
         health = health or RunHealth(spec)
-        changes += health.feed(segment.table, spec, final=i == len(files) - 1).transitions
+        final = i == len(files) - 1
+        changes += health.feed(segment.table, spec, final=final, sent_at=header.sent_at).transitions
     return changes
 
 

@@ -105,7 +105,7 @@ def _evaluate(
         if not _same_spec(segment.header, spec_of):  # headers repeat it: parse it once a run
             spec, spec_of = _spec(segment.header), segment.header
         final = segment.header.status in TERMINAL_STATUSES  # the run's last step is complete
-        result = health.feed(segment.table, spec, final=final)
+        result = health.feed(segment.table, spec, final=final, sent_at=segment.header.sent_at)
         for change in result.transitions:
             changes.transitions.append((run.run_id, change))
             if change.state == RED and change.signal in spec.prune_on and prune_reason is None:

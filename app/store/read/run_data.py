@@ -23,6 +23,7 @@ from trainlight.app.store.read.series import (
     OverfitMark,
     Series,
     SpikeMark,
+    StepClock,
     StepRange,
     first_nonfinite,
     health_history,
@@ -33,6 +34,7 @@ from trainlight.app.store.read.series import (
     overfit_marks,
     run_judging,
     spike_marks,
+    step_clock,
 )
 from trainlight.collectors.health.ks import GENERATED_QUANTILES_KEY, REFERENCE_QUANTILES_KEY
 from trainlight.collectors.health.rules.overfit import val_loss_keys
@@ -82,6 +84,7 @@ class RunPageData:
     spikes: tuple[SpikeMark, ...]  # main-loss spikes the `spike` rule found
     val_loss_key: str | None  # the validation loss the `overfit` rule reads, if logged
     overfits: tuple[OverfitMark, ...]  # its rises the `overfit` rule found
+    clock: StepClock  # steps/s over the run, and where `progress` found it stalled or slowed
 
     @property
     def plotted_keys(self) -> tuple[str, ...]:
@@ -126,6 +129,7 @@ def load_run_page(
         spikes=spike_marks(cur, run_id),
         val_loss_key=val_loss,
         overfits=overfit_marks(cur, run_id),
+        clock=step_clock(cur, run_id, loss),
     )
 
 

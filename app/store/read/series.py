@@ -8,6 +8,7 @@ mark them. Everything returns frozen dataclasses.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Collection, Mapping, Sequence
@@ -20,11 +21,14 @@ import numpy as np
 from trainlight.app.store.read.buckets import Series, StepRange, bucketed, span_clauses, to_series
 from trainlight.collectors.health.settings import HealthSettings
 from trainlight.collectors.schema import NO_LAYER, RESERVED_PREFIXES
+from trainlight.collectors.system_figures import SYSTEM_KEYS
 from trainlight.collectors.wire import (
     CATCH_PLATEAU_STEP,
     CATCH_STEP,
     OVERFIT_BEST,
     OVERFIT_FROM,
+    PROGRESS_SLOW,
+    PROGRESS_STALLED,
     SPIKE_LEVEL,
     SPIKE_ONSET,
     SPIKE_RECOVERED,
@@ -70,6 +74,18 @@ class OverfitMark:
     best_step: int
     best: float
     seen_at: int
+
+
+@dataclass(frozen=True)
+class StepClock:
+    """How fast a run stepped: steps/s between consecutive points of its main loss (bucketed),
+    and where the `progress` rule found it stalled or slowed (step, seconds or factor)."""
+
+    steps: tuple[float, ...] = ()
+    rates: tuple[float, ...] = ()
+    stalls: tuple[tuple[int, float], ...] = ()
+    slowdowns: tuple[tuple[int, float], ...] = ()
+    system: dict[str, tuple[tuple[int, float], ...]] = field(default_factory=dict)  # sampled
 
 
 @dataclass(frozen=True)
@@ -284,4 +300,44 @@ def overfit_marks(cur: duckdb.DuckDBPyConnection, run_id: str) -> tuple[OverfitM
     return tuple(
         OverfitMark(best_step, bests.get(seen, math.nan), seen)
         for seen, best_step in sorted(starts.items())
+    )
+
+
+def step_clock(
+    cur: duckdb.DuckDBPyConnection, run_id: str, key: str, points: int = 500
+) -> StepClock:
+    """The run's step rate from the wall times of `key`'s rows (`points` buckets of steps),
+    and the `progress/…` rows the rule recorded."""
+    rows = cur.execute(
+        """SELECT min(step), epoch(min(wall_time)) FROM metrics
+           WHERE run_id = ? AND key = ? AND wall_time IS NOT NULL
+           GROUP BY step // greatest(1, (SELECT (max(step) - min(step)) // ? FROM metrics
+                                         WHERE run_id = ? AND key = ?))
+           ORDER BY 1""",
+        [run_id, key, points, run_id, key],
+    ).fetchall()
+    steps, rates = [], []
+    for (s0, t0), (s1, t1) in itertools.pairwise(rows):
+        if t1 > t0:
+            steps.append(float(s1))
+            rates.append((s1 - s0) / (t1 - t0))
+    marks = cur.execute(
+        """SELECT step, CAST(key AS VARCHAR), value FROM metrics
+           WHERE run_id = ? AND key IN (?, ?) ORDER BY step""",
+        [run_id, PROGRESS_STALLED, PROGRESS_SLOW],
+    ).fetchall()
+    sampled = cur.execute(
+        """SELECT CAST(key AS VARCHAR), step, value FROM metrics
+           WHERE run_id = ? AND key IN (SELECT unnest(?)) ORDER BY key, step""",
+        [run_id, list(SYSTEM_KEYS)],
+    ).fetchall()
+    system: dict[str, list[tuple[int, float]]] = {}
+    for name, step, value in sampled:
+        system.setdefault(name, []).append((int(step), value))
+    return StepClock(
+        tuple(steps),
+        tuple(rates),
+        tuple((int(st), v) for st, k, v in marks if k == PROGRESS_STALLED),
+        tuple((int(st), v) for st, k, v in marks if k == PROGRESS_SLOW),
+        {name: tuple(points) for name, points in system.items()},
     )

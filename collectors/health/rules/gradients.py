@@ -173,7 +173,9 @@ class GradientsRule:
         worst = [Finding(*f).words() for f in window.latest[:3]]
         more = len(window.latest) - len(worst)
         said = "; ".join(worst) + (f"; {more} more" if more > 0 else "")
-        tail = f" (since step {since:,}" + (", the loss not improving)" if state == RED else ")")
+        tail = f" (out of range since step {since:,}" + (
+            "; the loss not improving)" if state == RED else ")"
+        )
         return Verdict(state, said + tail, window.step)
 
 

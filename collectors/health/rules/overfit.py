@@ -210,18 +210,21 @@ def _take_upto(
     return upto
 
 
+def _smoothing(s: HealthSettings) -> str:
+    return f" (median of its last {s.overfit_smooth} readings)" if s.overfit_smooth > 1 else ""
+
+
 SPEC = SignalSpec(
     name="overfit",
     column="overfit",
     title="Overfitting",
     summary="Validation loss rising from its best while the training loss falls",
     explain=lambda s: (
-        f"Amber when the validation loss (median of its last {s.overfit_smooth} readings) stays "
-        f"over {s.overfit_tol:.0%} above its best for {s.overfit_rising} readings while the "
-        f"training loss has not risen; red when it is {s.overfit_margin:.0%} above for "
-        f"{s.overfit_patience} readings and the validation score (val_acc, ...; if logged) is "
-        f"{s.overfit_metric_drop:.0%} under its best. A rising validation loss with a score "
-        "that holds stays amber."
+        f"Amber when the validation loss{_smoothing(s)} stays over {s.overfit_tol:.0%} above "
+        f"its best for {s.overfit_rising} readings while the training loss has not risen; red "
+        f"when it is {s.overfit_margin:.0%} above for {s.overfit_patience} readings and the "
+        f"validation score (val_acc, ...; if logged) is {s.overfit_metric_drop:.0%} under its "
+        "best. A rising validation loss with a score that holds stays amber."
     ),
     missing="not judged: log a validation loss (`val_loss`, `eval_loss`, ... or name it with "
     "mon.roles(val_loss=...))",

@@ -1,4 +1,4 @@
-"""Evidence figures of `overfit` and `gradients`: they mark what the rules found, nothing else."""
+"""Evidence figures of `overfit`, `gradients` and `progress`: they mark what the rules found."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from plotly.io.json import to_json_plotly
 
 from trainlight.app.figures.gradients import gradient_figures
 from trainlight.app.figures.overfit import overfit_figure
-from trainlight.app.store.read.series import OverfitMark, Series
+from trainlight.app.figures.progress import progress_figure
+from trainlight.app.store.read.series import OverfitMark, Series, StepClock
 from trainlight.collectors.health.settings import HealthSettings
 
 
@@ -50,3 +51,12 @@ def test_gradient_heatmaps_mark_the_cells_the_rule_flags() -> None:
     assert all(layer != "head" for _, layer in flagged)  # the healthy layer is never marked
     [moved] = [t for t in json.loads(to_json_plotly(moves))["data"] if t.get("name")]
     assert list(zip(moved["x"], moved["y"], strict=True)) == [(70, "head")]
+
+
+def test_progress_figure_draws_the_rate_and_marks_stalls_and_slowdowns() -> None:
+    clock = StepClock((10.0, 20.0, 30.0), (50.0, 48.0, 10.0), ((30, 720.0),), ((20, 3.1),))
+    decoded = json.loads(to_json_plotly(progress_figure(clock)))
+    assert decoded["data"][0]["y"] == [50, 48, 10]
+    labels = [a["text"] for a in decoded["layout"]["annotations"]]
+    assert labels == ["stalled 12.0 min", "3.1x slower"]
+    assert [s["x0"] for s in decoded["layout"]["shapes"]] == [30, 20]

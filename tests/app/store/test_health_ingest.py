@@ -71,8 +71,14 @@ def test_live_restarted_and_late_ingest_record_the_same_transitions(tmp_path: Pa
     for store in (live, late):  # the current state is the latest change, even within a batch
         with store.read() as cur:
             (run,) = list_runs(cur, utc_naive())
-        # spike: one NaN is the only `loss` reading (the nonfinite signal's business)
-        assert run.health == {"catch": "red", "nonfinite": "red", "spike": "grey"}
+        # spike: one NaN is the only `loss` reading (the nonfinite signal's business);
+        # progress: judged on the segments' send times, the same live, restarted or late
+        assert run.health == {
+            "catch": "red",
+            "nonfinite": "red",
+            "spike": "grey",
+            "progress": "green",
+        }
     with live.read() as cur:
         marks = cur.execute("SELECT key, step FROM metrics WHERE key LIKE 'catch/%'").fetchall()
     assert [k for k, _ in marks] == ["catch/plateau_step"]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.app.store.filled_store import INF_STEP, LONG_STEPS, NAN_STEP
-from trainlight.app.store.database import Store
+from trainlight.app.store.database import Store, utc_naive
 from trainlight.app.store.read.buckets import bucket_width
 from trainlight.app.store.read.frames import (
     frame_layers,
@@ -29,7 +30,9 @@ from trainlight.app.store.read.series import (
     run_roles,
     scalar_keys,
     scalar_series,
+    step_clock,
 )
+from trainlight.collectors.schema import StoreLayout
 
 
 def raw(store: Store, run_id: str, key: str) -> list[tuple[int, float]]:
@@ -193,3 +196,19 @@ def test_lca_frames(filled: tuple[Store, dict[str, str]]) -> None:
     assert [f.layer for f in side] == list(layers) and {f.step for f in side} == {steps[-1]}
     assert scale == pytest.approx(np.quantile(np.abs(every), 0.99), rel=1e-5)
     assert missing is None
+
+
+def test_step_clock_is_the_rate_between_wall_times_and_the_rules_marks(tmp_path: Path) -> None:
+    store = Store(StoreLayout.resolve(tmp_path))
+    try:
+        with store.write() as cur:
+            rows = [("r", step, "loss", 1.0, utc_naive(1000.0 + step / 10)) for step in range(100)]
+            rows += [("r", step, "loss", 1.0, utc_naive(1100.0 + step)) for step in range(100, 150)]
+            rows += [("r", 120, "progress/slowdown", 10.0, None)]
+            cur.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?)", rows)
+        with store.read() as cur:
+            clock = step_clock(cur, "r", "loss", points=150)
+    finally:
+        store.close()
+    assert clock.rates[10] == pytest.approx(10.0) and clock.rates[-1] == pytest.approx(1.0)
+    assert clock.slowdowns == ((120, 10.0),) and clock.stalls == ()
