@@ -270,36 +270,40 @@ def run_roles(cur: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, str]:
     return run_judging(cur, run_id).roles
 
 
-def spike_marks(cur: duckdb.DuckDBPyConnection, run_id: str) -> tuple[SpikeMark, ...]:
-    """The spikes the rule recorded as it judged (`spike/…` rows: a handful per run)."""
+def recorded(
+    cur: duckdb.DuckDBPyConnection, run_id: str, keys: Sequence[str]
+) -> dict[str, list[tuple[int, float]]]:
+    """Run-level rows of `keys` the rules recorded as they judged (a handful per run): key ->
+    (step, value) in step order; keys without rows left out."""
     rows = cur.execute(
-        """SELECT step, CAST(key AS VARCHAR), value FROM metrics
-           WHERE run_id = ? AND key IN (?, ?, ?) ORDER BY step""",
-        [run_id, SPIKE_ONSET, SPIKE_LEVEL, SPIKE_RECOVERED],
+        """SELECT CAST(key AS VARCHAR), step, value FROM metrics
+           WHERE run_id = ? AND key IN (SELECT unnest(?)) ORDER BY step""",
+        [run_id, list(keys)],
     ).fetchall()
-    onsets = {int(step): value for step, key, value in rows if key == SPIKE_ONSET}
-    levels = {int(step): value for step, key, value in rows if key == SPIKE_LEVEL}
-    back = {
-        int(step) - int(value): int(step) for step, key, value in rows if key == SPIKE_RECOVERED
-    }
+    found: dict[str, list[tuple[int, float]]] = {}
+    for key, step, value in rows:
+        found.setdefault(key, []).append((int(step), value))
+    return found
+
+
+def spike_marks(cur: duckdb.DuckDBPyConnection, run_id: str) -> tuple[SpikeMark, ...]:
+    """The spikes the rule recorded as it judged (`spike/…` rows)."""
+    rows = recorded(cur, run_id, (SPIKE_ONSET, SPIKE_LEVEL, SPIKE_RECOVERED))
+    levels = dict(rows.get(SPIKE_LEVEL, []))
+    back = {step - int(took): step for step, took in rows.get(SPIKE_RECOVERED, [])}
     return tuple(
         SpikeMark(step, peak, levels.get(step, math.nan), back.get(step))
-        for step, peak in sorted(onsets.items())
+        for step, peak in sorted(dict(rows.get(SPIKE_ONSET, [])).items())
     )
 
 
 def overfit_marks(cur: duckdb.DuckDBPyConnection, run_id: str) -> tuple[OverfitMark, ...]:
     """The rises the rule recorded as it judged (`overfit/…` rows, two per rise)."""
-    rows = cur.execute(
-        """SELECT step, CAST(key AS VARCHAR), value FROM metrics
-           WHERE run_id = ? AND key IN (?, ?) ORDER BY step""",
-        [run_id, OVERFIT_FROM, OVERFIT_BEST],
-    ).fetchall()
-    starts = {int(step): int(value) for step, key, value in rows if key == OVERFIT_FROM}
-    bests = {int(step): value for step, key, value in rows if key == OVERFIT_BEST}
+    rows = recorded(cur, run_id, (OVERFIT_FROM, OVERFIT_BEST))
+    bests = dict(rows.get(OVERFIT_BEST, []))
     return tuple(
-        OverfitMark(best_step, bests.get(seen, math.nan), seen)
-        for seen, best_step in sorted(starts.items())
+        OverfitMark(int(best_step), bests.get(seen, math.nan), seen)
+        for seen, best_step in sorted(dict(rows.get(OVERFIT_FROM, [])).items())
     )
 
 
@@ -321,23 +325,11 @@ def step_clock(
         if t1 > t0:
             steps.append(float(s1))
             rates.append((s1 - s0) / (t1 - t0))
-    marks = cur.execute(
-        """SELECT step, CAST(key AS VARCHAR), value FROM metrics
-           WHERE run_id = ? AND key IN (?, ?) ORDER BY step""",
-        [run_id, PROGRESS_STALLED, PROGRESS_SLOW],
-    ).fetchall()
-    sampled = cur.execute(
-        """SELECT CAST(key AS VARCHAR), step, value FROM metrics
-           WHERE run_id = ? AND key IN (SELECT unnest(?)) ORDER BY key, step""",
-        [run_id, list(SYSTEM_KEYS)],
-    ).fetchall()
-    system: dict[str, list[tuple[int, float]]] = {}
-    for name, step, value in sampled:
-        system.setdefault(name, []).append((int(step), value))
+    marks = recorded(cur, run_id, (PROGRESS_STALLED, PROGRESS_SLOW, *SYSTEM_KEYS))
     return StepClock(
         tuple(steps),
         tuple(rates),
-        tuple((int(st), v) for st, k, v in marks if k == PROGRESS_STALLED),
-        tuple((int(st), v) for st, k, v in marks if k == PROGRESS_SLOW),
-        {name: tuple(points) for name, points in system.items()},
+        tuple(marks.pop(PROGRESS_STALLED, [])),
+        tuple(marks.pop(PROGRESS_SLOW, [])),
+        {name: tuple(points) for name, points in marks.items()},  # the sampled figures
     )

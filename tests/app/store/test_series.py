@@ -19,6 +19,8 @@ from trainlight.app.store.read.frames import (
     lca_frame,
 )
 from trainlight.app.store.read.series import (
+    OverfitMark,
+    SpikeMark,
     StepRange,
     catch_marks,
     current_health,
@@ -26,10 +28,12 @@ from trainlight.app.store.read.series import (
     layer_series,
     layer_totals,
     metric_series,
+    overfit_marks,
     run_judging,
     run_roles,
     scalar_keys,
     scalar_series,
+    spike_marks,
     step_clock,
 )
 from trainlight.collectors.schema import StoreLayout
@@ -212,3 +216,25 @@ def test_step_clock_is_the_rate_between_wall_times_and_the_rules_marks(tmp_path:
         store.close()
     assert clock.rates[10] == pytest.approx(10.0) and clock.rates[-1] == pytest.approx(1.0)
     assert clock.slowdowns == ((120, 10.0),) and clock.stalls == ()
+
+
+def test_recorded_marks_pair_up_as_the_rules_wrote_them(tmp_path: Path) -> None:
+    store = Store(StoreLayout.resolve(tmp_path))
+    rows = [
+        ("r", 100, "spike/onset", 9.0),
+        ("r", 100, "spike/level", 2.0),
+        ("r", 130, "spike/recovered", 30.0),
+        ("r", 400, "spike/onset", 7.0),
+        ("r", 400, "spike/level", 1.5),
+        ("r", 250, "overfit/from_step", 150.0),
+        ("r", 250, "overfit/best", 0.3),
+    ]
+    try:
+        with store.write() as cur:
+            cur.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, NULL)", rows)
+        with store.read() as cur:
+            spikes, rises = spike_marks(cur, "r"), overfit_marks(cur, "r")
+    finally:
+        store.close()
+    assert spikes == (SpikeMark(100, 9.0, 2.0, 130), SpikeMark(400, 7.0, 1.5, None))
+    assert rises == (OverfitMark(150, 0.3, 250),)

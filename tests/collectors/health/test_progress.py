@@ -147,3 +147,22 @@ def test_a_real_loop_that_hangs_is_red_and_pruned_while_a_steady_one_is_green(
         else:
             assert RED in states
             assert (mon.stop_reason or "").startswith("auto-pruned: progress red: stalled at step")
+
+
+def test_send_times_that_repeat_or_go_backwards_never_crash_nor_fake_a_rate() -> None:
+    """A clock stepped back (NTP), duplicated headers, a late segment: no division by zero, no
+    negative rate, and idle time never negative."""
+    segments = [
+        *steady(10, 20.0),
+        (220, 10.0, False),  # same send time as the one before
+        (240, 5.0, False),  # sent "earlier" than the last
+        (None, 4.0, False),  # a heartbeat from the past
+        *steady(10, 20.0, start=11.0, first=240),
+    ]
+    states, _ = judged(segments)
+    assert states == naive_states(segments, FAST) and RED not in states
+    health = RunHealth(HealthSpec(settings=FAST))
+    for top, sent, final in segments:
+        health.feed(rows_table([(top, "loss", 1.0)] if top else []), final=final, sent_at=sent)
+        window = health.window("progress")
+        assert all(rate > 0 for rate in window.rates) and window.idle() >= 0
