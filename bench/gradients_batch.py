@@ -11,7 +11,9 @@ instrumented with `watch(every=10)`. Labels come from final quality only: deep M
 when their held-out accuracy ends under 0.5, LMs when their held-out loss ends at or above 85%
 of the unigram baseline. Each run is judged from its store as the server would
 (tests/support/health_replay.py), with the defaults and the `--vanish` alternatives; the
-healthy runs' update ratios are summarised (the folklore centre is 1e-3).
+healthy runs' update ratios are summarised (the folklore centre is 1e-3). Lightning's
+`SpikeDetection` and `EarlyStopping` and Optuna's `MedianPruner` run on the same readings
+(bench/batch_report.py) are the comparison.
 
     python bench/gradients_batch.py            # 14 runs, ~4 min on 2 cores
     python bench/gradients_batch.py --quick    # 4 runs
@@ -28,11 +30,10 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.batch_report import Run, compare_baselines, read_run, readings, summarise
 from tests.support.char_lm import train_char_lm
 from tests.support.deep_mlp import DeepCase, train_deep
 from tests.support.health_replay import replay
-from trainlight.app.store.ingest.transaction import decode_segment
-from trainlight.collectors.store_files import run_entries, segment_files
 from trainlight.collectors.wire import UPDATE_RATIO
 
 DEEP = [
@@ -61,13 +62,7 @@ def first_red(store: Path, overrides: dict[str, float]) -> int | None:
 
 
 def update_ratios(store: Path) -> list[float]:
-    out: list[float] = []
-    for _, _, path in segment_files(run_entries(store / "inbox")):
-        table = decode_segment(path.read_bytes()).table.to_pydict()
-        out += [
-            v for k, v in zip(table["key"], table["value"], strict=True) if k == UPDATE_RATIO and v
-        ]
-    return out
+    return [v for _, v in readings(store, UPDATE_RATIO, "layer_metrics") if v]
 
 
 def main() -> None:
@@ -76,27 +71,28 @@ def main() -> None:
     parser.add_argument("--vanish", type=float, nargs="*", default=[3e-3, 1e-3, 1e-2])
     args = parser.parse_args()
     variants = [{"gradients_vanish": v} for v in args.vanish]
-    rows: list[tuple[str, int, bool, list[int | None]]] = []
+    runs: list[Run] = []
+    reds: list[list[int | None]] = []
     healthy_ratios: list[float] = []
     with tempfile.TemporaryDirectory(prefix="trainlight-gradients-batch-") as tmp:
         for case in QUICK_DEEP if args.quick else DEEP:
             store = Path(tmp) / case.name
             result = train_deep(store, case)
-            rows.append(
-                (case.name, case.steps, result.doomed, [first_red(store, v) for v in variants])
-            )
+            runs.append(read_run(store, case.name, case.steps, result.doomed))
+            reds.append([first_red(store, v) for v in variants])
             if not result.doomed:
                 healthy_ratios += update_ratios(store)
-            report(rows[-1], f"held-out acc {result.final_acc:.2f}")
+            report(runs[-1], reds[-1], f"held-out acc {result.final_acc:.2f}")
         for lr, seed, overshoot in QUICK_LMS if args.quick else LMS:
             name = f"lm-lr{lr:g}-s{seed}-{'o' + str(overshoot) if overshoot else 'sane'}"
             store = Path(tmp) / name
             lm = train_char_lm(store, name, lr, LM_STEPS, seed, None, overshoot, watch_every=10)
             doomed = not lm.final_loss < DOOMED_RATIO * lm.unigram_loss
-            rows.append((name, LM_STEPS, doomed, [first_red(store, v) for v in variants]))
+            runs.append(read_run(store, name, LM_STEPS, doomed))
+            reds.append([first_red(store, v) for v in variants])
             if not doomed:
                 healthy_ratios += update_ratios(store)
-            report(rows[-1], f"final/unigram {lm.final_loss / lm.unigram_loss:.2f}")
+            report(runs[-1], reds[-1], f"final/unigram {lm.final_loss / lm.unigram_loss:.2f}")
     print()
     if healthy_ratios:
         q = statistics.quantiles(healthy_ratios, n=100)
@@ -105,22 +101,14 @@ def main() -> None:
             f"1st-99th percentile {q[0]:.2e}-{q[98]:.2e}, max {max(healthy_ratios):.2e}"
         )
     for i, variant in enumerate(variants):
-        right = sum((reds[i] is not None) == doomed for _, _, doomed, reds in rows)
-        false_red = sum(reds[i] is not None and not doomed for _, _, doomed, reds in rows)
-        doomed_rows = [(steps, reds[i]) for _, steps, doomed, reds in rows if doomed]
-        saved = sum(1 - red / steps for steps, red in doomed_rows if red is not None)
-        print(
-            f"vanish {variant['gradients_vanish']:g}: {right}/{len(rows)} right, {false_red} "
-            f"healthy runs red, {sum(r is not None for _, r in doomed_rows)}/{len(doomed_rows)} "
-            f"doomed red, compute saved on them "
-            f"{(saved / len(doomed_rows) if doomed_rows else 0):.0%}"
-        )
+        summarise(f"gradients vanish {variant['gradients_vanish']:g}", runs, [r[i] for r in reds])
+    compare_baselines(runs)
 
 
-def report(row: tuple[str, int, bool, list[int | None]], quality: str) -> None:
-    name, _, doomed, reds = row
+def report(run: Run, reds: list[int | None], quality: str) -> None:
     verdicts = " ".join(f"red@{r}" if r is not None else "no-red" for r in reds)
-    print(f"{name:26} {quality} {'doomed ' if doomed else 'healthy'} {verdicts}", flush=True)
+    label = "doomed " if run.doomed else "healthy"
+    print(f"{run.name:26} {quality} {label} {verdicts}", flush=True)
 
 
 if __name__ == "__main__":

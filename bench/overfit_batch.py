@@ -2,15 +2,15 @@
 
 Why (issue 15): a rising validation loss alone is not doom. The rule must keep runs whose
 validation loss rises while their accuracy holds out of red, and turn the runs that memorise
-noise red early enough to save most of their compute; early stopping on the validation loss
-(Lightning's `EarlyStopping(monitor="val_loss", mode="min", patience=p, min_delta=0)`, its
-documented semantics replayed on the same readings) is the comparison.
+noise red early enough to save most of their compute; Lightning's `EarlyStopping` on the
+validation loss, its `SpikeDetection` and Optuna's `MedianPruner`, run on the same readings
+(bench/batch_report.py), are the comparison.
 
 The batch: tests/support/overfit_digits.py, clean and noisy labels, with and without weight
 decay or dropout, several seeds. Labels come from final quality only: the test accuracy (digits
 never logged) at the end against the best the run reached. Each run is judged from its store as
-the server would (tests/support/health_replay.py), with the defaults and the `--margin`
-alternatives in the same run.
+the server would (tests/support/health_replay.py), with the defaults and the `--margin` and
+`--drop` (overfit_metric_drop) alternatives in the same run.
 
     python bench/overfit_batch.py            # 14 runs, ~2 min on 2 cores
     python bench/overfit_batch.py --quick    # 4 runs
@@ -26,10 +26,9 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.batch_report import compare_baselines, read_run, summarise
 from tests.support.health_replay import replay
 from tests.support.overfit_digits import OverfitCase, train_overfit
-from trainlight.app.store.ingest.transaction import decode_segment
-from trainlight.collectors.store_files import run_entries, segment_files
 
 CASES = [
     OverfitCase("clean-s0"),
@@ -57,75 +56,35 @@ def first_red(store: Path, overrides: dict[str, float]) -> int | None:
     return None
 
 
-def val_losses(store: Path) -> list[tuple[int, float]]:
-    """The run's logged validation losses, read back from its segments."""
-    out = []
-    for _, _, path in segment_files(run_entries(store / "inbox")):
-        table = decode_segment(path.read_bytes()).table.to_pydict()
-        out += [
-            (s, v)
-            for s, k, v in zip(table["step"], table["key"], table["value"], strict=True)
-            if k == "val_loss"
-        ]
-    return sorted(out)
-
-
-def early_stop(readings: list[tuple[int, float]], patience: int) -> int | None:
-    """Lightning EarlyStopping (mode min, min_delta 0): the step it stops at, or None."""
-    best, wait = float("inf"), 0
-    for step, value in readings:
-        if value < best:
-            best, wait = value, 0
-        else:
-            wait += 1
-            if wait >= patience:
-                return step
-    return None
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--margin", type=float, nargs="*", default=[0.25, 0.15, 0.5])
-    parser.add_argument("--patience", type=int, nargs="*", default=[3, 5, 10])
+    parser.add_argument("--drop", type=float, nargs="*", default=[0.03, 0.02, 0.05])
     args = parser.parse_args()
-    variants = [{"overfit_margin": m} for m in args.margin]
-    rows = []
+    variants = [
+        {"overfit_margin": m, "overfit_metric_drop": d} for m in args.margin for d in args.drop
+    ]
+    runs, reds = [], []
     with tempfile.TemporaryDirectory(prefix="trainlight-overfit-batch-") as tmp:
         for case in QUICK if args.quick else CASES:
             store = Path(tmp) / case.name
             result = train_overfit(store, case)
-            reds = [first_red(store, v) for v in variants]
-            stops = [early_stop(val_losses(store), p) for p in args.patience]
-            rows.append((case, result.doomed, reds, stops))
+            runs.append(read_run(store, case.name, case.steps, result.doomed))
+            reds.append([first_red(store, v) for v in variants])
             label = "doomed " if result.doomed else "healthy"
-            verdicts = " ".join(f"red@{r}" if r is not None else "no-red" for r in reds)
+            verdicts = " ".join(f"red@{r}" if r is not None else "no-red" for r in reds[-1])
             print(
                 f"{case.name:18} test acc best {result.best_test_acc:.3f} final "
-                f"{result.final_test_acc:.3f} {label} {verdicts} | early stop {stops}",
+                f"{result.final_test_acc:.3f} {label} {verdicts}",
                 flush=True,
             )
     print()
     for i, variant in enumerate(variants):
-        stops = [(case, doomed, reds[i]) for case, doomed, reds, _ in rows]
-        summarise(f"overfit margin {variant['overfit_margin']:.2f}", stops)
-    for i, patience in enumerate(args.patience):
-        stops = [(case, doomed, early[i]) for case, doomed, _, early in rows]
-        summarise(f"EarlyStopping patience {patience}", stops)
-
-
-def summarise(title: str, stops: list[tuple[OverfitCase, bool, int | None]]) -> None:
-    """How one stopping rule did on the batch: (case, doomed, the step it stopped at)."""
-    right = sum((stop is not None) == doomed for _, doomed, stop in stops)
-    false_kill = sum(stop is not None and not doomed for _, doomed, stop in stops)
-    doomed_runs = [(case, stop) for case, doomed, stop in stops if doomed]
-    saved = sum(1 - stop / case.steps for case, stop in doomed_runs if stop is not None)
-    caught = sum(stop is not None for _, stop in doomed_runs)
-    print(
-        f"{title:28}: {right}/{len(stops)} right, {false_kill} healthy runs stopped, "
-        f"{caught}/{len(doomed_runs)} doomed stopped, "
-        f"compute saved on them {(saved / len(doomed_runs) if doomed_runs else 0):.0%}"
-    )
+        margin, drop = variant["overfit_margin"], variant["overfit_metric_drop"]
+        title = f"overfit margin {margin:.2f} drop {drop:.2f}"
+        summarise(title, runs, [r[i] for r in reds])
+    compare_baselines(runs)
 
 
 if __name__ == "__main__":

@@ -4,14 +4,17 @@ Why (issue 15): the spike rule's defaults must keep every healthy run out of red
 transformers spike too) and turn doomed runs red early enough to save most of their compute.
 
 The batch: tests/support/char_lm.py (pytorch/examples' TransformerModel on `pydoc_data.topics`,
-Adam), 300 steps each: sane learning rates (1e-3, 2e-3) on several seeds, and runs whose
-schedule overshoots (the learning rate rises 100x over 20 steps from step 100 or 150: a warmup
-target with a typo). Labels come from final quality only, never from the signal: a run is doomed
-when its held-out loss at the end is not below 85% of the unigram baseline (it unlearned). Each
-run is judged from its store as the server would (tests/support/health_replay.py), with the
-defaults and with the `--rtol` and `--k` alternatives in the same run.
+Adam), 600 steps each: sane learning rates (1e-3 to 3e-3) on several seeds; runs whose schedule
+overshoots for good (the learning rate rises 100x over 20 steps from step 100 to 200: a warmup
+target with a typo); and transients that look scary early (10-30x for 5-20 steps, then back),
+some of which recover and some not. Labels come from final quality only, never from the
+signal: a run is doomed when its held-out loss at the end is not below 85% of the unigram
+baseline (it unlearned). Each run is judged from its store as the server would
+(tests/support/health_replay.py), with the defaults and with the `--rtol` and `--k`
+alternatives in the same run; Lightning's `SpikeDetection` and Optuna's `MedianPruner` run on
+the same readings (bench/batch_report.py) are the comparison.
 
-    python bench/spike_batch.py            # 10 runs, ~6 min on 2 cores
+    python bench/spike_batch.py            # 14 runs, ~6 min on 2 cores
     python bench/spike_batch.py --quick    # 4 runs
 """
 
@@ -26,10 +29,11 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.batch_report import compare_baselines, read_run, summarise
 from tests.support.char_lm import train_char_lm
 from tests.support.health_replay import replay
 
-STEPS = 300
+STEPS = 600
 DOOMED_RATIO = 0.85  # held-out loss / unigram loss at the end: at or above it, the run unlearned
 
 
@@ -38,11 +42,16 @@ class Case:
     lr: float
     seed: int
     overshoot_at: int | None
+    factor: float = 100.0  # the learning rate rises this much over 20 steps ...
+    lasts: int | None = None  # ... and drops back after this many more (None: never)
 
     @property
     def name(self) -> str:
-        schedule = f"o{self.overshoot_at}" if self.overshoot_at else "sane"
-        return f"lr{self.lr:g}-s{self.seed}-{schedule}"
+        if self.overshoot_at is None:
+            return f"lr{self.lr:g}-s{self.seed}-sane"
+        schedule = f"o{self.overshoot_at}x{self.factor:g}"
+        transient = f"-for{self.lasts}" if self.lasts else ""
+        return f"lr{self.lr:g}-s{self.seed}-{schedule}{transient}"
 
 
 CASES = [
@@ -53,11 +62,15 @@ CASES = [
     Case(3e-3, 4, None),
     Case(1e-3, 0, 150),
     Case(1e-3, 1, 100),
-    Case(2e-3, 2, 150),
+    Case(2e-3, 2, 200),
     Case(1e-3, 3, 100),
-    Case(2e-3, 4, 100),
+    Case(2e-3, 4, 150),
+    Case(2e-3, 5, 100, 10, 10),
+    Case(1e-3, 6, 150, 30, 5),
+    Case(2e-3, 7, 60, 20, 10),
+    Case(1e-3, 8, 200, 10, 20),
 ]
-QUICK = [CASES[0], CASES[2], CASES[5], CASES[6]]
+QUICK = [CASES[0], CASES[2], CASES[5], CASES[10]]
 
 
 def first_red(store: Path, overrides: dict[str, float]) -> int | None:
@@ -74,33 +87,32 @@ def main() -> None:
     parser.add_argument("--k", type=float, nargs="*", default=[6.0])
     args = parser.parse_args()
     variants = [{"loss_spike_rtol": r, "loss_spike_k": k} for r in args.rtol for k in args.k]
-    rows = []
+    runs, reds = [], []
     with tempfile.TemporaryDirectory(prefix="trainlight-spike-batch-") as tmp:
         for case in QUICK if args.quick else CASES:
             store = Path(tmp) / case.name
             result = train_char_lm(
-                store, case.name, case.lr, STEPS, case.seed, None, case.overshoot_at
+                store,
+                case.name,
+                case.lr,
+                STEPS,
+                case.seed,
+                None,
+                case.overshoot_at,
+                overshoot_factor=case.factor,
+                overshoot_for=case.lasts,
             )
-            doomed = not result.final_loss < DOOMED_RATIO * result.unigram_loss
-            reds = [first_red(store, v) for v in variants]
-            rows.append((case, result.final_loss / result.unigram_loss, doomed, reds))
-            label = "doomed " if doomed else "healthy"
-            verdicts = " ".join(f"red@{r}" if r is not None else "no-red" for r in reds)
-            print(f"{case.name:22} final/unigram {rows[-1][1]:.2f} {label} {verdicts}", flush=True)
+            ratio = result.final_loss / result.unigram_loss
+            runs.append(read_run(store, case.name, STEPS, not ratio < DOOMED_RATIO))
+            reds.append([first_red(store, v) for v in variants])
+            label = "doomed " if runs[-1].doomed else "healthy"
+            verdicts = " ".join(f"red@{r}" if r is not None else "no-red" for r in reds[-1])
+            print(f"{case.name:26} final/unigram {ratio:.2f} {label} {verdicts}", flush=True)
     print()
     for i, variant in enumerate(variants):
-        right = sum((reds[i] is not None) == doomed for _, _, doomed, reds in rows)
-        false_red = sum(reds[i] is not None and not doomed for _, _, doomed, reds in rows)
-        saved = [
-            1 - reds[i] / STEPS for _, _, doomed, reds in rows if doomed and reds[i] is not None
-        ]
-        doomed_n = sum(doomed for _, _, doomed, _ in rows)
-        print(
-            f"rtol {variant['loss_spike_rtol']:.2f} k {variant['loss_spike_k']:g}: "
-            f"{right}/{len(rows)} verdicts right, {false_red} healthy runs red, "
-            f"{len(saved)}/{doomed_n} doomed runs red, compute saved on them "
-            f"{(sum(saved) / doomed_n if doomed_n else 0):.0%} (of the doomed runs' steps)"
-        )
+        title = f"spike rtol {variant['loss_spike_rtol']:.2f} k {variant['loss_spike_k']:g}"
+        summarise(title, runs, [r[i] for r in reds])
+    compare_baselines(runs)
 
 
 if __name__ == "__main__":

@@ -244,8 +244,11 @@ class Monitor(SignalProbes):
         if self._leader:
             self._writer.flush()
 
-    def close(self, status: str | None = None, timeout: float = DEFAULT_CLOSE_TIMEOUT_S) -> None:
-        """End the run: finished, or stopped when a stop was requested. Idempotent.
+    def close(
+        self, status: str | None = None, timeout: float = DEFAULT_CLOSE_TIMEOUT_S, reason: str = ""
+    ) -> None:
+        """End the run: finished, or stopped when a stop was requested (`reason`: why, when no
+        stop request says it: a framework's pruner or early stopping). Idempotent.
 
         Returns within `timeout` seconds (default 10, also for `with` and at exit) whatever
         the server does; segments not delivered by then stay in the outbox (one warning names
@@ -263,7 +266,7 @@ class Monitor(SignalProbes):
             self._stop_vote.close()
         if status is None:
             status = "stopped" if self._writer.stop_request is not None else "finished"
-        reason = (self.stop_reason or "") if status == "stopped" else ""
+        reason = (self.stop_reason or reason) if status == "stopped" else ""
         if self._leader:
             self._writer.close(status, reason, timeout)
 

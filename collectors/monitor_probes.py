@@ -47,6 +47,7 @@ class SignalProbes:
         unit_dim: int = 1,
         prefix: str = "",
         gradients: bool = True,
+        passes: str = "forward",
     ) -> None:
         """Hook the ReLU-family activations of `model`: dead/undead units, variance, non-finite;
         and (`gradients`) each layer's gradient norm and update/weight ratio (gradients.py).
@@ -57,7 +58,13 @@ class SignalProbes:
         a window closes after `window` samples. `unit_dim` is the axis of units in activation
         outputs: 1 for conv channels and [batch, features]; -1 for [batch, seq, features]. An
         activation of a Linear's output always uses its features (the last axis).
+        `passes`: what marks a training pass, "forward" (the model's forward) or "manual"
+        (`begin_pass()` before the forward and `end_pass()` after it: a framework whose loop
+        never calls the watched module's forward, such as Lightning's `training_step`).
         """
+        if passes not in ("forward", "manual"):
+            raise ValueError(f"passes must be 'forward' or 'manual', got {passes!r}")
+        manual = passes == "manual"
         watcher = ActivationWatcher(
             unwrap(model),
             step_of=lambda: self._last_step,
@@ -68,6 +75,7 @@ class SignalProbes:
             unit_dim=unit_dim,
             prefix=prefix,
             group=self._ranks,
+            manual_passes=manual,
         )
         self._watchers.append(watcher)
         self.add_source(watcher)
@@ -78,9 +86,23 @@ class SignalProbes:
                 problems=self.problems,
                 every=every,
                 prefix=prefix,
+                manual_passes=manual,
             )
             self._watchers.append(grads)
             self.add_source(grads)
+
+    def begin_pass(self) -> None:
+        """A training pass of the models watched with `passes="manual"` begins (before its
+        forward). Costs what the forward pre-hook costs; no-op for other watches."""
+        for watcher in self._watchers:
+            if watcher.manual_passes:
+                watcher.root_pre(watcher.root, ())
+
+    def end_pass(self) -> None:
+        """... and ends (after its forward, before its backward)."""
+        for watcher in self._watchers:
+            if watcher.manual_passes:
+                watcher.root_post(watcher.root, (), None)
 
     def unwatch(self) -> None:
         """Remove every hook `watch` installed (also done on close)."""

@@ -49,6 +49,7 @@ class HealthSettings:
     loss_spike_window: int = 50  # readings whose median/MAD set the level
     loss_spike_k: float = 6.0  # a spike is > k robust deviations (1.4826 MAD) above the level
     loss_spike_rtol: float = 0.3  # ... and > rtol x |level| above it
+    loss_spike_floor: float = 0.2  # ... and > this x the starting level (near-0 losses)
     loss_spike_min_history: int = 20  # readings needed before spikes are judged
     loss_spike_patience: int = 50  # readings a spike may stay open before it counts as diverged
     loss_spike_repeat: int = 3  # spike onsets within the window that turn red
@@ -59,7 +60,7 @@ class HealthSettings:
     overfit_tol: float = 0.05  # above its best by more than this (relative): rising
     overfit_rising: int = 3  # consecutive readings rising while the train loss has not: amber
     overfit_margin: float = 0.25  # risen past its best by this much (relative) ...
-    overfit_metric_drop: float = 0.02  # ... with the validation score this far under its best
+    overfit_metric_drop: float = 0.05  # ... with the validation score this far under its best
     overfit_patience: int = 2  # ... for this many consecutive readings: red
     overfit_train_window: int = 20  # train-loss readings whose median is its level at a reading
     # -- gradients (needs mon.watch); read at the steps watch observes
@@ -132,6 +133,7 @@ class HealthSettings:
             "catch_patience_ratio",
             "loss_spike_k",
             "loss_spike_rtol",
+            "loss_spike_floor",
             "overfit_tol",
             "overfit_margin",
             "overfit_metric_drop",

@@ -165,6 +165,8 @@ class ActivationWatcher:
         group: the ranks of a distributed job (None: this process alone). Windows then count
             samples over all ranks (each rank closes after window / world_size) and are merged
             across ranks before rank 0 judges them (see shared_windows.py).
+        manual_passes: the caller marks each training pass (`root_pre` before the forward,
+            `root_post` after it) instead of the model's forward hooks.
     """
 
     max_queued = 10_000  # closed windows held for the flush thread before the oldest are dropped
@@ -182,6 +184,7 @@ class ActivationWatcher:
         prefix: str = "",
         low_var_eps: float = 1e-8,
         group: RankGroup | None = None,
+        manual_passes: bool = False,
     ) -> None:
         for arg, value in (("every", every), ("window", window)):
             if not isinstance(value, int) or value < 1:
@@ -204,8 +207,13 @@ class ActivationWatcher:
         )
         self.model_name = type(model).__name__
         self.layers = self._install(model, prefix)
-        self._handles.append(model.register_forward_pre_hook(self.gate.before))
-        self._handles.append(model.register_forward_hook(self.gate.after, always_call=True))
+        # What marks a training pass: the root module's hooks, or the caller (`manual_passes`:
+        # a loop that never calls the model's forward, e.g. Lightning's training_step).
+        self.root, self.root_pre, self.root_post = model, self.gate.before, self.gate.after
+        self.manual_passes = manual_passes
+        if not manual_passes:
+            self._handles.append(model.register_forward_pre_hook(self.root_pre))
+            self._handles.append(model.register_forward_hook(self.root_post, always_call=True))
 
     def _install(self, model: nn.Module, prefix: str) -> list[str]:
         """Hook the activation modules (activation_kinds.py); name the look-alikes left out."""

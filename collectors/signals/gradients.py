@@ -40,13 +40,17 @@ from torch.utils.hooks import RemovableHandle
 
 from trainlight.collectors.problems import Problems
 from trainlight.collectors.signals.forward_gate import Gate
-from trainlight.collectors.wire import GRAD_NORM, PARAM_COUNT, UPDATE_RATIO
+from trainlight.collectors.signals.gradient_rows import (
+    GRAD,
+    UPDATE,
+    WEIGHT,
+    Norms,
+    ParameterLayers,
+)
+from trainlight.collectors.signals.gradient_rows import norms as _norms
 
 UNKNOWN, OPTIMISER, MANUAL = "unknown", "optimiser", "manual"
 MAX_QUEUED = 10_000  # observed steps held for the flush thread before the oldest are dropped
-
-
-GRAD, UPDATE, WEIGHT = 0, 1, 2  # rows of a step's per-layer result
 
 
 @dataclass
@@ -55,9 +59,11 @@ class _Step:
 
     step: int
     # (row, parameter indices, their norms as one vector): fused per optimiser step
-    norms: list[tuple[int, list[int], torch.Tensor]] = field(default_factory=list)
+    norms: Norms = field(default_factory=list)
     hooked: dict[int, torch.Tensor] = field(default_factory=dict)  # ‖g‖ from the grad hooks
     copy: dict[int, torch.Tensor] = field(default_factory=dict)  # θ before the update
+    # step(closure): the closure computes the gradients inside the step, read after it
+    gradients_after: bool = False
 
     def has_gradients(self) -> bool:
         return bool(self.hooked) or any(row == GRAD for row, _, _ in self.norms)
@@ -74,25 +80,11 @@ class GradientWatcher:
         problems: Problems,
         every: int = 10,
         prefix: str = "",
+        manual_passes: bool = False,
     ) -> None:
         self.step_of, self.problems = step_of, problems
-        self.params: list[torch.Tensor] = []
-        self.layer_of: list[int] = []  # parameter index -> layer index
-        self.layers: list[str] = []
-        positions: dict[str, int] = {}
-        for name, param in model.named_parameters():
-            if not param.requires_grad or param.is_meta:  # frozen, or holding no values
-                continue
-            owner = name.rpartition(".")[0]
-            layer = prefix + (owner or type(model).__name__)
-            if layer not in positions:
-                positions[layer] = len(self.layers)
-                self.layers.append(layer)
-            self.layer_of.append(positions[layer])
-            self.params.append(param)
-        self.sizes = [0] * len(self.layers)  # elements per layer: its gradient's RMS is norm/√n
-        for index, tensor in zip(self.layer_of, self.params, strict=True):
-            self.sizes[index] += tensor.numel()
+        self.layout = ParameterLayers(model, prefix)
+        self.params = self.layout.params
         self._index = {id(p): i for i, p in enumerate(self.params)}
         # optimiser -> (its parameter count, the indices of ours it steps); weak: a new
         # optimiser at a dead one's address must not inherit its answer
@@ -100,18 +92,21 @@ class GradientWatcher:
         self._optimisers = weakref.WeakKeyDictionary()
         self.updates = UNKNOWN  # who updates the parameters: OPTIMISER, MANUAL, once seen
         self.peak_copy_bytes = 0  # the most parameter-copy bytes held at once (benchmarks)
-        self._layer_indices: dict[tuple[tuple[int, ...], torch.device], torch.Tensor] = {}
         self._current: _Step | None = None
         self._grad_hooks: list[RemovableHandle] = []
         self._queue: deque[tuple[int, list[int], torch.Tensor]] = deque()
         self._lock = threading.Lock()
         self.gate = Gate(every, None, self._observed_step_starts)  # watch's other gate warns
         self._handles = [
-            model.register_forward_pre_hook(self._forward_starts),
-            model.register_forward_hook(self.gate.after, always_call=True),
             register_optimizer_step_pre_hook(self._before_update),
             register_optimizer_step_post_hook(self._after_update),
         ]
+        # What marks a training pass: as in ActivationWatcher
+        self.root, self.root_pre, self.root_post = model, self._forward_starts, self.gate.after
+        self.manual_passes = manual_passes
+        if not manual_passes:
+            self._handles.append(model.register_forward_pre_hook(self.root_pre))
+            self._handles.append(model.register_forward_hook(self.root_post, always_call=True))
 
     # -- training thread -------------------------------------------------------------------
     def _forward_starts(self, module: nn.Module, args: Any) -> None:
@@ -169,8 +164,11 @@ class GradientWatcher:
             with torch.no_grad():
                 current.hooked[i] = torch.linalg.vector_norm(param.grad.detach())
 
-    def _before_update(self, optimiser: torch.optim.Optimizer, *_: Any) -> None:
-        """An optimiser is about to step: the gradients are final (accumulated, unscaled)."""
+    def _before_update(
+        self, optimiser: torch.optim.Optimizer, args: Any, kwargs: dict[str, Any]
+    ) -> None:
+        """An optimiser is about to step: the gradients are final (accumulated, unscaled),
+        unless a closure passed to the step computes them (Lightning, LBFGS)."""
         current = self._current
         ours = self._ours(optimiser)
         if ours:
@@ -178,21 +176,36 @@ class GradientWatcher:
         if current is None or not ours:
             return
         self._drop_gradient_hooks()
+        if (args and args[0] is not None) or kwargs.get("closure") is not None:
+            # θ does not move before the update: copy it now, read the gradients after
+            current.gradients_after = True
+            current.copy.update(self._copy([i for i in ours if i not in current.copy]))
+            return
+        present = self._read_gradients(current, ours)
+        # The forward's copy (first observed step) still holds: accumulation changes no
+        # parameter; only what is missing is copied.
+        current.copy.update(self._copy([i for i in present if i not in current.copy]))
+
+    def _read_gradients(self, current: _Step, ours: Sequence[int]) -> list[int]:
+        """Queue the norms of the gradients of `ours` that exist; their indices."""
         with torch.no_grad():
             present = [i for i in ours if self.params[i].grad is not None]
             grads = [self.params[i].grad.detach() for i in present]  # type: ignore[union-attr]
             if grads:
                 current.norms.append((GRAD, present, _norms(grads)))
                 current.hooked.clear()
-            # The forward's copy (first observed step) still holds: accumulation changes no
-            # parameter; only what is missing is copied.
-            current.copy.update(self._copy([i for i in present if i not in current.copy]))
+        return present
 
     def _after_update(self, optimiser: torch.optim.Optimizer, *_: Any) -> None:
         current = self._current
         if current is None or self.updates != OPTIMISER:
             return
-        self._compare(current, [i for i in self._ours(optimiser) if i in current.copy])
+        ours = self._ours(optimiser)
+        if current.gradients_after:
+            stepped = set(self._read_gradients(current, ours))
+            for index in [i for i in current.copy if i not in stepped]:
+                del current.copy[index]  # no gradient: not updated by this step
+        self._compare(current, [i for i in ours if i in current.copy])
         self._finish()
 
     def _compare(self, current: _Step, indices: Sequence[int]) -> None:
@@ -238,38 +251,17 @@ class GradientWatcher:
         if not current.has_gradients():
             return
         try:
-            values = self._per_layer(current)
+            values = self.layout.per_layer(current.norms)
         except Exception as exc:  # monitoring must never crash training
             self.problems.report(
                 "watch_gradients_failed", f"watch(): gradient norms skipped: {exc!r}"
             )
             return
-        layers = sorted(
-            {self.layer_of[i] for row, indices, _ in current.norms if row == GRAD for i in indices}
-        )
+        layers = self.layout.layers_with_gradients(current.norms)
         with self._lock:
             if len(self._queue) >= MAX_QUEUED:
                 self._queue.popleft()
             self._queue.append((current.step, layers, values))
-
-    def _per_layer(self, current: _Step) -> torch.Tensor:
-        """[3, layers]: ‖g‖, ‖Δθ‖, ‖θ‖ per layer (0 where a layer had no update)."""
-        device = current.norms[0][2].device
-        out = torch.zeros(3, len(self.layers), device=device)
-        for row, indices, norms in current.norms:
-            index = self._layer_index(indices, device)
-            out[row].index_add_(0, index, norms.to(device, torch.float32).square())
-        return out.sqrt()
-
-    def _layer_index(self, indices: list[int], device: torch.device) -> torch.Tensor:
-        """The layer of each of these parameters, as a device tensor (cached: the same few
-        index lists come back every observed step)."""
-        key = (tuple(indices), device)
-        cached = self._layer_indices.get(key)
-        if cached is None:
-            layers = [self.layer_of[i] for i in indices]
-            cached = self._layer_indices[key] = torch.tensor(layers, device=device)
-        return cached
 
     def _drop_step(self) -> None:
         self._current = None
@@ -288,26 +280,7 @@ class GradientWatcher:
             queued, self._queue = self._queue, deque()
         if not queued:
             return None
-        rows: dict[str, list[Any]] = {"step": [], "layer": [], "key": [], "value": []}
-        for step, layers, values in queued:
-            try:
-                grad, update, weight = values.to("cpu", torch.float64).tolist()
-            except Exception as exc:  # a lost device: skip its steps only
-                self.problems.report(
-                    "watch_gradients_host_copy", f"watch(): gradient norms unreadable: {exc!r}"
-                )
-                continue
-            for layer in layers:
-                name = self.layers[layer]
-                found = [(GRAD_NORM, grad[layer]), (PARAM_COUNT, float(self.sizes[layer]))]
-                if weight[layer] > 0:
-                    found.append((UPDATE_RATIO, update[layer] / weight[layer]))
-                for key, value in found:
-                    rows["step"].append(step)
-                    rows["layer"].append(name)
-                    rows["key"].append(key)
-                    rows["value"].append(value)
-        return {"table": ["layer_metrics"] * len(rows["step"]), **rows}
+        return self.layout.rows(queued, self.problems)
 
     def remove(self, collective: bool = True) -> None:
         """Remove every hook (idempotent); a hand-written update's observed step in progress is
@@ -319,8 +292,3 @@ class GradientWatcher:
         for handle in handles:
             handle.remove()
         self._drop_gradient_hooks()
-
-
-def _norms(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """The 2-norm of each tensor, as one float32 vector (one fused kernel per device)."""
-    return torch.stack(torch._foreach_norm(list(tensors))).float()

@@ -174,3 +174,36 @@ def test_an_optimiser_of_another_model_is_ignored() -> None:
     assert watcher._current is not None
     opt.step()
     assert {layer for _, layer in measured(watcher)} == {"0", "2", "4"}
+
+
+def test_a_step_whose_closure_computes_the_gradients_is_measured_after_it() -> None:
+    """Lightning's automatic optimisation (and LBFGS): `opt.step(closure)` runs the forward and
+    backward inside the step, and the loop marks each training pass itself (`manual_passes`:
+    Lightning never calls the module's forward)."""
+    net = model()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    clock = {"step": -1}
+    watcher = GradientWatcher(
+        net, step_of=lambda: clock["step"], problems=Problems(), every=2, manual_passes=True
+    )
+    expected = {}
+    for step in range(6):
+        clock["step"] = step - 1
+        x = torch.randn(4, 8)
+
+        def closure(x: torch.Tensor = x) -> torch.Tensor:
+            loss = net(x).pow(2).mean()
+            watcher.root_post(net, (), None)  # Lightning: on_before_backward
+            opt.zero_grad()
+            loss.backward()
+            return loss
+
+        before = {n: p.detach().clone() for n, p in net.named_parameters()}
+        watcher.root_pre(net, ())  # Lightning: on_train_batch_start
+        opt.step(closure)
+        grads = {n: p.grad.detach().clone() for n, p in net.named_parameters()}  # type: ignore[union-attr]
+        if step % 2 == 0:
+            expected |= {(step, layer): v for layer, v in naive(net, grads, before).items()}
+    assert watcher.updates == OPTIMISER
+    assert_close(measured(watcher), expected)
+    assert {step for step, _ in expected} == {0, 2, 4}

@@ -49,10 +49,15 @@ def train_char_lm(
     monitor: dict[str, Any] | None = None,
     overshoot_at: int | None = None,
     watch_every: int | None = None,
+    *,
+    overshoot_factor: float = 100.0,
+    overshoot_for: int | None = None,
 ) -> CharLmResult:
-    """`overshoot_at`: a misconfigured schedule raises the learning rate 100x over the 20
-    steps from there (a warmup whose target is a typo), as runs that blow up mid-way do.
-    `watch_every`: `mon.watch(model, every=...)` (activations, gradients, update ratios)."""
+    """`overshoot_at`: a misconfigured schedule raises the learning rate `overshoot_factor`x
+    over the 20 steps from there (a warmup whose target is a typo), as runs that blow up
+    mid-way do; with `overshoot_for` it drops back to `lr` that many steps after the ramp (a
+    transient: the run may spike and recover). `watch_every`: `mon.watch(model, every=...)`
+    (activations, gradients, update ratios)."""
     train, held, vocab = corpus()
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -65,7 +70,9 @@ def train_char_lm(
         for step in range(steps):
             if overshoot_at is not None and step >= overshoot_at:
                 for group in opt.param_groups:
-                    group["lr"] = lr * 100 ** min(1.0, (step - overshoot_at) / 20)
+                    group["lr"] = lr * _overshoot(
+                        step - overshoot_at, overshoot_factor, overshoot_for
+                    )
             x, y = _batch(train, generator)
             loss = F.nll_loss(model(x).reshape(-1, vocab), y.reshape(-1))
             opt.zero_grad()
@@ -75,6 +82,13 @@ def train_char_lm(
         final = _held_out_loss(model, held, vocab)
         mon.log(steps, val_loss=final)
         return CharLmResult(mon.run_id, final, _unigram_loss(train, held, vocab))
+
+
+def _overshoot(since: int, factor: float, lasts: int | None) -> float:
+    """The learning-rate multiplier `since` steps into an overshoot."""
+    if lasts is not None and since >= 20 + lasts:
+        return 1.0
+    return float(factor ** min(1.0, since / 20))
 
 
 def _batch(ids: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -80,9 +80,9 @@ def train_overfit(
             opt.step()
             mon.log(step, loss=loss)
             if step % case.eval_every == 0 or step == case.steps - 1:
-                val_loss, val_acc = _scores(model, data.images[val], data.labels[val])
+                val_loss, val_acc = held_out_scores(model, data.images[val], data.labels[val])
                 mon.log(step, val_loss=val_loss, val_acc=val_acc)
-                test_accs.append(_scores(model, data.images[test], data.labels[test])[1])
+                test_accs.append(held_out_scores(model, data.images[test], data.labels[test])[1])
         return OverfitResult(mon.run_id, max(test_accs), test_accs[-1])
 
 
@@ -100,7 +100,10 @@ def _wide_mlp(width: int, dropout: float) -> nn.Sequential:
 
 
 @torch.no_grad()
-def _scores(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+def held_out_scores(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor
+) -> tuple[float, float]:
+    """(cross-entropy, accuracy) of the model on held-out digits, in eval mode."""
     model.eval()
     logits = model(images)
     loss = nn.functional.cross_entropy(logits, labels).item()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import duckdb
 import pyarrow as pa
@@ -59,7 +60,8 @@ class _Changes:
     """What the rules produced for a whole batch, gathered for set-based writes."""
 
     transitions: list[tuple[str, Transition]] = field(default_factory=list)
-    derived: list[tuple[str, int, str, float]] = field(default_factory=list)  # run, step, key
+    # run, step, key, value, and the send time of the segment that produced the row
+    derived: list[tuple[str, int, str, float, datetime]] = field(default_factory=list)
     states: list[tuple[str, str]] = field(default_factory=list)  # run, RunHealth JSON
     prunes: list[tuple[str, str]] = field(default_factory=list)  # run, reason
 
@@ -110,7 +112,10 @@ def _evaluate(
             changes.transitions.append((run.run_id, change))
             if change.state == RED and change.signal in spec.prune_on and prune_reason is None:
                 prune_reason = f"auto-pruned: {change.signal} red: {change.reason}"
-        changes.derived += [(run.run_id, step, key, value) for step, key, value in result.derived]
+        sent = utc_naive(segment.header.sent_at)
+        changes.derived += [
+            (run.run_id, step, key, value, sent) for step, key, value in result.derived
+        ]
         transitions += result.transitions
     state = health.to_json()
     changes.states.append((run.run_id, state))
@@ -124,7 +129,7 @@ def _write(cur: duckdb.DuckDBPyConnection, changes: _Changes) -> None:
     if changes.transitions:
         _insert_transitions(cur, changes.transitions, now)
     if changes.derived:
-        _insert_derived(cur, changes.derived, now)
+        _insert_derived(cur, changes.derived)
     run_ids, states = zip(*changes.states, strict=True)
     cur.execute(
         """INSERT INTO health_state SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[])
@@ -171,17 +176,19 @@ def _insert_transitions(
 
 
 def _insert_derived(
-    cur: duckdb.DuckDBPyConnection, derived: list[tuple[str, int, str, float]], now: object
+    cur: duckdb.DuckDBPyConnection, derived: list[tuple[str, int, str, float, datetime]]
 ) -> None:
-    """Metric rows the rules produced (catch steps) into `metrics`, and the last of each key
-    into `latest` (written after the batch's own rows, as it always was)."""
-    run_ids, steps, keys, values = (list(c) for c in zip(*derived, strict=True))
+    """Metric rows the rules produced (catch steps, spike onsets, ...) into `metrics`, stamped
+    with the send time of the segment they came from (not the ingest time: the same segments
+    give the same rows however they are batched), and the last of each key into `latest`
+    (written after the batch's own rows, as it always was)."""
+    run_ids, steps, keys, values, walls = (list(c) for c in zip(*derived, strict=True))
     cur.execute(
         """INSERT INTO metrics SELECT unnest(?::VARCHAR[]), unnest(?::BIGINT[]),
-                  unnest(?::VARCHAR[]), unnest(?::DOUBLE[]), ?""",
-        [run_ids, steps, keys, values, now],
+                  unnest(?::VARCHAR[]), unnest(?::DOUBLE[]), unnest(?::TIMESTAMP[])""",
+        [run_ids, steps, keys, values, walls],
     )
-    last = {(run_id, key): (step, value) for run_id, step, key, value in derived}
+    last = {(run_id, key): (step, value) for run_id, step, key, value, _ in derived}
     cur.execute(
         """INSERT INTO latest SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), ?,
                   unnest(?::BIGINT[]), unnest(?::DOUBLE[])

@@ -20,8 +20,9 @@ rows, never on how they were batched into segments. The grid regroups the stored
 is what the grid has always drawn, and a NaN or ±Inf makes the sum non-finite, so those alarms
 stay visible.
 
-The main loss is `loss` if the run logged it, else the first non-reserved key the run logged
-(insertion order): the rule the grid has always used. Schema migration v4
+The main loss is the key the run's `loss` role names (`mon.roles(loss=...)`, `loss` by default)
+once the run logged it, else the first non-reserved key the run logged (insertion order): the
+key the `spike` rule judges, when there is one. Schema migration v4
 (`collectors/schema.py`) backfills both tables for stores written before they existed.
 
 An ingest batch holds many runs: their new buckets are added with one upsert (counts and sums
@@ -90,17 +91,22 @@ def merge_buckets(
     return merged
 
 
-# Per run of the batch with a candidate key: its main key after the batch (`loss` once seen,
-# else the key it had, else the first candidate in the batch by position), the stored key and
-# width, the main key's step span in the batch, and the stored buckets' span when they stay.
+# Per run of the batch with a candidate key: its main key after the batch (the key its `loss`
+# role names, `loss` by default, once seen; else the key it had; else the first candidate in the
+# batch by position), the stored key and width, the main key's step span in the batch, and the
+# stored buckets' span when they stay. `spark_roles(run_id, main_key)` holds the runs of the
+# batch whose headers name a `loss` role.
 _PLAN = f"""
 WITH seen AS (
-    SELECT CAST(run_id AS VARCHAR) AS run_id, bool_or(key = '{MAIN_LOSS_KEY}') AS has_loss,
-           arg_min(CAST(key AS VARCHAR), ord) AS first_key
-    FROM batch WHERE {_CANDIDATE} AND key IS NOT NULL GROUP BY 1
+    SELECT CAST(b.run_id AS VARCHAR) AS run_id,
+           any_value(coalesce(ro.main_key, '{MAIN_LOSS_KEY}')) AS main_key,
+           bool_or(b.key = coalesce(ro.main_key, '{MAIN_LOSS_KEY}')) AS has_main,
+           arg_min(CAST(b.key AS VARCHAR), b.ord) AS first_key
+    FROM batch b LEFT JOIN spark_roles ro ON CAST(b.run_id AS VARCHAR) = ro.run_id
+    WHERE {_CANDIDATE} AND b.key IS NOT NULL GROUP BY 1
 ), main AS (
     SELECT s.run_id, r.key AS old_key, r.width AS old_width,
-           CASE WHEN r.key = '{MAIN_LOSS_KEY}' OR s.has_loss THEN '{MAIN_LOSS_KEY}'
+           CASE WHEN r.key = s.main_key OR s.has_main THEN s.main_key
                 ELSE coalesce(r.key, s.first_key) END AS key
     FROM seen s LEFT JOIN spark_runs r USING (run_id)
 ), span AS (
@@ -141,11 +147,19 @@ class _Plan:
     factor: int  # the stored buckets merge `factor` into one (1: unchanged)
 
 
-def update_sparklines(cur: duckdb.DuckDBPyConnection) -> None:
+def update_sparklines(cur: duckdb.DuckDBPyConnection, main_keys: Mapping[str, str]) -> None:
     """Fold the batch registered as `batch` (inside ingest's transaction) into every run's
     buckets: three statements for the whole batch, plus two for the runs whose key changed or
-    whose width grew (each run's width doubles a few dozen times in its life at most)."""
-    plans = [_plan(row) for row in cur.execute(_PLAN).fetchall()]
+    whose width grew (each run's width doubles a few dozen times in its life at most).
+    `main_keys`: run id -> the key its `loss` role names, for the runs that name one."""
+    roles = pa.table(
+        {
+            "run_id": pa.array(list(main_keys), pa.string()),
+            "main_key": pa.array(list(main_keys.values()), pa.string()),
+        }
+    )
+    with registered(cur, "spark_roles", roles):
+        plans = [_plan(row) for row in cur.execute(_PLAN).fetchall()]
     if not plans:
         return
     dropped = [p.run_id for p in plans if p.reset or p.factor > 1]

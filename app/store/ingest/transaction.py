@@ -47,6 +47,7 @@ from trainlight.app.store.ingest.segment_limits import (
 from trainlight.app.store.ingest.sparklines import update_sparklines
 from trainlight.collectors.health.verdict import Transition
 from trainlight.collectors.schema import SEGMENT_SCHEMA, check_segment_schema, normalise_segment
+from trainlight.collectors.wire import LOSS
 
 __all__ = [
     "IngestResult",
@@ -154,11 +155,17 @@ def _write(
     with registered(cur, "batch", table):
         present = insert_rows(cur, table)
         if "metrics" in present:
-            update_sparklines(cur)
+            update_sparklines(cur, _main_loss_keys(runs))
         thin_frames(cur, table)
         record_lca_layers(cur, table)
         upsert_runs(cur, runs)
     return evaluate_runs(cur, runs, live)
+
+
+def _main_loss_keys(runs: Sequence[RunBatch]) -> dict[str, str]:
+    """Run id -> the key its latest header's `loss` role names, for the runs that name one."""
+    keys = {run.run_id: run.segments[-1].header.roles.get(LOSS) for run in runs}
+    return {run_id: key for run_id, key in keys.items() if key}
 
 
 def _record_fresh(cur: duckdb.DuckDBPyConnection, segments: Sequence[Segment]) -> list[Segment]:

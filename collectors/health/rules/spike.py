@@ -3,9 +3,13 @@
 The main loss is the logged key `loss` (or the one named by `mon.roles(loss=...)`). Each reading
 is compared with the median and MAD of the last `loss_spike_window` readings before it (readings
 inside an open spike are left out, so the level stays what it was before the spike). A reading
-opens a spike when it is both `loss_spike_k` robust deviations (1.4826·MAD) and `loss_spike_rtol`
-(relative) above that median: the relative floor keeps a loss with almost no noise from spiking
-on a wiggle, the robust one keeps a noisy loss from spiking on its own noise. The spike closes
+opens a spike when it is `loss_spike_k` robust deviations (1.4826·MAD), `loss_spike_rtol`
+(relative) and `loss_spike_floor` times the run's starting level (the median of its first
+`loss_spike_min_history` readings) above that median: the relative floor keeps a loss with
+almost no noise from spiking on a wiggle, the robust one keeps a noisy loss from spiking on its
+own noise, and the starting-level one keeps a converged loss near 0 (a classifier at 0.01 whose
+batch with one mistake reads 0.3) from spiking on single batches that undo nothing of the
+run's progress. The spike closes
 (recovered) at the first reading back under a quarter of the way from that level to that ceiling.
 States: grey until `loss_spike_min_history` readings; green; amber while a spike is open and for
 `loss_spike_window` readings after one recovered; red when the loss has not come back within
@@ -34,14 +38,17 @@ def main_loss_key(roles: Mapping[str, str]) -> str:
     return roles.get(LOSS) or LOSS
 
 
-def spike_band(history: Sequence[float], settings: HealthSettings) -> tuple[float, float] | None:
+def spike_band(
+    history: Sequence[float], start: float, settings: HealthSettings
+) -> tuple[float, float] | None:
     """(level, ceiling): the median of the recent readings and the value above which a reading
-    opens a spike; None while the history is too short to judge."""
+    opens a spike (`start`: the run's starting level); None while the history is too short."""
     if len(history) < settings.loss_spike_min_history:
         return None
     level = statistics.median(history)
     mad = statistics.median(abs(x - level) for x in history)
-    return level, max(level + settings.loss_spike_k * MAD_SCALE * mad, _relative(level, settings))
+    floor = _floors(level, start, settings)
+    return level, max(level + settings.loss_spike_k * MAD_SCALE * mad, floor)
 
 
 def back_under(level: float, ceiling: float) -> float:
@@ -59,8 +66,11 @@ def _median_of_sorted(values: Sequence[float]) -> float:
     return values[middle] if n % 2 else (values[middle - 1] + values[middle]) / 2
 
 
-def _relative(level: float, settings: HealthSettings) -> float:
-    return level + settings.loss_spike_rtol * abs(level)
+def _floors(level: float, start: float, settings: HealthSettings) -> float:
+    """The lowest ceiling: the relative and the starting-level floors above the level."""
+    return level + max(
+        settings.loss_spike_rtol * abs(level), settings.loss_spike_floor * abs(start)
+    )
 
 
 @dataclass
@@ -73,6 +83,7 @@ class SpikeWindow:
     recovered: tuple[int, int, float] | None = None  # (onset step, back step, peak) of the last
     recovered_at: int = 0  # the reading number it came back at
     diverged: tuple[int, float, float] | None = None  # (onset step, level, latest value): for good
+    start: float | None = None  # the median of the first min_history readings: the run's scale
 
     def __post_init__(self) -> None:
         # `history` in value order (not a field: rebuilt on load), so the median of each reading
@@ -100,11 +111,13 @@ class SpikeWindow:
     def _band_if_high(self, value: float, settings: HealthSettings) -> tuple[float, float] | None:
         """`spike_band`, computed only for a value above the relative floor (the ceiling is never
         lower): the MAD is not needed for most readings."""
-        if len(self.history) < settings.loss_spike_min_history:
+        if self.start is None:
+            if len(self.history) < settings.loss_spike_min_history:
+                return None
+            self.start = _median_of_sorted(self._ordered)  # the first min_history readings
+        if value <= _floors(_median_of_sorted(self._ordered), self.start, settings):
             return None
-        if value <= _relative(_median_of_sorted(self._ordered), settings):
-            return None
-        return spike_band(self.history, settings)
+        return spike_band(self.history, self.start, settings)
 
     def recent_onsets(self, settings: HealthSettings) -> list[int]:
         return [r for r in self.onsets if r > self.readings - settings.loss_spike_window]
@@ -225,8 +238,9 @@ SPEC = SignalSpec(
     title="Loss spikes",
     summary="Main-loss spikes: recovered (amber), repeated or never recovered (red)",
     explain=lambda s: (
-        f"A spike is a main-loss value over {s.loss_spike_k:g} robust deviations and "
-        f"{s.loss_spike_rtol:.0%} above the median of the last {s.loss_spike_window} readings. "
+        f"A spike is a main-loss value over {s.loss_spike_k:g} robust deviations, "
+        f"{s.loss_spike_rtol:.0%} of it and {s.loss_spike_floor:.0%} of the starting loss above "
+        f"the median of the last {s.loss_spike_window} readings. "
         "Amber while a spike is open and for a while after it recovers (healthy runs spike too); "
         f"red when the loss has not come back within {s.loss_spike_patience} readings or "
         f"{s.loss_spike_repeat} spikes come within {s.loss_spike_window} readings."

@@ -13,9 +13,7 @@ from trainlight.app.store.database import Store
 QUERIES = {
     "runs": "SELECT * EXCLUDE (stop_requested, stop_reason) FROM runs ORDER BY run_id",
     "stops": "SELECT run_id, stop_requested, stop_reason FROM runs ORDER BY run_id",
-    "metrics": """SELECT run_id, step, key, value,
-                         CASE WHEN starts_with(key, 'catch/') THEN NULL ELSE wall_time END
-                  FROM metrics ORDER BY ALL""",
+    "metrics": "SELECT * FROM metrics ORDER BY ALL",
     "layer_metrics": "SELECT * FROM layer_metrics ORDER BY ALL",
     "lca_frames": "SELECT run_id, step, layer, n_rows, n_cols FROM lca_frames ORDER BY ALL",
     "latest": "SELECT * FROM latest ORDER BY ALL",

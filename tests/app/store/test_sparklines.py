@@ -178,6 +178,18 @@ def test_main_key_follows_the_old_rule_as_segments_arrive(store: Store) -> None:
     assert len(new.values) == len(old[1]) == 60
 
 
+def test_main_key_is_the_one_the_loss_role_names(store: Store) -> None:
+    """`mon.roles(loss="nll")`: the grid draws the key the `spike` rule judges, not the first
+    key logged, nor a `loss` the run also logs."""
+    rows = [(s, k, float(s)) for s in range(5) for k in ("acc", "loss", "nll")]
+    ingest_segments(store, [decode_segment(metrics_segment("r", 0, rows, roles={"loss": "nll"}))])
+    ingest(store, "plain", 0, rows)
+    with store.read() as cur:
+        lines = read_sparklines(cur)
+    assert (lines["r"].key, lines["plain"].key) == ("nll", "loss")
+    assert lines["r"].values == (0.0, 1.0, 2.0, 3.0, 4.0)
+
+
 def drawn_alike(new: Sequence[float], old: Sequence[float]) -> None:
     """Same number of points; as drawn (120x24 px), every point within 1.5 px of the old one
     and the alarm marks (non-finite buckets) at most one bucket apart."""

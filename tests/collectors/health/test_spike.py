@@ -27,6 +27,7 @@ def naive_states(values: list[float], s: HealthSettings) -> list[str]:
     spike: list[float] | None = None  # [level, ceiling, readings open]
     recovered_at: int | None = None
     diverged = False
+    start: float | None = None  # the median of the first min_history readings
     states = []
     for n, value in enumerate(values, start=1):
         if not diverged and not math.isnan(value):
@@ -41,10 +42,13 @@ def naive_states(values: list[float], s: HealthSettings) -> list[str]:
                 ceiling = math.inf
                 if len(history) >= s.loss_spike_min_history:
                     level = statistics.median(history)
+                    if start is None:
+                        start = level
                     mad = statistics.median([abs(x - level) for x in history])
                     ceiling = max(
                         level + s.loss_spike_k * 1.4826 * mad,
                         level + s.loss_spike_rtol * abs(level),
+                        level + s.loss_spike_floor * abs(start),
                     )
                 if value > ceiling:
                     spike = [level, ceiling, 0]
@@ -137,6 +141,17 @@ def test_spikes_repeating_within_the_window_turn_red() -> None:
     for at in (60, 140, 220):  # three spikes, each more than a window from the last
         spaced[at] *= 6
     assert RED not in [state for state, _, _ in changes(spaced, [])]
+
+
+def test_single_batch_blips_of_a_loss_converged_near_zero_are_never_red() -> None:
+    """A classifier at 0.01 whose batches with a mistake read 0.15-0.35 (cnn-sgd-s12 of
+    bench/heldout_batch.py): ten times its level, but a tenth of its starting loss."""
+    rng = np.random.default_rng(5)
+    values = [2.3 * math.exp(-t / 60) + 0.01 for t in range(600)]
+    for at in range(300, 600, 15):
+        values[at] = float(rng.uniform(0.15, 0.35))
+    assert RED not in window_states(values)
+    assert RED in window_states(values, HealthSettings(loss_spike_floor=0.01))
 
 
 def test_a_fast_falling_loss_and_its_noise_never_spike() -> None:
