@@ -16,6 +16,7 @@ COPY pyproject.toml README.md ./
 COPY app app
 COPY collectors collectors
 COPY demo demo
+COPY integrations integrations
 COPY assets assets
 RUN pip wheel --wheel-dir /wheels .
 

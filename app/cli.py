@@ -1,4 +1,4 @@
-"""The `trainlight` command: serve, ingest, runs, demo, landscape.
+"""The `trainlight` command: serve, ingest, runs, demo, landscape, import.
 
 Commands parse arguments and call into the store and server modules; they hold no logic of their
 own. Importing this module imports neither torch nor dash, so `trainlight runs` starts quickly.
@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--dir", default=None, help=store_help)
     _add_demo_parser(sub, store_help)
     _add_landscape_parser(sub, store_help)
+    _add_import_parser(sub, store_help)
     return parser
 
 
@@ -160,6 +161,38 @@ def _add_landscape_parser(
     landscape.add_argument("--dir", default=None, help=store_help)
 
 
+_IMPORT_NOTE = (
+    "Importing the same files again adds nothing. A source written to in the last 60 s may "
+    "still be growing: only its complete chunks of events are imported and its runs stay "
+    "running; import it again later for the rest (nothing is duplicated or lost). Runs of a "
+    "source quiet for 60 s are closed as finished."
+)
+
+
+def _add_import_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], store_help: str
+) -> None:
+    importer = sub.add_parser(
+        "import",
+        help="import runs logged with TensorBoard or trackio, to triage them",
+        description=f"Import the scalars of existing runs as trainlight runs. {_IMPORT_NOTE}",
+    )
+    kinds = importer.add_subparsers(dest="source_kind", required=True, metavar="SOURCE_KIND")
+    for kind, metavar, what in (
+        ("tensorboard", "LOGDIR", "a TensorBoard logdir: a run per directory of event files"),
+        ("trackio", "DB", "a trackio project database (read-only): its runs, with their config"),
+    ):
+        parser = kinds.add_parser(kind, help=what, description=f"Import {what}. {_IMPORT_NOTE}")
+        parser.add_argument("source", metavar=metavar)
+        where = parser.add_mutually_exclusive_group()
+        where.add_argument("--dir", default=None, help=store_help)
+        where.add_argument("--store", metavar="URL", help="a trainlight server, http://host:port")
+        parser.add_argument(
+            "--project", help="the runs' project (default: the logdir's name, the trackio project)"
+        )
+        parser.add_argument("--quiet", action="store_true", help="print failures only")
+
+
 def _natural_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -197,6 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _demo(args)
     if args.command == "landscape":
         return _landscape(args)
+    if args.command == "import":
+        return _import(args)
     from trainlight.app.store.database import Store, StoreOpenError
 
     try:
@@ -250,6 +285,25 @@ def _landscape(args: argparse.Namespace) -> int:
     described = f"seed {seed}, span {span}, {points} points"
     print(f"stored the loss surface of {args.run_id} ({described}) in {path}")
     return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    """Imported here, by name: the importers load TensorBoard's reader, which the app never
+    needs."""
+    try:
+        command = importlib.import_module("trainlight.integrations.importers.command")
+    except ImportError as exc:
+        print(f"trainlight import needs trainlight's integrations: {exc}", file=sys.stderr)
+        return 2
+    request = command.ImportRequest(
+        kind=args.source_kind,
+        source=Path(args.source),
+        directory=args.dir,
+        url=args.store,
+        project=args.project,
+        quiet=args.quiet,
+    )
+    return int(command.run_import(request))
 
 
 def _slice_settings(args: argparse.Namespace) -> tuple[int, float, int]:

@@ -170,6 +170,8 @@ class GradientWatcher:
         """An optimiser is about to step: the gradients are final (accumulated, unscaled),
         unless a closure passed to the step computes them (Lightning, LBFGS)."""
         current = self._current
+        if current is None and self.updates == OPTIMISER:
+            return  # an unobserved step, the optimiser already known: the hot path, no work
         ours = self._ours(optimiser)
         if ours:
             self.updates = OPTIMISER

@@ -23,9 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tests.support.overfit_digits import held_out_scores
-from trainlight.collectors import Monitor
-from trainlight.demo.digits import load_digits_split
+from tests.support.scored_digits import Plan, train_scored
 
 DOOMED_BELOW = 0.5
 DOOMED_DROP = 0.03
@@ -84,38 +82,22 @@ def build_cnn(case: CnnCase) -> nn.Sequential:
 def train_cnn(
     store: Path | str | None, case: CnnCase, monitor: dict[str, Any] | None = None
 ) -> CnnResult:
-    data = load_digits_split()
-    half = len(data.held_out) // 2
-    val, test = data.held_out[:half], data.held_out[half:]
-    train = data.train if case.train_size is None else data.train[: case.train_size]
-    labels = data.labels[train].clone()
-    noise = torch.Generator().manual_seed(case.seed + 1000)
-    flip = torch.rand(len(labels), generator=noise) < case.label_noise
-    labels[flip] = torch.randint(0, 10, (int(flip.sum()),), generator=noise)
     model = build_cnn(case)
     opt: torch.optim.Optimizer
     if case.optimiser == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=case.lr)
     else:
         opt = torch.optim.SGD(model.parameters(), lr=case.lr, momentum=0.9)
-    batches = torch.Generator().manual_seed(case.seed)
-    test_accs = []
-    kwargs = {"store": store, "flush_interval": 0.2, **(monitor or {})}
-    with Monitor(run=case.name, config={"case": case.__dict__}, **kwargs) as mon:
-        mon.watch(model, every=10)
-        for step in range(case.steps):
-            if step == case.lr_jump_at:
-                for group in opt.param_groups:
-                    group["lr"] = case.lr * case.lr_jump
-            model.train()
-            idx = torch.randint(0, len(train), (32,), generator=batches)
-            loss = nn.functional.cross_entropy(model(data.images[train[idx]]), labels[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            mon.log(step, loss=loss)
-            if step % case.eval_every == 0 or step == case.steps - 1:
-                val_loss, val_acc = held_out_scores(model, data.images[val], data.labels[val])
-                mon.log(step, val_loss=val_loss, val_acc=val_acc)
-                test_accs.append(held_out_scores(model, data.images[test], data.labels[test])[1])
-        return CnnResult(mon.run_id, max(test_accs), test_accs[-1])
+    plan = Plan(
+        steps=case.steps,
+        eval_every=case.eval_every,
+        seed=case.seed,
+        train_size=case.train_size,
+        label_noise=case.label_noise,
+        noise_seed=case.seed + 1000,
+        watch_every=10,
+        lr_jump_at=case.lr_jump_at,
+        lr_jump=case.lr_jump,
+    )
+    run = train_scored(store, case.name, {"case": case.__dict__}, model, opt, plan, monitor)
+    return CnnResult(run.run_id, run.best_test_acc, run.final_test_acc)

@@ -20,8 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trainlight.collectors import Monitor
-from trainlight.demo.digits import load_digits_split
+from tests.support.scored_digits import Plan, train_scored
 
 DOOMED_DROP = 0.03  # test accuracy lost from the run's best to its end that marks it doomed
 
@@ -54,36 +53,21 @@ class OverfitResult:
 def train_overfit(
     store: Path | str | None, case: OverfitCase, monitor: dict[str, Any] | None = None
 ) -> OverfitResult:
-    data = load_digits_split()
-    half = len(data.held_out) // 2
-    val, test = data.held_out[:half], data.held_out[half:]
-    train = data.train[: case.train_size]
-    labels = data.labels[train].clone()
-    noise = torch.Generator().manual_seed(1)
-    flip = torch.rand(len(labels), generator=noise) < case.label_noise
-    labels[flip] = torch.randint(0, 10, (int(flip.sum()),), generator=noise)
     torch.manual_seed(case.seed)
     model = _wide_mlp(case.width, case.dropout)
     opt = torch.optim.SGD(
         model.parameters(), lr=case.lr, momentum=0.9, weight_decay=case.weight_decay
     )
-    batches = torch.Generator().manual_seed(case.seed)
-    test_accs = []
-    kwargs = {"store": store, "flush_interval": 0.2, **(monitor or {})}
-    with Monitor(run=case.name, config={"case": case.__dict__}, **kwargs) as mon:
-        for step in range(case.steps):
-            model.train()
-            idx = torch.randint(0, len(train), (32,), generator=batches)
-            loss = nn.functional.cross_entropy(model(data.images[train[idx]]), labels[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            mon.log(step, loss=loss)
-            if step % case.eval_every == 0 or step == case.steps - 1:
-                val_loss, val_acc = held_out_scores(model, data.images[val], data.labels[val])
-                mon.log(step, val_loss=val_loss, val_acc=val_acc)
-                test_accs.append(held_out_scores(model, data.images[test], data.labels[test])[1])
-        return OverfitResult(mon.run_id, max(test_accs), test_accs[-1])
+    plan = Plan(
+        steps=case.steps,
+        eval_every=case.eval_every,
+        seed=case.seed,
+        train_size=case.train_size,
+        label_noise=case.label_noise,
+        noise_seed=1,  # the same noisy labels for every seed of a train_size
+    )
+    run = train_scored(store, case.name, {"case": case.__dict__}, model, opt, plan, monitor)
+    return OverfitResult(run.run_id, run.best_test_acc, run.final_test_acc)
 
 
 def _wide_mlp(width: int, dropout: float) -> nn.Sequential:
@@ -97,14 +81,3 @@ def _wide_mlp(width: int, dropout: float) -> nn.Sequential:
         nn.Dropout(dropout),
         nn.Linear(width, 10),
     )
-
-
-@torch.no_grad()
-def held_out_scores(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor
-) -> tuple[float, float]:
-    """(cross-entropy, accuracy) of the model on held-out digits, in eval mode."""
-    model.eval()
-    logits = model(images)
-    loss = nn.functional.cross_entropy(logits, labels).item()
-    return loss, (logits.argmax(1) == labels).float().mean().item()

@@ -235,7 +235,9 @@ class Ingester:
         stats.rejected += 1
 
     def sweep_liveness(self) -> list[str]:
-        """Mark `crashed` the running runs whose process, visible from here, no longer exists."""
+        """End the running runs whose process, visible from here, no longer exists: `crashed`,
+        or `stopped` (with the stop's reason) when it had been asked to stop: whoever ended it
+        (a sweep scheduler tearing down its worker) may have cut off its last segment."""
         if not self.namespace:
             return []
         with self.store.read() as cur:
@@ -251,7 +253,9 @@ class Ingester:
             pid = dict(dead)[run_id]
             with self.store.write() as cur:
                 cur.execute(
-                    """UPDATE runs SET status = 'crashed', stop_reason = ?
+                    """UPDATE runs
+                       SET status = CASE WHEN stop_requested THEN 'stopped' ELSE 'crashed' END,
+                           stop_reason = CASE WHEN stop_requested THEN stop_reason ELSE ? END
                        WHERE run_id = ? AND status = 'running'""",
                     [f"process {pid} exited without closing the run", run_id],
                 )

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.segments import metrics_segment
+from trainlight.app.store.control import request_stop
 from trainlight.app.store.database import Store, StoreCorruptError, StoreLockedError, utc_naive
 from trainlight.app.store.ingest.inbox import Ingester
 from trainlight.app.store.ingest.transaction import (
@@ -137,7 +138,9 @@ def test_ingester_moves_malformed_files_aside_and_continues(store: Store) -> Non
     assert not list(layout.inbox.glob("*/*.parquet"))
 
 
-def test_ingester_marks_runs_of_dead_local_processes_crashed(store: Store) -> None:
+def test_ingester_ends_runs_of_dead_local_processes_crashed_or_stopped_if_asked_to(
+    store: Store,
+) -> None:
     import subprocess
     import sys
 
@@ -156,10 +159,20 @@ def test_ingester_marks_runs_of_dead_local_processes_crashed(store: Store) -> No
     ingest(
         store, decode_segment(metrics_segment("r-2", 0, [], pid_namespace="boot-1:other", pid=pid))
     )
-    assert ingester.sweep_liveness() == ["r-1"]
+    ingest(
+        store,
+        decode_segment(metrics_segment("r-3", 0, [], pid_namespace="boot-1:4026531836", pid=pid)),
+    )
+    assert request_stop(store, "r-3", "auto-pruned: spike red")  # then its process went away
+    assert ingester.sweep_liveness() == ["r-1", "r-3"]
     with store.read() as cur:
-        statuses = dict(cur.execute("SELECT run_id, status FROM runs").fetchall())
-    assert statuses == {"r-1": "crashed", "r-2": "running"}
+        rows = cur.execute("SELECT run_id, status, stop_reason FROM runs").fetchall()
+    ended = {run_id: (status, reason) for run_id, status, reason in rows}
+    assert ended == {
+        "r-1": ("crashed", f"process {pid} exited without closing the run"),
+        "r-2": ("running", ""),
+        "r-3": ("stopped", "auto-pruned: spike red"),
+    }
 
 
 def test_second_process_gets_a_clear_error_while_the_store_is_open(store: Store) -> None:
