@@ -74,11 +74,12 @@ class TrainlightCallback(pl.Callback):
 
     # -- open ------------------------------------------------------------------------------
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # On every rank: it sets up the data loaders, which may synchronise the ranks.
+        total = trainer.estimated_stepping_batches
         if not trainer.is_global_zero or self.mon is not None:
             return
         kwargs = dict(self.monitor_kwargs)
         config = {**run_config(trainer, pl_module), **dict(kwargs.pop("config", None) or {})}
-        total = trainer.estimated_stepping_batches
         if "total_steps" not in kwargs and isinstance(total, int) and total > 0:
             kwargs["total_steps"] = total
         self.mon = Monitor(

@@ -150,3 +150,40 @@ def test_a_probe_measures_lca_around_the_optimiser_steps(tmp_path: Path) -> None
     for step, total, _ in totals:  # the allocation adds up to the probe loss change of the step
         assert total == pytest.approx(actual[step], abs=0.01)
     assert {s for s, _, _ in logged(tmp_path, "lca", table="layer_metrics")} == set(actual)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_under_ddp_a_red_signal_on_rank_0_stops_every_rank(tmp_path: Path) -> None:
+    """Two CPU processes (gloo, spawned): rank 0 alone holds the Monitor, the stop is agreed with
+    `reduce_boolean_decision`, so both ranks leave the loop at the same batch and the job ends
+    instead of waiting forever in the next all-reduce of gradients. (It once did: rank 0 alone
+    read `estimated_stepping_batches`, which synchronises the ranks.)"""
+    callback = TrainlightCallback(
+        "ddp too hot", store=tmp_path, prune_on=["nonfinite"], flush_interval=0.3
+    )
+    trainer = pl.Trainer(
+        max_epochs=20,
+        callbacks=[callback],
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    train, val = loaders()
+    # spawn pickles the loaders' tensors to the workers: through files, as /dev/shm may be small
+    sharing = torch.multiprocessing.get_sharing_strategy()
+    torch.multiprocessing.set_sharing_strategy("file_system")
+    try:
+        trainer.fit(DigitsClassifier(lr=100.0, loss="mse"), train, val)
+    finally:
+        torch.multiprocessing.set_sharing_strategy(sharing)
+    header = last_header(tmp_path)
+    assert header.status == "stopped" and header.config["trainer"]["world_size"] == 2
+    assert header.stop_reason.startswith("auto-pruned: nonfinite red: loss = ")
+    steps = [s for s, _, _ in logged(tmp_path, "loss")]
+    assert steps == list(range(1, len(steps) + 1))  # one writer: each step once
+    assert len(steps) < 20 * len(train) // 2  # well before the planned end
