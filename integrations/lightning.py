@@ -32,6 +32,7 @@ Only rank 0 writes (other ranks hold no Monitor): under DDP its replica is the m
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any
@@ -71,6 +72,7 @@ class TrainlightCallback(pl.Callback):
         self._seen: dict[str, Any] = {}
         self._val_keys: set[str] = set()
         self._logged_step = -1
+        self._unwrap: Callable[[], None] | None = None
 
     # -- open ------------------------------------------------------------------------------
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -91,20 +93,15 @@ class TrainlightCallback(pl.Callback):
         if self.watch_every:
             # training_step, not the module's forward, is a training pass
             self.mon.watch(pl_module, every=self.watch_every, passes="manual")
+            self._unwrap = observe_training_steps(pl_module, self.mon)
         if self.probe is not None:
             self._lca = self.mon.lca(pl_module, self.probe, every=self.lca_every)
         self._seen = dict(trainer.callback_metrics)
 
-    def on_train_batch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        if self.mon is not None:
-            self.mon.begin_pass()
-
     def on_before_backward(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor
     ) -> None:
-        if self.mon is not None:
+        if self.mon is not None:  # manual optimisation: the backward inside training_step
             self.mon.end_pass()
 
     def on_before_optimizer_step(
@@ -180,9 +177,40 @@ class TrainlightCallback(pl.Callback):
             self._close(None)
 
     def _close(self, status: str | None) -> None:
+        if self._unwrap is not None:
+            unwrap, self._unwrap = self._unwrap, None
+            unwrap()
         if self.mon is not None:
             mon, self.mon = self.mon, None
             mon.close(status)
+
+
+def observe_training_steps(pl_module: pl.LightningModule, mon: Monitor) -> Callable[[], None]:
+    """Make each `training_step` call a training pass of the watched module (`begin_pass`
+    before it, `end_pass` after it, also when it raises); returns what undoes it.
+
+    Why wrap the method rather than use the hooks around it: `on_train_batch_start` comes before
+    Lightning's optimiser closure and profiler contexts, and an observed pass tracks every torch
+    call made inside it; the method alone is the pass, and costs nothing more when unobserved.
+    The wrapper is an attribute of this instance only (DDP's redirection looks it up there too).
+    """
+    inner = pl_module.training_step
+
+    @functools.wraps(inner)
+    def training_step(*args: Any, **kwargs: Any) -> Any:
+        mon.begin_pass()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            mon.end_pass()  # a no-op where on_before_backward already ended it
+
+    pl_module.training_step = training_step  # type: ignore[method-assign]
+
+    def unwrap() -> None:
+        if pl_module.__dict__.get("training_step") is training_step:
+            del pl_module.training_step
+
+    return unwrap
 
 
 def run_config(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:

@@ -98,6 +98,11 @@ class PassTracker:
         self._ordinals: Counter[int] = Counter()
         self._used: Counter[str] = Counter()
 
+    @property
+    def active(self) -> bool:
+        """Whether this pass is tracked (module outputs' producers are known)."""
+        return self._mode is not None
+
     def start(self) -> None:
         """An observed pass begins (root pre-hook, gate open): track it."""
         if self._mode is not None:

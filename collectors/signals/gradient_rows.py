@@ -46,29 +46,33 @@ class ParameterLayers:
         self.sizes = [0] * len(self.layers)  # elements per layer: its gradient's RMS is norm/√n
         for index, tensor in zip(self.layer_of, self.params, strict=True):
             self.sizes[index] += tensor.numel()
-        self._indices: dict[tuple[tuple[int, ...], torch.device], torch.Tensor] = {}
+        self._indices: dict[tuple[Any, torch.device], torch.Tensor] = {}
 
     # -- training thread -------------------------------------------------------------------
     def per_layer(self, measured: Norms) -> torch.Tensor:
-        """[3, layers]: ‖g‖, ‖Δθ‖, ‖θ‖ per layer (0 where a layer had no update)."""
+        """[3, layers]: ‖g‖, ‖Δθ‖, ‖θ‖ per layer (0 where a layer had no update): one
+        `index_add_` of all the step's squared norms (each op costs ~10 µs on a CPU)."""
         device = measured[0][2].device
-        out = torch.zeros(3, len(self.layers), device=device)
-        for row, indices, values in measured:
-            index = self._layer_index(indices, device)
-            out[row].index_add_(0, index, values.to(device, torch.float32).square())
-        return out.sqrt()
+        squares = torch.cat([values for _, _, values in measured]).to(device, torch.float32)
+        index = self._cell_index(measured, device)
+        out = torch.zeros(3 * len(self.layers), device=device)
+        return out.index_add_(0, index, squares.square_()).view(3, -1).sqrt_()
 
     def layers_with_gradients(self, measured: Norms) -> list[int]:
         return sorted({self.layer_of[i] for row, idx, _ in measured if row == GRAD for i in idx})
 
-    def _layer_index(self, indices: list[int], device: torch.device) -> torch.Tensor:
-        """The layer of each of these parameters, as a device tensor (cached: the same few
-        index lists come back every observed step)."""
-        key = (tuple(indices), device)
+    def _cell_index(self, measured: Norms, device: torch.device) -> torch.Tensor:
+        """The cell (row × layers + layer) of each measured norm, as a device tensor (cached:
+        the same few layouts come back every observed step)."""
+        key = (tuple((row, tuple(indices)) for row, indices, _ in measured), device)
         cached = self._indices.get(key)
         if cached is None:
-            layers = [self.layer_of[i] for i in indices]
-            cached = self._indices[key] = torch.tensor(layers, device=device)
+            cells = [
+                row * len(self.layers) + self.layer_of[i]
+                for row, indices, _ in measured
+                for i in indices
+            ]
+            cached = self._indices[key] = torch.tensor(cells, device=device)
         return cached
 
     # -- flush thread ----------------------------------------------------------------------

@@ -93,6 +93,9 @@ class GradientWatcher:
         self.updates = UNKNOWN  # who updates the parameters: OPTIMISER, MANUAL, once seen
         self.peak_copy_bytes = 0  # the most parameter-copy bytes held at once (benchmarks)
         self._current: _Step | None = None
+        # the optimiser whose step(closure) is running: a pass opening inside the closure
+        # belongs to that step, and θ has not moved yet
+        self._stepping: torch.optim.Optimizer | None = None
         self._grad_hooks: list[RemovableHandle] = []
         self._queue: deque[tuple[int, list[int], torch.Tensor]] = deque()
         self._lock = threading.Lock()
@@ -142,7 +145,11 @@ class GradientWatcher:
             self._current.step = self._step_now()
             return
         self._current = _Step(self._step_now())
-        if self.updates != OPTIMISER:  # maybe hand-written: hooks and a copy, now
+        stepping = self._stepping
+        if stepping is not None and self.updates == OPTIMISER:
+            self._current.gradients_after = True  # read when the closure's step is done
+            self._current.copy = self._copy(self._ours(stepping))
+        elif self.updates != OPTIMISER:  # maybe hand-written: hooks and a copy, now
             self._watch_gradients()
             self._current.copy = self._copy(range(len(self.params)))
 
@@ -169,6 +176,8 @@ class GradientWatcher:
     ) -> None:
         """An optimiser is about to step: the gradients are final (accumulated, unscaled),
         unless a closure passed to the step computes them (Lightning, LBFGS)."""
+        closure = (args and args[0] is not None) or kwargs.get("closure") is not None
+        self._stepping = optimiser if closure else None
         current = self._current
         if current is None and self.updates == OPTIMISER:
             return  # an unobserved step, the optimiser already known: the hot path, no work
@@ -178,7 +187,7 @@ class GradientWatcher:
         if current is None or not ours:
             return
         self._drop_gradient_hooks()
-        if (args and args[0] is not None) or kwargs.get("closure") is not None:
+        if closure:
             # θ does not move before the update: copy it now, read the gradients after
             current.gradients_after = True
             current.copy.update(self._copy([i for i in ours if i not in current.copy]))
@@ -199,6 +208,7 @@ class GradientWatcher:
         return present
 
     def _after_update(self, optimiser: torch.optim.Optimizer, *_: Any) -> None:
+        self._stepping = None
         current = self._current
         if current is None or self.updates != OPTIMISER:
             return
@@ -217,8 +227,9 @@ class GradientWatcher:
         with torch.no_grad():
             before = [current.copy.pop(i) for i in indices]
             now = [self.params[i].detach() for i in indices]
-            current.norms.append((UPDATE, list(indices), _norms(torch._foreach_sub(now, before))))
-            current.norms.append((WEIGHT, list(indices), _norms(before)))
+            both = _norms([*torch._foreach_sub(now, before), *before])  # one fused norm call
+            current.norms.append((UPDATE, list(indices), both[: len(indices)]))
+            current.norms.append((WEIGHT, list(indices), both[len(indices) :]))
 
     def _copy(self, indices: Sequence[int] | range) -> dict[int, torch.Tensor]:
         copies = {i: self.params[i].detach().clone() for i in indices}

@@ -207,6 +207,45 @@ def test_unobserved_passes_run_without_mode_or_hooks() -> None:
     assert problems.snapshot() == {}
 
 
+class SeqNet(nn.Module):
+    """[batch, seq, features] through Linear -> ReLU module; a function call on a rare branch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(2)
+        self.fc, self.act = nn.Linear(4, 5), nn.ReLU()
+        self.rare = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.fc(x))
+        return F.relu(h) if self.rare else h
+
+
+def test_a_model_without_function_calls_is_tracked_only_to_rediscover_them() -> None:
+    """After its first passes, a module-only model's passes run without the mode or module hooks
+    (they cost as much as the statistics), keep the units' axis the tracked passes found, and a
+    function call on a branch taken later is found at the next rediscovery pass."""
+    from trainlight.collectors.signals.activations import DISCOVERY_PASSES, REDISCOVER_EVERY
+
+    model = SeqNet()
+    tracked: list[bool] = []
+    model.fc.register_forward_hook(
+        lambda *_: tracked.append(bool(module_hooks._global_forward_hooks))
+    )
+    watcher, problems = watch(model, window=3 * 7)
+    passes = REDISCOVER_EVERY + 3
+    for i in range(passes):
+        model.rare = i >= DISCOVERY_PASSES + 1  # from just after discovery on
+        train_passes(model, iter([torch.randn(3, 7, 4)]))
+    want = [i < DISCOVERY_PASSES or i + 1 >= REDISCOVER_EVERY for i in range(passes)]
+    assert tracked == want  # tracked from the rediscovery pass on: a call was seen there
+    got = by_layer(watcher.collect())
+    assert all(sum(w["hist"]) == 5.0 for w in got["act"])  # features (axis -1) all along
+    assert len(got["act"]) == passes // 7
+    assert list(watcher.tracker.sites) == ["SeqNet→relu#1"]  # found, its window begun
+    assert problems.snapshot() == {}
+
+
 def test_a_failing_functional_site_is_reported_and_training_goes_on() -> None:
     model = Net(torch.relu, F.silu)
     watcher, problems = watch(model, window=2)

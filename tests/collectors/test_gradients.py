@@ -176,10 +176,12 @@ def test_an_optimiser_of_another_model_is_ignored() -> None:
     assert {layer for _, layer in measured(watcher)} == {"0", "2", "4"}
 
 
-def test_a_step_whose_closure_computes_the_gradients_is_measured_after_it() -> None:
+@pytest.mark.parametrize("pass_opens", ["before the step", "inside the closure"])
+def test_a_step_whose_closure_computes_the_gradients_is_measured_after_it(pass_opens: str) -> None:
     """Lightning's automatic optimisation (and LBFGS): `opt.step(closure)` runs the forward and
     backward inside the step, and the loop marks each training pass itself (`manual_passes`:
-    Lightning never calls the module's forward)."""
+    Lightning never calls the module's forward). The pass may open before the step or inside
+    its closure (Lightning's wrapped training_step): θ is copied before it moves either way."""
     net = model()
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
     clock = {"step": -1}
@@ -192,6 +194,8 @@ def test_a_step_whose_closure_computes_the_gradients_is_measured_after_it() -> N
         x = torch.randn(4, 8)
 
         def closure(x: torch.Tensor = x) -> torch.Tensor:
+            if pass_opens == "inside the closure":
+                watcher.root_pre(net, ())  # Lightning: the wrapped training_step begins
             loss = net(x).pow(2).mean()
             watcher.root_post(net, (), None)  # Lightning: on_before_backward
             opt.zero_grad()
@@ -199,7 +203,8 @@ def test_a_step_whose_closure_computes_the_gradients_is_measured_after_it() -> N
             return loss
 
         before = {n: p.detach().clone() for n, p in net.named_parameters()}
-        watcher.root_pre(net, ())  # Lightning: on_train_batch_start
+        if pass_opens == "before the step":
+            watcher.root_pre(net, ())
         opt.step(closure)
         grads = {n: p.grad.detach().clone() for n, p in net.named_parameters()}  # type: ignore[union-attr]
         if step % 2 == 0:

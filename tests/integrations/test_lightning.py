@@ -83,7 +83,8 @@ def fit(model: pl.LightningModule, callback: TrainlightCallback, epochs: int) ->
 
 def test_a_healthy_fit_is_one_run_finished_and_green_with_its_metrics(tmp_path: Path) -> None:
     callback = TrainlightCallback(store=tmp_path, project="digits", flush_interval=0.2)
-    trainer = fit(DigitsClassifier(lr=0.05), callback, epochs=3)
+    model = DigitsClassifier(lr=0.05)
+    trainer = fit(model, callback, epochs=3)
     header = last_header(tmp_path)
     assert (header.name, header.project, header.status) == (
         "DigitsClassifier",
@@ -98,7 +99,12 @@ def test_a_healthy_fit_is_one_run_finished_and_green_with_its_metrics(tmp_path: 
     val_steps = [s for s, _, _ in logged(tmp_path, "val_loss")]
     assert val_steps == [trainer.global_step // 3 * e for e in (1, 2, 3)]  # no sanity check
     assert len(logged(tmp_path, "val_acc")) == 3
-    assert logged(tmp_path, "grad_norm", table="layer_metrics")  # the module is watched
+    # the module is watched: each training_step is a pass, observed every 10th optimiser step
+    for key in ("grad_norm", "update_ratio"):
+        observed = {s for s, _, _ in logged(tmp_path, key, table="layer_metrics")}
+        # (the first, before any step was logged, counts as step 0)
+        assert observed == {0} | set(range(11, trainer.global_step + 1, 10)), key
+    assert "training_step" not in model.__dict__  # the wrapper is gone after fit
     states = {t.signal: t.state for t in replay(tmp_path)}
     assert states["nonfinite"] == "green" and "red" not in states.values()
 
