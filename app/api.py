@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
+from trainlight.app.alerts.read import MAX_ALERTS, list_alerts
 from trainlight.app.intake import (
     DEFAULT_INTAKE,
     Intake,
@@ -95,6 +96,20 @@ def create_api(
         if detail is None:
             return error(404, f"no run {run_id!r} in this store")
         return json_response(detail_json(detail))
+
+    @api.get("/alerts")
+    def alerts() -> Response:
+        """The alerts recorded (newest first), with their delivery status; `?run_id=` one
+        run's, `?limit=` at most that many (1000)."""
+        run_id = request.args.get("run_id")
+        if run_id is not None and not is_valid_run_id(run_id):
+            return error(400, "invalid run id")
+        limit_text = request.args.get("limit", str(MAX_ALERTS))
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_ALERTS:
+            return error(400, f"limit must be an integer from 1 to {MAX_ALERTS}")
+        with store.read() as cur:
+            found = list_alerts(cur, run_id, int(limit_text))
+        return json_response({"alerts": found})
 
     @api.post("/runs/<run_id>/stop")
     def stop(run_id: str) -> Response:

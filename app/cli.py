@@ -52,6 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
         "naming any other host are refused (DNS rebinding)",
     )
 
+    serve.add_argument(
+        "--alert-webhook",
+        action="append",
+        default=[],
+        type=_webhook,
+        metavar="URL",
+        help="send an alert for every red verdict and crash to this webhook (Slack and Discord "
+        "URLs are recognised, any other gets JSON); repeatable. Links use the first --public-url",
+    )
+
     _add_intake_options(serve)
 
     ingest = sub.add_parser("ingest", help="ingest the inbox once, without serving")
@@ -193,6 +203,16 @@ def _add_import_parser(
         parser.add_argument("--quiet", action="store_true", help="print failures only")
 
 
+def _webhook(text: str) -> str:
+    from trainlight.app.alerts.destinations import destination
+
+    try:
+        destination(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None  # never echo the URL: a secret
+    return text
+
+
 def _natural_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -223,6 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             receivers=args.receivers,
             group_commit=args.group_commit,
             backlog=BacklogLimits(args.max_backlog_segments, args.max_backlog_bytes),
+            alert_webhooks=tuple(args.alert_webhook),
         )
         serve(options)
         return 0

@@ -57,6 +57,8 @@ class ServeOptions:
     # Segments arriving together share their flushes (store/ingest/group_commit.py); off: per-file.
     group_commit: bool = False
     backlog: BacklogLimits = DEFAULT_BACKLOG_LIMITS
+    # Webhook URLs that get an alert for every red verdict and crash (app/alerts); secrets.
+    alert_webhooks: tuple[str, ...] = ()
 
 
 def is_loopback(host: str) -> bool:

@@ -13,6 +13,8 @@ import signal
 import threading
 from types import FrameType
 
+from trainlight.app.alerts.destinations import destination
+from trainlight.app.alerts.sender import AlertSender
 from trainlight.app.arrivals import Arrivals
 from trainlight.app.factory import create_app
 from trainlight.app.intent import HostPolicy
@@ -42,19 +44,27 @@ def serve(options: ServeOptions) -> None:
 
 def _serve(options: ServeOptions, store: Store, receivers: Receivers, arrivals: Arrivals) -> None:
     stop = threading.Event()
-    ingester = Ingester(store)
-    thread = threading.Thread(
-        target=ingester.run,
-        args=(stop, options.ingest_interval, arrivals),
-        name="trainlight-ingest",
-        daemon=True,
-    )
-    thread.start()
     hosts = HostPolicy.serving(options.host, options.public_urls)
     intake = intake_settings(options, store.layout, receivers.ports, arrivals.notify)
     app = create_app(store, options.token, options.stale_after, hosts, intake)
     busy = intake.backlog.retry_after if intake.backlog is not None else None
     server = http_server(app.server, options, busy=busy)
+    sender = _alert_sender(options, store, server.effective_port)
+    ingester = Ingester(store, after_pass=sender.after_ingest if sender else None)
+    threads = [
+        threading.Thread(
+            target=ingester.run,
+            args=(stop, options.ingest_interval, arrivals),
+            name="trainlight-ingest",
+            daemon=True,
+        )
+    ]
+    if sender is not None:
+        threads.append(
+            threading.Thread(target=sender.run, args=(stop,), name="trainlight-alerts", daemon=True)
+        )
+    for thread in threads:
+        thread.start()
     receivers.start()
 
     def shutdown(_signum: int, _frame: FrameType | None) -> None:
@@ -75,4 +85,15 @@ def _serve(options: ServeOptions, store: Store, receivers: Receivers, arrivals: 
         pass
     finally:
         stop.set()
-        thread.join(timeout=10)
+        for thread in threads:
+            thread.join(timeout=10)
+
+
+def _alert_sender(options: ServeOptions, store: Store, port: int) -> AlertSender | None:
+    """The sender of `--alert-webhook` alerts; links point at the first `--public-url`."""
+    if not options.alert_webhooks:
+        return None
+    base = options.public_urls[0] if options.public_urls else f"http://{options.host}:{port}"
+    destinations = [destination(url) for url in options.alert_webhooks]
+    log.info("alerts go to %s", ", ".join(d.label for d in destinations))
+    return AlertSender(store, destinations, base)

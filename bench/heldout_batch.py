@@ -21,6 +21,7 @@ MedianPruner save at zero healthy runs stopped on the same readings (bench/batch
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 from collections.abc import Callable
@@ -69,42 +70,55 @@ def lm(
     return name, LM_STEPS, run
 
 
-BATCH = [
-    cnn(CnnCase("cnn-adam-s10", seed=10)),
-    cnn(CnnCase("cnn-adam-s11", seed=11)),
-    cnn(CnnCase("cnn-sgd-s12", optimiser="sgd", lr=0.02, seed=12)),
-    cnn(CnnCase("cnn-tanh-s13", activation="tanh", seed=13)),
-    cnn(CnnCase("cnn-clean150-s14", train_size=150, steps=1200, seed=14)),
-    cnn(CnnCase("cnn-jump-s15", lr_jump_at=150, seed=15)),
-    cnn(CnnCase("cnn-sgd-hot-s16", optimiser="sgd", lr=0.5, seed=16)),
-    cnn(CnnCase("cnn-noise40-s17", label_noise=0.4, train_size=150, steps=1200, seed=17)),
-    cnn(
-        CnnCase(
-            "cnn-sigmoid-tiny-s18",
-            "sigmoid",
-            depth=6,
-            init_std=0.01,
-            optimiser="sgd",
-            lr=0.05,
-            seed=18,
-        )
-    ),
-    cnn(CnnCase("cnn-transient-s19", lr_jump_at=100, lr_jump=10, seed=19)),
-    deep(DeepCase("mlp-relu-adam-s20", "relu", optimiser="adam", lr=1e-3, seed=20)),
-    deep(DeepCase("mlp-tanh-sgd-s21", "tanh", lr=0.02, seed=21)),
-    deep(DeepCase("mlp-sigmoid-tiny-s22", "sigmoid", init_std=0.01, lr=0.1, seed=22)),
-    deep(
-        DeepCase(
-            "mlp-relu-tiny-adam-s23", "relu", init_std=0.01, optimiser="adam", lr=1e-3, seed=23
-        )
-    ),
-    lm("lm-1.5e-3-s30", 1.5e-3, 30),
-    lm("lm-2.5e-3-s31", 2.5e-3, 31),
-    lm("lm-o120-s32", 1.5e-3, 32, at=120),
-    lm("lm-o250-s33", 1e-3, 33, at=250),
-    lm("lm-transient-s34", 1.5e-3, 34, at=80, factor=10.0, lasts=10),
-    lm("lm-transient-s35", 1e-3, 35, at=150, factor=30.0, lasts=10),
-]
+def batch(o: int = 0) -> list[tuple[str, int, Trainer]]:
+    """The batch; `o` shifts every seed (a fresh draw of the same recipes)."""
+    return [
+        cnn(CnnCase(f"cnn-adam-s{10 + o}", seed=10 + o)),
+        cnn(CnnCase(f"cnn-adam-s{11 + o}", seed=11 + o)),
+        cnn(CnnCase(f"cnn-sgd-s{12 + o}", optimiser="sgd", lr=0.02, seed=12 + o)),
+        cnn(CnnCase(f"cnn-tanh-s{13 + o}", activation="tanh", seed=13 + o)),
+        cnn(CnnCase(f"cnn-clean150-s{14 + o}", train_size=150, steps=1200, seed=14 + o)),
+        cnn(CnnCase(f"cnn-jump-s{15 + o}", lr_jump_at=150, seed=15 + o)),
+        cnn(CnnCase(f"cnn-sgd-hot-s{16 + o}", optimiser="sgd", lr=0.5, seed=16 + o)),
+        cnn(
+            CnnCase(
+                f"cnn-noise40-s{17 + o}", label_noise=0.4, train_size=150, steps=1200, seed=17 + o
+            )
+        ),
+        cnn(
+            CnnCase(
+                f"cnn-sigmoid-tiny-s{18 + o}",
+                "sigmoid",
+                depth=6,
+                init_std=0.01,
+                optimiser="sgd",
+                lr=0.05,
+                seed=18 + o,
+            )
+        ),
+        cnn(CnnCase(f"cnn-transient-s{19 + o}", lr_jump_at=100, lr_jump=10, seed=19 + o)),
+        deep(DeepCase(f"mlp-relu-adam-s{20 + o}", "relu", optimiser="adam", lr=1e-3, seed=20 + o)),
+        deep(DeepCase(f"mlp-tanh-sgd-s{21 + o}", "tanh", lr=0.02, seed=21 + o)),
+        deep(
+            DeepCase(f"mlp-sigmoid-tiny-s{22 + o}", "sigmoid", init_std=0.01, lr=0.1, seed=22 + o)
+        ),
+        deep(
+            DeepCase(
+                f"mlp-relu-tiny-adam-s{23 + o}",
+                "relu",
+                init_std=0.01,
+                optimiser="adam",
+                lr=1e-3,
+                seed=23 + o,
+            )
+        ),
+        lm(f"lm-1.5e-3-s{30 + o}", 1.5e-3, 30 + o),
+        lm(f"lm-2.5e-3-s{31 + o}", 2.5e-3, 31 + o),
+        lm(f"lm-o120-s{32 + o}", 1.5e-3, 32 + o, at=120),
+        lm(f"lm-o250-s{33 + o}", 1e-3, 33 + o, at=250),
+        lm(f"lm-transient-s{34 + o}", 1.5e-3, 34 + o, at=80, factor=10.0, lasts=10),
+        lm(f"lm-transient-s{35 + o}", 1e-3, 35 + o, at=150, factor=30.0, lasts=10),
+    ]
 
 
 def judged(store: Path) -> tuple[int | None, list[str], bool]:
@@ -122,12 +136,20 @@ def judged(store: Path) -> tuple[int | None, list[str], bool]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="keep the runs' stores here (re-judge them later)"
+    )
+    parser.add_argument(
+        "--seed-offset", type=int, default=0, help="a fresh batch: every seed shifted by this"
+    )
+    args = parser.parse_args()
     runs: list[Run] = []
     kills: list[int | None] = []
     finals_right = 0
     with tempfile.TemporaryDirectory(prefix="trainlight-heldout-batch-") as tmp:
-        for name, steps, train in BATCH:
-            store = Path(tmp) / name
+        for name, steps, train in batch(args.seed_offset):
+            store = (args.keep or Path(tmp)) / name
             doomed = train(store)
             runs.append(read_run(store, name, steps, doomed))
             first_red, signals, ends_red = judged(store)

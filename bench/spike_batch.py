@@ -85,12 +85,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rtol", type=float, nargs="*", default=[0.3, 0.5, 0.1])
     parser.add_argument("--k", type=float, nargs="*", default=[6.0])
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="keep the runs' stores here (re-judge them later)"
+    )
     args = parser.parse_args()
     variants = [{"loss_spike_rtol": r, "loss_spike_k": k} for r in args.rtol for k in args.k]
     runs, reds = [], []
     with tempfile.TemporaryDirectory(prefix="trainlight-spike-batch-") as tmp:
         for case in QUICK if args.quick else CASES:
-            store = Path(tmp) / case.name
+            store = (args.keep or Path(tmp)) / case.name
             result = train_char_lm(
                 store,
                 case.name,

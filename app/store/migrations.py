@@ -102,6 +102,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             run_id VARCHAR, step BIGINT, key VARCHAR, layer VARCHAR,
             n_rows INTEGER, n_cols INTEGER, "values" FLOAT[])""",
     ),
+    (
+        # Alerts (app/alerts): one row per (run, signal, state change, destination), recorded
+        # after the change is ingested and delivered from a thread of its own; `destination` is
+        # a label (kind and hash), never the webhook URL. `alert_marks`: per destination, the
+        # last `health.seq` turned into alerts, and when it was first configured (what happened
+        # before is never sent to it).
+        """CREATE TABLE alerts(
+            run_id VARCHAR, signal VARCHAR, state VARCHAR, step BIGINT, destination VARCHAR,
+            reason VARCHAR, created_at TIMESTAMP, status VARCHAR, attempts INTEGER,
+            last_error VARCHAR, next_attempt TIMESTAMP, sent_at TIMESTAMP,
+            PRIMARY KEY (run_id, signal, state, step, destination))""",
+        """CREATE TABLE alert_marks(
+            destination VARCHAR PRIMARY KEY, health_seq BIGINT, since TIMESTAMP)""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

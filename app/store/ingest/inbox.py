@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,9 +73,14 @@ class Ingester:
     """Ingests a store's inbox; safe to run on one thread while readers use the store."""
 
     def __init__(
-        self, store: Store, namespace: str | None = None, max_batch_rows: int = 1_000_000
+        self,
+        store: Store,
+        namespace: str | None = None,
+        max_batch_rows: int = 1_000_000,
+        after_pass: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
+        self.after_pass = after_pass  # e.g. recording alerts of what the pass ingested
         # Runs whose pids live in this namespace (same boot, same pid namespace) can be checked.
         self.namespace = process_namespace() if namespace is None else namespace
         # One transaction per batch of every run's pending segments, capped so memory and
@@ -118,6 +123,8 @@ class Ingester:
                     swept = started
                     remove_orphan_temporaries(self.store.layout.inbox)
                 self.ingest_pending()
+                if self.after_pass is not None:
+                    self.after_pass()
             except Exception:
                 log.exception("ingest pass failed; retrying")
             if arrivals is None:

@@ -1,0 +1,97 @@
+"""Where alerts go: Slack and Discord incoming webhooks (recognised by their address) and any
+other URL as a generic JSON webhook; and what each is sent.
+
+A webhook URL is a secret (whoever has it can post to the channel): it is held here only. The
+store, the API, pages and logs name a destination by its `label`: its kind and a short hash of
+its URL, which tells destinations apart without revealing them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+SLACK, DISCORD, WEBHOOK = "slack", "discord", "webhook"
+SLACK_HOSTS = ("hooks.slack.com",)
+DISCORD_HOSTS = ("discord.com", "discordapp.com", "ptb.discord.com", "canary.discord.com")
+DISCORD_MAX_CHARS = 2000  # Discord refuses longer content
+MAX_URL_CHARS = 2048
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One state change of one run, as a message says it."""
+
+    run_id: str
+    run_name: str
+    project: str
+    signal: str  # a health signal, or "status" for a run that crashed
+    state: str  # "red", or the run's status ("crashed")
+    step: int | None
+    reason: str
+    link: str  # the run page
+
+
+@dataclass(frozen=True)
+class Destination:
+    kind: str
+    url: str = field(repr=False)  # a secret: never printed, stored or served
+
+    @property
+    def label(self) -> str:
+        digest = hashlib.sha256(self.url.encode()).hexdigest()[:10]
+        return f"{self.kind}-{digest}"
+
+    def redact(self, text: str) -> str:
+        """`text` (an error message) with the URL and its path taken out."""
+        parts = urlsplit(self.url)
+        for secret in (self.url, parts.path, parts.query):
+            if secret and secret != "/":
+                text = text.replace(secret, "…")
+        return text
+
+    def payload(self, alert: Alert) -> bytes:
+        if self.kind == SLACK:
+            body: dict[str, Any] = {"text": text_of(alert)}
+        elif self.kind == DISCORD:
+            body = {"content": text_of(alert)[:DISCORD_MAX_CHARS]}
+        else:
+            body = {
+                "run_id": alert.run_id,
+                "run_name": alert.run_name,
+                "project": alert.project,
+                "signal": alert.signal,
+                "state": alert.state,
+                "step": alert.step,
+                "reason": alert.reason,
+                "url": alert.link,
+                "text": text_of(alert),
+            }
+        return json.dumps(body).encode()
+
+
+def destination(url: str) -> Destination:
+    """The destination of a webhook URL; ValueError for anything but an http(s) URL."""
+    if len(url) > MAX_URL_CHARS:
+        raise ValueError(f"an alert webhook URL is at most {MAX_URL_CHARS} characters")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("an alert webhook must be an http:// or https:// URL")
+    host = parts.hostname.lower()
+    if host in SLACK_HOSTS:
+        return Destination(SLACK, url)
+    if host in DISCORD_HOSTS and parts.path.startswith("/api/webhooks/"):
+        return Destination(DISCORD, url)
+    return Destination(WEBHOOK, url)
+
+
+def text_of(alert: Alert) -> str:
+    """One line a person reads on a phone: what, where, why, and the link."""
+    what = "crashed" if alert.signal == "status" else f"{alert.signal} turned {alert.state}"
+    at = f" at step {alert.step:,}" if alert.step is not None else ""
+    project = f" ({alert.project})" if alert.project else ""
+    reason = f": {alert.reason}" if alert.reason else ""
+    return f"trainlight: run {alert.run_name}{project} {what}{at}{reason} {alert.link}"

@@ -1,0 +1,175 @@
+"""Delivering `alerts` rows: a thread of its own, retries with backoff, a rate per destination.
+
+The thread wakes every `poll` seconds or when told (after an ingest pass recorded alerts), reads
+the `pending` rows whose next attempt is due, and posts each to its destination with a short
+timeout. A 2xx answer marks the row `sent`; anything else (refused, timed out, a 5xx, a 429)
+keeps it `pending` with `attempts` + 1, its error (the URL redacted) and a next attempt
+`backoff` × 2^attempts later (capped), until `max_attempts`, when it is `failed`. At most one
+message per `min_gap` seconds goes to one destination (Slack allows about one a second), so a
+burst of red runs queues rather than getting the webhook disabled. A dead or hanging receiver
+costs this thread its timeouts and nothing else: ingest only writes rows.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from trainlight.app.alerts.destinations import Alert, Destination
+from trainlight.app.alerts.outbox import NO_STEP, record_alerts
+from trainlight.app.store.database import Store, utc_naive
+
+log = logging.getLogger("trainlight.alerts")
+MAX_ERROR_CHARS = 300
+
+
+@dataclass(frozen=True)
+class SendSettings:
+    timeout: float = 5.0  # seconds per attempt
+    backoff: float = 2.0  # seconds before the first retry; doubles each time
+    max_backoff: float = 300.0
+    max_attempts: int = 10
+    min_gap: float = 1.0  # seconds between two messages to one destination
+    poll: float = 2.0  # seconds between looks for due rows
+    batch: int = 50  # rows read per look
+
+
+class AlertSender:
+    def __init__(
+        self,
+        store: Store,
+        destinations: Sequence[Destination],
+        base_url: str,
+        settings: SendSettings = SendSettings(),
+    ) -> None:
+        self.store, self.settings = store, settings
+        self.destinations = {d.label: d for d in destinations}
+        self.base_url = base_url.rstrip("/")
+        self._wake = threading.Event()
+        # Proxies from the environment, as for any web request; never for this machine.
+        self._proxied = urllib.request.build_opener()
+        self._direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self._last_sent: dict[str, float] = {}
+
+    # -- the ingester's thread ------------------------------------------------------------
+    def after_ingest(self) -> None:
+        """Record the alerts of what the pass ingested; wake the sender if there are any."""
+        if record_alerts(self.store, list(self.destinations.values())):
+            self._wake.set()
+
+    # -- the sender's thread --------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.send_due(stop)
+            except Exception:
+                log.exception("alert delivery pass failed; retrying")
+            self._wake.wait(self.settings.poll)
+            self._wake.clear()
+
+    def send_due(self, stop: threading.Event | None = None) -> int:
+        """Try every due row once; how many were sent."""
+        sent = 0
+        for row in self._due():
+            if stop is not None and stop.is_set():
+                break
+            sent += self._deliver(*row)
+        return sent
+
+    def _due(self) -> list[tuple]:
+        with self.store.read() as cur:
+            return cur.execute(
+                """SELECT a.run_id, a.signal, a.state, a.step, a.destination, a.reason,
+                          a.attempts, coalesce(r.name, a.run_id), coalesce(r.project, '')
+                   FROM alerts a LEFT JOIN runs r USING (run_id)
+                   WHERE a.status = 'pending' AND a.next_attempt <= ?
+                   ORDER BY a.created_at, a.run_id LIMIT ?""",
+                [utc_naive(), self.settings.batch],
+            ).fetchall()
+
+    def _deliver(
+        self,
+        run_id: str,
+        signal: str,
+        state: str,
+        step: int,
+        label: str,
+        reason: str,
+        attempts: int,
+        run_name: str,
+        project: str,
+    ) -> int:
+        key = [run_id, signal, state, step, label]
+        dest = self.destinations.get(label)
+        if dest is None:  # configured when recorded, not any more: left pending
+            return 0
+        self._keep_rate(label)
+        alert = Alert(
+            run_id, run_name, project, signal, state, None if step == NO_STEP else step,
+            reason or "", f"{self.base_url}/run/{run_id}",
+        )  # fmt: skip
+        error = self._post(dest, alert)
+        now = utc_naive()
+        with self.store.write() as cur:
+            if error is None:
+                cur.execute(
+                    """UPDATE alerts SET status = 'sent', attempts = ?, sent_at = ?,
+                       last_error = NULL WHERE run_id = ? AND signal = ? AND state = ?
+                       AND step = ? AND destination = ?""",
+                    [attempts + 1, now, *key],
+                )
+                return 1
+            tries = attempts + 1
+            delay = min(self.settings.backoff * 2 ** (tries - 1), self.settings.max_backoff)
+            status = "failed" if tries >= self.settings.max_attempts else "pending"
+            cur.execute(
+                """UPDATE alerts SET status = ?, attempts = ?, last_error = ?, next_attempt = ?
+                   WHERE run_id = ? AND signal = ? AND state = ? AND step = ?
+                   AND destination = ?""",
+                [status, tries, error, now + timedelta(seconds=delay), *key],
+            )
+        log.warning("alert to %s failed (attempt %d): %s", label, tries, error)
+        return 0
+
+    def _keep_rate(self, label: str) -> None:
+        last = self._last_sent.get(label)
+        if last is not None:
+            wait = self.settings.min_gap - (time.monotonic() - last)
+            if wait > 0:
+                time.sleep(wait)
+        self._last_sent[label] = time.monotonic()
+
+    def _post(self, dest: Destination, alert: Alert) -> str | None:
+        """None when the destination took it; otherwise why not (the URL redacted)."""
+        request = urllib.request.Request(
+            dest.url,
+            data=dest.payload(alert),
+            headers={"Content-Type": "application/json", "User-Agent": "trainlight-alerts"},
+            method="POST",
+        )
+        opener = self._direct if _loopback(dest.url) else self._proxied
+        try:
+            with opener.open(request, timeout=self.settings.timeout) as answer:
+                answer.read(4096)
+                return None
+        except urllib.error.HTTPError as exc:
+            error = f"HTTP {exc.code} {exc.reason}"
+        except Exception as exc:  # refused, timed out, DNS, TLS: all the same to a retry
+            error = f"{type(exc).__name__}: {exc}"
+        return dest.redact(error)[:MAX_ERROR_CHARS]
+
+
+def _loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

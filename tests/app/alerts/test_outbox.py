@@ -1,0 +1,82 @@
+"""Recording alerts from ingested changes: once per (run, signal, state change, destination), red
+verdicts and crashes, never history for a destination configured later; and the destinations'
+parsing, wording and secrecy."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from tests.app.store.test_health_ingest import drop
+from tests.support.segments import metrics_segment
+from trainlight.app.alerts.destinations import DISCORD, SLACK, WEBHOOK, Alert, destination
+from trainlight.app.alerts.outbox import record_alerts
+from trainlight.app.alerts.read import list_alerts
+from trainlight.app.store.database import Store
+from trainlight.app.store.ingest.inbox import Ingester
+from trainlight.collectors.schema import StoreLayout
+
+HOOK = destination("http://127.0.0.1:9/hook")
+LATER = destination("https://hooks.slack.com/services/T0/B0/secret")
+
+
+def nan_run(store: Store, run_id: str, status: str = "running") -> None:
+    rows = [(step, "loss", 1.0) for step in range(5)] + [(5, "loss", math.nan), (6, "loss", 1.0)]
+    drop(store, run_id, 0, metrics_segment(run_id, 0, rows, status=status, name=f"{run_id}'s"))
+
+
+def recorded(store: Store) -> list[tuple[str, str, str, int | None, str]]:
+    with store.read() as cur:
+        found = list_alerts(cur)
+    return sorted(
+        (a["run_id"], a["signal"], a["state"], a["step"], a["destination"]) for a in found
+    )
+
+
+def test_a_red_verdict_is_recorded_once_per_destination_and_never_as_history(
+    tmp_path: Path,
+) -> None:
+    store = Store(StoreLayout(tmp_path))
+    try:
+        nan_run(store, "before")  # ingested before any destination: history
+        Ingester(store).ingest_pending()
+        assert record_alerts(store, [HOOK]) == 0
+        nan_run(store, "after")
+        Ingester(store).ingest_pending()
+        assert record_alerts(store, [HOOK, LATER]) == 1  # LATER is new: it starts now
+        assert record_alerts(store, [HOOK, LATER]) == 0  # nothing new: nothing twice
+        assert recorded(store) == [("after", "nonfinite", "red", 5, HOOK.label)]
+        drop(store, "after", 1, metrics_segment("after", 1, [(7, "loss", 1.0)], status="crashed"))
+        Ingester(store).ingest_pending()
+        assert record_alerts(store, [HOOK, LATER]) == 2  # the crash, to both
+        assert ("after", "status", "crashed", 7, LATER.label) in recorded(store)
+    finally:
+        store.close()
+
+
+def test_destinations_are_recognised_by_address_and_never_reveal_it() -> None:
+    assert destination("https://hooks.slack.com/services/T/B/x").kind == SLACK
+    assert destination("https://discord.com/api/webhooks/1/abc").kind == DISCORD
+    assert destination("https://discord.com/channels/1").kind == WEBHOOK
+    assert destination("http://10.0.0.5:8080/alerts").kind == WEBHOOK
+    for bad in ("ftp://x/y", "hooks.slack.com/x", "http://", "x" * 3000):
+        with pytest.raises(ValueError):
+            destination(bad)
+    slack = destination("https://hooks.slack.com/services/T/B/s3cr3t")
+    assert "s3cr3t" not in slack.label and "s3cr3t" not in repr(slack)
+    assert "s3cr3t" not in slack.redact("HTTP 404 at https://hooks.slack.com/services/T/B/s3cr3t")
+    alert = Alert("r1", 'lm "big"', "nlp", "spike", "red", 1200, "diverged", "http://d/run/r1")
+    text = json.loads(slack.payload(alert))["text"]
+    assert text.startswith('trainlight: run lm "big" (nlp) spike turned red at step 1,200')
+    assert text.endswith("http://d/run/r1")
+    discord = json.loads(destination("https://discord.com/api/webhooks/1/t").payload(alert))
+    assert discord["content"] == text
+    generic = json.loads(destination("http://x/h").payload(alert))
+    assert (generic["signal"], generic["step"], generic["url"]) == (
+        "spike",
+        1200,
+        "http://d/run/r1",
+    )
