@@ -1,11 +1,13 @@
 """Turning ingested state changes into `alerts` rows, one per destination, exactly once.
 
-After each ingest pass (on the ingester's thread), one transaction per pass: for each
-destination, the red `health` changes with a `seq` above its mark and the runs that crashed
-since it was configured become `pending` rows, and its mark moves on. The rows and the mark
-commit together, so a crash between passes neither loses a change nor records one twice, and
-the primary key (run, signal, state, step, destination) makes a repeat a no-op anyway. A
-destination configured for the first time starts at the present: history is not replayed to it.
+After each ingest pass (on the ingester's thread): for each destination, the red `health`
+changes with a `seq` above its mark and the runs that crashed since it was configured become
+`pending` rows, and its mark moves on, in one transaction: the rows and the mark commit together,
+so a crash between passes neither loses a change nor records one twice, and the primary key
+(run, signal, state, step, destination) makes a repeat a no-op anyway. A destination configured
+for the first time starts at the moment the server starts (`AlertOutbox` is made before the
+first pass): history is not replayed to it. A pass that changed no verdict and crashed no run
+costs one read, no write.
 """
 
 from __future__ import annotations
@@ -24,18 +26,37 @@ STATUS_SIGNAL = "status"  # an alert about the run's status, not a health signal
 NO_STEP = -1  # a crashed run that never logged a step (keys cannot be NULL)
 
 
-def record_alerts(store: Store, destinations: Sequence[Destination]) -> int:
-    """Record the alerts of every change ingested since the last call; how many rows."""
-    if not destinations:
-        return 0
-    now = utc_naive()
-    added = 0
-    with store.write() as cur:
-        for dest in destinations:
-            seq, since = _mark(cur, dest.label, now)
-            added += _record_reds(cur, dest.label, seq, now)
-            added += _record_crashes(cur, dest.label, since, now)
-    return added
+class AlertOutbox:
+    def __init__(self, store: Store, destinations: Sequence[Destination]) -> None:
+        self.store, self.destinations = store, list(destinations)
+        self._seen: tuple[int, datetime | None] | None = None  # what the last record saw
+        if self.destinations:
+            now = utc_naive()
+            with store.write() as cur:
+                for dest in self.destinations:
+                    _mark(cur, dest.label, now)
+
+    def record(self) -> int:
+        """Record the alerts of every change ingested since the last call; how many rows."""
+        if not self.destinations:
+            return 0
+        with self.store.read() as cur:
+            row = cur.execute(
+                """SELECT (SELECT coalesce(max(seq), 0) FROM health),
+                          (SELECT max(updated_at) FROM runs WHERE status = ?)""",
+                [CRASHED],
+            ).fetchone()
+        seen = (int(row[0]), row[1]) if row else (0, None)
+        if seen == self._seen:
+            return 0
+        now, added = utc_naive(), 0
+        with self.store.write() as cur:
+            for dest in self.destinations:
+                seq, since = _mark(cur, dest.label, now)
+                added += _record_reds(cur, dest.label, seq, seen[0], now)
+                added += _record_crashes(cur, dest.label, since, now)
+        self._seen = seen
+        return added
 
 
 def _mark(cur: duckdb.DuckDBPyConnection, label: str, now: datetime) -> tuple[int, datetime]:
@@ -51,39 +72,32 @@ def _mark(cur: duckdb.DuckDBPyConnection, label: str, now: datetime) -> tuple[in
     return int(latest), now
 
 
-def _record_reds(cur: duckdb.DuckDBPyConnection, label: str, seq: int, now: datetime) -> int:
-    (top,) = cur.execute("SELECT coalesce(max(seq), 0) FROM health").fetchone() or (0,)
-    if int(top) <= seq:
+def _record_reds(
+    cur: duckdb.DuckDBPyConnection, label: str, seq: int, top: int, now: datetime
+) -> int:
+    if top <= seq:
         return 0
-    before = _count(cur, label)
-    cur.execute(
+    added = cur.execute(
         """INSERT OR IGNORE INTO alerts
            SELECT run_id, signal, state, coalesce(step, ?), ?, reason, ?, 'pending', 0, NULL,
                   ?, NULL
            FROM health WHERE seq > ? AND seq <= ? AND state = ?
-           ORDER BY seq""",
-        [NO_STEP, label, now, now, seq, int(top), RED],
-    )
-    cur.execute("UPDATE alert_marks SET health_seq = ? WHERE destination = ?", [int(top), label])
-    return _count(cur, label) - before
+           RETURNING run_id""",
+        [NO_STEP, label, now, now, seq, top, RED],
+    ).fetchall()
+    cur.execute("UPDATE alert_marks SET health_seq = ? WHERE destination = ?", [top, label])
+    return len(added)
 
 
 def _record_crashes(
     cur: duckdb.DuckDBPyConnection, label: str, since: datetime, now: datetime
 ) -> int:
-    before = _count(cur, label)
-    cur.execute(
+    added = cur.execute(
         """INSERT OR IGNORE INTO alerts
            SELECT run_id, ?, ?, coalesce(last_step, ?), ?, coalesce(stop_reason, ''), ?,
                   'pending', 0, NULL, ?, NULL
-           FROM runs WHERE status = ? AND updated_at >= ?""",
+           FROM runs WHERE status = ? AND updated_at >= ?
+           RETURNING run_id""",
         [STATUS_SIGNAL, CRASHED, NO_STEP, label, now, now, CRASHED, since],
-    )
-    return _count(cur, label) - before
-
-
-def _count(cur: duckdb.DuckDBPyConnection, label: str) -> int:
-    (n,) = cur.execute("SELECT count(*) FROM alerts WHERE destination = ?", [label]).fetchone() or (
-        0,
-    )
-    return int(n)
+    ).fetchall()
+    return len(added)

@@ -24,7 +24,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from trainlight.app.alerts.destinations import Alert, Destination
-from trainlight.app.alerts.outbox import NO_STEP, record_alerts
+from trainlight.app.alerts.outbox import NO_STEP, AlertOutbox
 from trainlight.app.store.database import Store, utc_naive
 
 log = logging.getLogger("trainlight.alerts")
@@ -52,6 +52,7 @@ class AlertSender:
     ) -> None:
         self.store, self.settings = store, settings
         self.destinations = {d.label: d for d in destinations}
+        self.outbox = AlertOutbox(store, destinations)  # before the first ingest pass
         self.base_url = base_url.rstrip("/")
         self._wake = threading.Event()
         # Proxies from the environment, as for any web request; never for this machine.
@@ -62,7 +63,7 @@ class AlertSender:
     # -- the ingester's thread ------------------------------------------------------------
     def after_ingest(self) -> None:
         """Record the alerts of what the pass ingested; wake the sender if there are any."""
-        if record_alerts(self.store, list(self.destinations.values())):
+        if self.outbox.record():
             self._wake.set()
 
     # -- the sender's thread --------------------------------------------------------------

@@ -13,7 +13,7 @@ import pytest
 from tests.app.store.test_health_ingest import drop
 from tests.support.segments import metrics_segment
 from trainlight.app.alerts.destinations import DISCORD, SLACK, WEBHOOK, Alert, destination
-from trainlight.app.alerts.outbox import record_alerts
+from trainlight.app.alerts.outbox import AlertOutbox
 from trainlight.app.alerts.read import list_alerts
 from trainlight.app.store.database import Store
 from trainlight.app.store.ingest.inbox import Ingester
@@ -41,17 +41,20 @@ def test_a_red_verdict_is_recorded_once_per_destination_and_never_as_history(
 ) -> None:
     store = Store(StoreLayout(tmp_path))
     try:
-        nan_run(store, "before")  # ingested before any destination: history
+        nan_run(store, "before")  # ingested before the server started: history
         Ingester(store).ingest_pending()
-        assert record_alerts(store, [HOOK]) == 0
+        outbox = AlertOutbox(store, [HOOK])  # the server starts
+        assert outbox.record() == 0
         nan_run(store, "after")
         Ingester(store).ingest_pending()
-        assert record_alerts(store, [HOOK, LATER]) == 1  # LATER is new: it starts now
-        assert record_alerts(store, [HOOK, LATER]) == 0  # nothing new: nothing twice
+        assert outbox.record() == 1
+        assert outbox.record() == 0  # nothing new: nothing twice
+        restarted = AlertOutbox(store, [HOOK, LATER])  # LATER is new: it starts now
+        assert restarted.record() == 0
         assert recorded(store) == [("after", "nonfinite", "red", 5, HOOK.label)]
         drop(store, "after", 1, metrics_segment("after", 1, [(7, "loss", 1.0)], status="crashed"))
         Ingester(store).ingest_pending()
-        assert record_alerts(store, [HOOK, LATER]) == 2  # the crash, to both
+        assert restarted.record() == 2  # the crash, to both
         assert ("after", "status", "crashed", 7, LATER.label) in recorded(store)
     finally:
         store.close()
