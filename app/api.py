@@ -14,7 +14,6 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from trainlight.app.alerts.read import MAX_ALERTS, list_alerts
 from trainlight.app.intake import (
     DEFAULT_INTAKE,
     Intake,
@@ -26,6 +25,7 @@ from trainlight.app.intake import (
 from trainlight.app.store.control import request_stop
 from trainlight.app.store.database import Store, utc_naive
 from trainlight.app.store.ingest.quarantine import rejected_summary
+from trainlight.app.store.read.alerts import MAX_ALERTS, list_alerts
 from trainlight.app.store.read.queries import RunDetail, RunSummary, get_run, list_runs, stop_state
 from trainlight.collectors.health.registry import signal_names
 from trainlight.collectors.health.verdict import GREY

@@ -64,6 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_intake_options(serve)
 
+    alerts = sub.add_parser("alerts", help="alert destinations")
+    alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True)
+    alerts_test = alerts_sub.add_parser(
+        "test", help="send a test message to every destination; say which failed and why"
+    )
+    alerts_test.add_argument(
+        "--alert-webhook", action="append", required=True, type=_webhook, metavar="URL"
+    )
+    alerts_test.add_argument("--public-url", default="http://127.0.0.1:8050")
+
     ingest = sub.add_parser("ingest", help="ingest the inbox once, without serving")
     ingest.add_argument("--dir", default=None, help=store_help)
 
@@ -249,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "demo":
         return _demo(args)
+    if args.command == "alerts":
+        return _alerts_test(args)
     if args.command == "landscape":
         return _landscape(args)
     if args.command == "import":
@@ -266,6 +278,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _runs(store)
     finally:
         store.close()
+
+
+def _alerts_test(args: argparse.Namespace) -> int:
+    from trainlight.app.alerts.destinations import destination
+    from trainlight.app.alerts.sender import send_test
+
+    results = send_test([destination(url) for url in args.alert_webhook], args.public_url)
+    for label, error in results:
+        print(f"{label}: {'sent' if error is None else 'FAILED: ' + error}")
+    return 1 if any(error is not None for _, error in results) else 0
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 SLACK, DISCORD, WEBHOOK = "slack", "discord", "webhook"
+TEST = "test"  # the signal of `trainlight alerts test`'s message
 SLACK_HOSTS = ("hooks.slack.com",)
 DISCORD_HOSTS = ("discord.com", "discordapp.com", "ptb.discord.com", "canary.discord.com")
 DISCORD_MAX_CHARS = 2000  # Discord refuses longer content
@@ -90,6 +91,8 @@ def destination(url: str) -> Destination:
 
 def text_of(alert: Alert) -> str:
     """One line a person reads on a phone: what, where, why, and the link."""
+    if alert.signal == TEST:
+        return f"trainlight: a test message; alerts reach this destination ({alert.link})"
     what = "crashed" if alert.signal == "status" else f"{alert.signal} turned {alert.state}"
     at = f" at step {alert.step:,}" if alert.step is not None else ""
     project = f" ({alert.project})" if alert.project else ""

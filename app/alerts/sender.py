@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from trainlight.app.alerts.destinations import Alert, Destination
+from trainlight.app.alerts.destinations import TEST, Alert, Destination
 from trainlight.app.alerts.outbox import NO_STEP, AlertOutbox
 from trainlight.app.store.database import Store, utc_naive
 
@@ -55,9 +55,6 @@ class AlertSender:
         self.outbox = AlertOutbox(store, destinations)  # before the first ingest pass
         self.base_url = base_url.rstrip("/")
         self._wake = threading.Event()
-        # Proxies from the environment, as for any web request; never for this machine.
-        self._proxied = urllib.request.build_opener()
-        self._direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         self._last_sent: dict[str, float] = {}
 
     # -- the ingester's thread ------------------------------------------------------------
@@ -117,7 +114,7 @@ class AlertSender:
             run_id, run_name, project, signal, state, None if step == NO_STEP else step,
             reason or "", f"{self.base_url}/run/{run_id}",
         )  # fmt: skip
-        error = self._post(dest, alert)
+        error = post(dest, alert, self.settings.timeout)
         now = utc_naive()
         with self.store.write() as cur:
             if error is None:
@@ -148,24 +145,39 @@ class AlertSender:
                 time.sleep(wait)
         self._last_sent[label] = time.monotonic()
 
-    def _post(self, dest: Destination, alert: Alert) -> str | None:
-        """None when the destination took it; otherwise why not (the URL redacted)."""
-        request = urllib.request.Request(
-            dest.url,
-            data=dest.payload(alert),
-            headers={"Content-Type": "application/json", "User-Agent": "trainlight-alerts"},
-            method="POST",
-        )
-        opener = self._direct if _loopback(dest.url) else self._proxied
-        try:
-            with opener.open(request, timeout=self.settings.timeout) as answer:
-                answer.read(4096)
-                return None
-        except urllib.error.HTTPError as exc:
-            error = f"HTTP {exc.code} {exc.reason}"
-        except Exception as exc:  # refused, timed out, DNS, TLS: all the same to a retry
-            error = f"{type(exc).__name__}: {exc}"
-        return dest.redact(error)[:MAX_ERROR_CHARS]
+
+# Proxies from the environment, as for any web request; never for this machine.
+_PROXIED = urllib.request.build_opener()
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def post(dest: Destination, alert: Alert, timeout: float) -> str | None:
+    """Send one alert: None when the destination took it (2xx); otherwise why not, the URL
+    redacted."""
+    request = urllib.request.Request(
+        dest.url,
+        data=dest.payload(alert),
+        headers={"Content-Type": "application/json", "User-Agent": "trainlight-alerts"},
+        method="POST",
+    )
+    opener = _DIRECT if _loopback(dest.url) else _PROXIED
+    try:
+        with opener.open(request, timeout=timeout) as answer:
+            answer.read(4096)
+            return None
+    except urllib.error.HTTPError as exc:
+        error = f"HTTP {exc.code} {exc.reason}"
+    except Exception as exc:  # refused, timed out, DNS, TLS: all the same to a retry
+        error = f"{type(exc).__name__}: {exc}"
+    return dest.redact(error)[:MAX_ERROR_CHARS]
+
+
+def send_test(
+    destinations: Sequence[Destination], base_url: str, timeout: float = 10.0
+) -> list[tuple[str, str | None]]:
+    """`trainlight alerts test`: one test message to each destination; (label, error or None)."""
+    alert = Alert("test", "test", "", TEST, "ok", None, "", base_url.rstrip("/") + "/")
+    return [(dest.label, post(dest, alert, timeout)) for dest in destinations]
 
 
 def _loopback(url: str) -> bool:

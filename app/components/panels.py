@@ -154,3 +154,35 @@ def _timeline(history: Sequence[HealthChange]) -> html.Ol:
         ],
         className="timeline",
     )
+
+
+def alerts_section(alerts: Sequence[Mapping[str, Any]]) -> html.Section:
+    """The alerts sent (or still trying, or failed) about the run, newest first; destinations by
+    label (the webhook address is a secret)."""
+    if not alerts:
+        body: Component = html.P(
+            "No alerts about this run (trainlight serve --alert-webhook URL sends them).",
+            className="muted",
+        )
+    else:
+        head = ["when (UTC)", "signal", "state", "step", "to", "delivery", "attempts", "error"]
+        body = html.Table(
+            [html.Tr([html.Th(h) for h in head])]
+            + [
+                html.Tr(
+                    [
+                        html.Td(f"{a['created_at']:%Y-%m-%d %H:%M:%S}"),
+                        html.Td(a["signal"]),
+                        html.Td(badge(a["state"]) if a["signal"] != "status" else a["state"]),
+                        html.Td("" if a["step"] is None else f"{a['step']:,}"),
+                        html.Td(a["destination"]),
+                        html.Td(a["status"], className=f"alert-{a['status']}"),
+                        html.Td(str(a["attempts"])),
+                        html.Td(a["last_error"] or ""),
+                    ]
+                )
+                for a in alerts
+            ],
+            className="small-table alerts-table",
+        )
+    return html.Section([html.H2("Alerts"), body], className="panel alerts", id="run-alerts")

@@ -15,7 +15,7 @@ from typing import Any
 from dash import dcc, html
 from plotly.io.json import to_json_plotly
 
-from trainlight.app.components.panels import nonfinite_table, signal_panel
+from trainlight.app.components.panels import alerts_section, nonfinite_table, signal_panel
 from trainlight.app.figures.run_page import NamedFigure, RunFigures
 from trainlight.app.figures.style import Figure
 from trainlight.app.store.read.run_data import RunPageData
@@ -56,6 +56,7 @@ def run_body(
         [
             _scalars(graphs(figures.scalars, "scalar-graph")),
             _panels(data, {s: graphs(f) for s, f in figures.evidence.items()}, run_id),
+            alerts_section(data.alerts),
         ]
     )
 

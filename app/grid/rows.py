@@ -152,6 +152,7 @@ def static_record(row: GridRow) -> dict[str, Any]:
         "spark_title": _spark_title(row),
         "last_step": row.last_step,
         "step_text": "" if row.last_step is None else f"{row.last_step:,}",
+        "saved_steps": saved_steps(row),
         "updated_ms": epoch_ms(row.updated_at),
     }
     for signal in signal_names():
@@ -159,6 +160,14 @@ def static_record(row: GridRow) -> dict[str, Any]:
         record[f"h_{signal}"] = current.state if current else GREY
         record[f"r_{signal}"] = _reason(signal, current.state if current else GREY, current)
     return record
+
+
+def saved_steps(row: GridRow) -> int:
+    """The steps a stopped run (by a person or auto-pruned) did not run of its declared length:
+    the compute the stop saved; 0 when it was not stopped or declared no length."""
+    if row.status != "stopped" or row.planned_steps is None or row.last_step is None:
+        return 0
+    return max(0, row.planned_steps - (row.last_step + 1))
 
 
 def epoch_ms(moment: datetime | None) -> int | None:

@@ -29,6 +29,7 @@ from trainlight.app.grid.rows import (
     prepare_rows,
     view_rows,
 )
+from trainlight.app.grid.summary import summarise, summary_component
 from trainlight.app.pages import PageDeps
 from trainlight.app.store.control import request_stop
 from trainlight.app.store.database import Store, utc_naive
@@ -56,6 +57,7 @@ def layout(**query: Any) -> html.Div:
                 ],
                 className="grid-title",
             ),
+            html.Div(id="grid-summary"),
             grid_filters(state),
             grid_actions(state),
             dcc.Interval(id="grid-refresh", interval=state.every_s * 1000, disabled=not state.live),
@@ -172,6 +174,7 @@ def _wire_refresh(app: dash.Dash, deps: PageDeps) -> None:
         Output("grid-group", "options"),
         Output("grid-tag", "options"),
         Output("grid-count", "children"),
+        Output("grid-summary", "children"),
         Output("grid-sent", "data"),
         Input("grid-url", "search"),
         Input("grid-refresh", "n_intervals"),
@@ -183,21 +186,24 @@ def _wire_refresh(app: dash.Dash, deps: PageDeps) -> None:
         shown = view_rows(rows, state, utc_naive(), stale_after)
         options = filter_options([r.row for r in rows])
         count = count_text(len(shown), len(rows), rejected_count(store.layout))
+        summary = summarise(shown)
         meta = (
             _with(options.projects, state.project),
             _with(options.groups, state.group),
             _with(options.tags, state.tag),
             count,
+            summary,
         )
         # Only what changed: an idle store sends nothing, a live one the rows that moved.
         update = plan_update(Sent.parse(sent), view_key(state), shown, meta)
         if not (update.rows_changed or update.meta_changed):
             raise dash.exceptions.PreventUpdate
         keep = dash.no_update
+        shown_meta = (*meta[:-1], summary_component(summary, state))
         return (
             list(update.full) if update.full is not None else keep,
             update.transaction() if update.full is None and update.rows_changed else keep,
-            *(meta if update.meta_changed else (keep,) * len(meta)),
+            *(shown_meta if update.meta_changed else (keep,) * len(shown_meta)),
             update.browser_record(),
         )
 

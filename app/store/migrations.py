@@ -115,6 +115,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (run_id, signal, state, step, destination))""",
         """CREATE TABLE alert_marks(
             destination VARCHAR PRIMARY KEY, health_seq BIGINT, since TIMESTAMP)""",
+        # The run's declared length (`Monitor(total_steps=...)`, or a total_steps/max_steps
+        # config key): the steps a stop saved, on the grid's batch summary.
+        "ALTER TABLE runs ADD COLUMN planned_steps BIGINT",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -145,6 +145,35 @@ def test_opening_a_state_filter_link_filters(
     watched_page.assert_no_errors()
 
 
+def test_the_batch_summary_matches_the_api_and_a_count_filters_the_grid(
+    server: LiveServer, trained: tuple[Path, dict[str, str]], watched_page: WatchedPage
+) -> None:
+    runs = trained[1]
+    order = ("red", "amber", "green", "grey")
+    worst: dict[str, int] = {}
+    for run in server.runs():  # the API's health, worst state per run
+        states = set(run["health"].values())
+        key = next(s for s in order if s in states)
+        worst[key] = worst.get(key, 0) + 1
+    page = watched_page.page
+    page.goto(server.url("/"), wait_until="domcontentloaded")
+    summary = page.locator("#grid-summary .batch-summary")
+    for state, count in worst.items():
+        expect(summary.locator(f".summary-count.summary-{state}")).to_contain_text(
+            f"{count} {state}"
+        )
+    expect(summary).to_contain_text("3 finished")
+    expect(summary.locator(".summary-attention a")).to_have_count(
+        worst.get("red", 0) + worst.get("amber", 0)
+    )
+    summary.locator(".summary-count.summary-red").click()
+    expect(page).to_have_url(re.compile(r"\?state=red$"))
+    expect(page.locator("#grid-count")).to_have_text(f"{worst['red']} of 3 runs")
+    assert shown_ids(page, worst["red"]) == sorted([runs["dead"], runs["diverging"]])
+    expect(summary.locator(".summary-count")).to_have_count(1)  # the summary follows the filter
+    watched_page.assert_no_errors()
+
+
 def test_a_copied_link_reproduces_filters_sort_and_selection(
     server: LiveServer, trained: tuple[Path, dict[str, str]], watched_page: WatchedPage
 ) -> None:

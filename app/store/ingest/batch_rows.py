@@ -23,7 +23,7 @@ from trainlight.app.jsonsafe import jsonable
 from trainlight.app.store.database import utc_naive
 from trainlight.app.store.ingest.registered import registered
 from trainlight.app.store.ingest.segment import Segment
-from trainlight.collectors.schema import NO_LAYER, SEGMENT_TABLES
+from trainlight.collectors.schema import NO_LAYER, SEGMENT_TABLES, RunHeader
 
 # Below this mean rows per chunk, the batch is copied into one chunk before DuckDB scans it.
 SMALL_CHUNK_ROWS = 10_000
@@ -155,17 +155,17 @@ def record_lca_layers(cur: duckdb.DuckDBPyConnection, table: pa.Table) -> None:
 _UPSERT_RUNS = """
 INSERT INTO runs (run_id, project, name, "group", tags, config, status, started_at, updated_at,
                   host, pid, last_step, stop_requested, stop_reason, dropped_rows,
-                  pid_namespace)
+                  pid_namespace, planned_steps)
 SELECT h.run_id, h.project, h.name, h."group", h.tags, CAST(h.config AS JSON), h.status,
        h.started_at, h.updated_at, h.host, h.pid, s.last_step, false, h.stop_reason,
-       h.dropped_rows, h.pid_namespace
+       h.dropped_rows, h.pid_namespace, h.planned_steps
 FROM batch_runs h
 LEFT JOIN (SELECT CAST(run_id AS VARCHAR) AS run_id, max(step) AS last_step
            FROM batch GROUP BY 1) s USING (run_id)
 ON CONFLICT (run_id) DO UPDATE SET
     project = excluded.project, name = excluded.name, "group" = excluded."group",
     tags = excluded.tags, config = excluded.config, host = excluded.host, pid = excluded.pid,
-    pid_namespace = excluded.pid_namespace,
+    pid_namespace = excluded.pid_namespace, planned_steps = excluded.planned_steps,
     started_at = excluded.started_at,
     -- a late `running` segment never reopens an ended run; a later end state replaces an earlier
     -- one (a server-side `crashed` guess is corrected by the run's own final segment)
@@ -200,10 +200,17 @@ def upsert_runs(cur: duckdb.DuckDBPyConnection, runs: Sequence[RunBatch]) -> Non
             "stop_reason": pa.array([h.stop_reason for h in headers], pa.string()),
             "dropped_rows": pa.array([h.dropped_rows for h in headers], pa.int64()),
             "pid_namespace": pa.array([h.pid_namespace for h in headers], pa.string()),
+            "planned_steps": pa.array([_planned(h) for h in headers], pa.int64()),
         }
     )
     with registered(cur, "batch_runs", table):
         cur.execute(_UPSERT_RUNS)
+
+
+def _planned(header: RunHeader) -> int | None:
+    """The declared length, where it fits a BIGINT (a config key may hold any integer)."""
+    planned = header.planned_steps()
+    return planned if planned is not None and planned < 2**53 else None
 
 
 def _config_json(config: Mapping[str, Any]) -> str:

@@ -60,6 +60,7 @@ class GridRow:
     last_step: int | None
     updated_at: datetime | None
     stop_requested: bool
+    planned_steps: int | None = None  # the declared length, if any
     health: Mapping[str, SignalState] = field(default_factory=dict)
     lca_layers: tuple[LayerLight, ...] = ()
     spark_key: str = ""
@@ -67,7 +68,7 @@ class GridRow:
 
 
 _RUNS = """SELECT run_id, name, project, "group", tags, status, last_step, updated_at,
-                  stop_requested
+                  stop_requested, planned_steps
            FROM runs ORDER BY run_id"""
 
 _HEALTH = """SELECT run_id, signal, arg_max(state, seq), arg_max(reason, seq)
@@ -112,7 +113,7 @@ def _row(
     lights: Mapping[str, list[LayerLight]],
     sparks: Mapping[str, Sparkline],
 ) -> GridRow:
-    run_id, name, project, group, tags, status, last_step, updated_at, stop_requested = row
+    run_id, name, project, group, tags, status, last_step, updated_at, stop_requested, planned = row
     spark = sparks.get(run_id, Sparkline("", ()))
     return GridRow(
         run_id=run_id,
@@ -124,6 +125,7 @@ def _row(
         last_step=last_step,
         updated_at=updated_at,
         stop_requested=bool(stop_requested),
+        planned_steps=planned,
         health=dict(health.get(run_id, {})),
         lca_layers=tuple(lights.get(run_id, ())),
         spark_key=spark.key,

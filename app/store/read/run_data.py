@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import duckdb
 import numpy as np
 import numpy.typing as npt
 
+from trainlight.app.store.read.alerts import list_alerts
 from trainlight.app.store.read.queries import RunDetail, get_run
 from trainlight.app.store.read.series import (
     CatchMarks,
@@ -53,6 +55,7 @@ from trainlight.collectors.wire import (
 )
 
 MAX_SCALAR_PLOTS = 12
+RUN_PAGE_ALERTS = 20  # the newest alerts about the run, on its page
 RUNAWAY_KEYS = (RUNAWAY_DISTANCE, RUNAWAY_CRITICAL)
 LAYER_KEYS = (DEAD_FRAC, UNDEAD, LCA, LCA_HELPING, GRAD_NORM, UPDATE_RATIO, PARAM_COUNT)
 CUMULATIVE_KEYS = ("lca",)
@@ -85,6 +88,7 @@ class RunPageData:
     val_loss_key: str | None  # the validation loss the `overfit` rule reads, if logged
     overfits: tuple[OverfitMark, ...]  # its rises the `overfit` rule found
     clock: StepClock  # steps/s over the run, and where `progress` found it stalled or slowed
+    alerts: tuple[dict[str, Any], ...] = ()  # the alerts sent (or failing) about it, newest first
 
     @property
     def plotted_keys(self) -> tuple[str, ...]:
@@ -130,6 +134,7 @@ def load_run_page(
         val_loss_key=val_loss,
         overfits=overfit_marks(cur, run_id),
         clock=step_clock(cur, run_id, loss),
+        alerts=tuple(list_alerts(cur, run_id, RUN_PAGE_ALERTS)),
     )
 
 

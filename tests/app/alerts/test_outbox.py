@@ -14,9 +14,9 @@ from tests.app.store.test_health_ingest import drop
 from tests.support.segments import metrics_segment
 from trainlight.app.alerts.destinations import DISCORD, SLACK, WEBHOOK, Alert, destination
 from trainlight.app.alerts.outbox import AlertOutbox
-from trainlight.app.alerts.read import list_alerts
 from trainlight.app.store.database import Store
 from trainlight.app.store.ingest.inbox import Ingester
+from trainlight.app.store.read.alerts import list_alerts
 from trainlight.collectors.schema import StoreLayout
 
 HOOK = destination("http://127.0.0.1:9/hook")
@@ -83,3 +83,23 @@ def test_destinations_are_recognised_by_address_and_never_reveal_it() -> None:
         1200,
         "http://d/run/r1",
     )
+
+
+def test_alerts_test_says_which_destination_failed_and_why_without_its_address(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.support.webhook_receiver import receiving
+    from trainlight.app.cli import main
+
+    with receiving() as good, receiving("/s3cr3t", fail_first=1) as bad:
+        code = main(["alerts", "test", "--alert-webhook", good.url, "--alert-webhook", bad.url])
+        out = capsys.readouterr().out
+        assert code == 1
+        lines = out.splitlines()
+        assert lines == [
+            f"{destination(good.url).label}: sent",
+            f"{destination(bad.url).label}: FAILED: HTTP 500 Internal Server Error",
+        ]
+        assert "s3cr3t" not in out
+        (message,) = good.messages()
+        assert message["signal"] == "test" and "alerts reach this destination" in message["text"]
