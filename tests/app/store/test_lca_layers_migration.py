@@ -57,7 +57,9 @@ def make_v4_copy(source: Path, target: StoreLayout) -> None:
         con.execute("INSERT INTO schema_version VALUES (?)", [version])
     con.execute(f"ATTACH '{source}' AS src (READ_ONLY)")
     for table in ("runs", "latest", "layer_metrics"):
-        con.execute(f"INSERT INTO {table} SELECT * FROM src.{table} ORDER BY rowid")
+        # columns added since v5 (runs.planned_steps: v7) are not in the old tables
+        later = " EXCLUDE (planned_steps)" if table == "runs" else ""
+        con.execute(f"INSERT INTO {table} SELECT *{later} FROM src.{table} ORDER BY rowid")
     con.close()
 
 

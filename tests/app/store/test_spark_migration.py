@@ -46,7 +46,7 @@ def make_v3_copy(source: Path, target: StoreLayout) -> None:
             con.execute(statement)
         con.execute("INSERT INTO schema_version VALUES (?)", [version])
     con.execute(f"ATTACH '{source}' AS src (READ_ONLY)")
-    con.execute("INSERT INTO runs SELECT * FROM src.runs")
+    con.execute("INSERT INTO runs SELECT * EXCLUDE (planned_steps) FROM src.runs")  # v7 column
     con.execute("INSERT INTO metrics SELECT * FROM src.metrics ORDER BY rowid")
     con.close()
 
