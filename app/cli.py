@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from trainlight.app.backlog import BacklogLimits
 from trainlight.collectors.schema import DEFAULT_STORE_DIR, STORE_DIR_ENV, StoreLayout
@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="send an alert for every red verdict and crash to this webhook (Slack and Discord "
         "URLs are recognised, any other gets JSON); repeatable. Links use the first --public-url",
     )
+    serve.add_argument(
+        "--alerts",
+        metavar="FILE",
+        help="alert destinations (webhooks, e-mail over SMTP) and what each is told about, "
+        "from a TOML file (README: Alerts)",
+    )
 
     _add_intake_options(serve)
 
@@ -70,8 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
         "test", help="send a test message to every destination; say which failed and why"
     )
     alerts_test.add_argument(
-        "--alert-webhook", action="append", required=True, type=_webhook, metavar="URL"
+        "--alert-webhook", action="append", default=[], type=_webhook, metavar="URL"
     )
+    alerts_test.add_argument("--alerts", metavar="FILE", help="destinations from this file")
     alerts_test.add_argument("--public-url", default="http://127.0.0.1:8050")
 
     ingest = sub.add_parser("ingest", help="ingest the inbox once, without serving")
@@ -254,7 +261,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             group_commit=args.group_commit,
             backlog=BacklogLimits(args.max_backlog_segments, args.max_backlog_bytes),
             alert_webhooks=tuple(args.alert_webhook),
+            alerts_file=args.alerts,
         )
+        if args.alerts and _alert_destinations(args) is None:
+            return 2
         serve(options)
         return 0
     if args.command == "demo":
@@ -280,11 +290,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         store.close()
 
 
-def _alerts_test(args: argparse.Namespace) -> int:
+def _alert_destinations(args: argparse.Namespace) -> list[Any] | None:
+    """`--alert-webhook`s and the `--alerts` file's destinations; None (said) if unusable."""
+    from trainlight.app.alerts.config import AlertsFileError, load_alerts_file
     from trainlight.app.alerts.destinations import destination
+
+    found = [destination(url) for url in args.alert_webhook]
+    try:
+        return found + (load_alerts_file(args.alerts) if args.alerts else [])
+    except AlertsFileError as exc:
+        print(f"trainlight: {exc}", file=sys.stderr)
+        return None
+
+
+def _alerts_test(args: argparse.Namespace) -> int:
     from trainlight.app.alerts.sender import send_test
 
-    results = send_test([destination(url) for url in args.alert_webhook], args.public_url)
+    destinations = _alert_destinations(args)
+    if not destinations:
+        if destinations is not None:
+            print("trainlight: name destinations with --alert-webhook or --alerts", file=sys.stderr)
+        return 2
+    results = send_test(destinations, args.public_url)
     for label, error in results:
         print(f"{label}: {'sent' if error is None else 'FAILED: ' + error}")
     return 1 if any(error is not None for _, error in results) else 0

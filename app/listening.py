@@ -59,6 +59,7 @@ class ServeOptions:
     backlog: BacklogLimits = DEFAULT_BACKLOG_LIMITS
     # Webhook URLs that get an alert for every red verdict and crash (app/alerts); secrets.
     alert_webhooks: tuple[str, ...] = ()
+    alerts_file: str | None = None  # more destinations, with filters (app/alerts/config.py)
 
 
 def is_loopback(host: str) -> bool:

@@ -13,6 +13,7 @@ import signal
 import threading
 from types import FrameType
 
+from trainlight.app.alerts.config import AlertsFileError, load_alerts_file
 from trainlight.app.alerts.destinations import destination
 from trainlight.app.alerts.sender import AlertSender
 from trainlight.app.arrivals import Arrivals
@@ -91,9 +92,14 @@ def _serve(options: ServeOptions, store: Store, receivers: Receivers, arrivals: 
 
 def _alert_sender(options: ServeOptions, store: Store, port: int) -> AlertSender | None:
     """The sender of `--alert-webhook` alerts; links point at the first `--public-url`."""
-    if not options.alert_webhooks:
+    destinations = [destination(url) for url in options.alert_webhooks]
+    if options.alerts_file:
+        try:
+            destinations += load_alerts_file(options.alerts_file)
+        except AlertsFileError as exc:
+            raise SystemExit(f"trainlight: {exc}") from None
+    if not destinations:
         return None
     base = options.public_urls[0] if options.public_urls else f"http://{options.host}:{port}"
-    destinations = [destination(url) for url in options.alert_webhooks]
     log.info("alerts go to %s", ", ".join(d.label for d in destinations))
     return AlertSender(store, destinations, base)

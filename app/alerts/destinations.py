@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-SLACK, DISCORD, WEBHOOK = "slack", "discord", "webhook"
+SLACK, DISCORD, WEBHOOK, EMAIL = "slack", "discord", "webhook", "email"
 TEST = "test"  # the signal of `trainlight alerts test`'s message
 SLACK_HOSTS = ("hooks.slack.com",)
 DISCORD_HOSTS = ("discord.com", "discordapp.com", "ptb.discord.com", "canary.discord.com")
@@ -37,9 +37,36 @@ class Alert:
 
 
 @dataclass(frozen=True)
+class Filters:
+    """Which changes a destination is told about (empty: any)."""
+
+    projects: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()  # a run with any of them
+    signals: tuple[str, ...] = ()
+    states: tuple[str, ...] = ("red",)  # verdicts turning to these: red, amber
+    crashes: bool = True  # runs that crash
+
+
+@dataclass(frozen=True)
+class Mail:
+    """An e-mail destination's SMTP server and addresses; `password` is a secret."""
+
+    to: tuple[str, ...]
+    host: str
+    port: int = 587
+    sender: str = "trainlight@localhost"
+    user: str = ""
+    password: str = field(default="", repr=False)
+    tls: str = "starttls"  # "starttls", "ssl" or "none"
+
+
+@dataclass(frozen=True)
 class Destination:
     kind: str
     url: str = field(repr=False)  # a secret: never printed, stored or served
+    filters: Filters = Filters()
+    mail: Mail | None = None
 
     @property
     def label(self) -> str:
@@ -47,9 +74,12 @@ class Destination:
         return f"{self.kind}-{digest}"
 
     def redact(self, text: str) -> str:
-        """`text` (an error message) with the URL and its path taken out."""
+        """`text` (an error message) with the URL, its path and any password taken out."""
         parts = urlsplit(self.url)
-        for secret in (self.url, parts.path, parts.query):
+        secrets = [self.url, parts.path, parts.query]
+        if self.mail is not None:
+            secrets.append(self.mail.password)
+        for secret in secrets:
             if secret and secret != "/":
                 text = text.replace(secret, "…")
         return text
@@ -74,7 +104,7 @@ class Destination:
         return json.dumps(body).encode()
 
 
-def destination(url: str) -> Destination:
+def destination(url: str, filters: Filters = Filters()) -> Destination:
     """The destination of a webhook URL; ValueError for anything but an http(s) URL."""
     if len(url) > MAX_URL_CHARS:
         raise ValueError(f"an alert webhook URL is at most {MAX_URL_CHARS} characters")
@@ -83,10 +113,25 @@ def destination(url: str) -> Destination:
         raise ValueError("an alert webhook must be an http:// or https:// URL")
     host = parts.hostname.lower()
     if host in SLACK_HOSTS:
-        return Destination(SLACK, url)
+        return Destination(SLACK, url, filters)
     if host in DISCORD_HOSTS and parts.path.startswith("/api/webhooks/"):
-        return Destination(DISCORD, url)
-    return Destination(WEBHOOK, url)
+        return Destination(DISCORD, url, filters)
+    return Destination(WEBHOOK, url, filters)
+
+
+def email_destination(mail: Mail, filters: Filters = Filters()) -> Destination:
+    """An e-mail destination; its label hashes the server and the addresses, not the password."""
+    if not mail.to or not mail.host:
+        raise ValueError("an e-mail destination needs `email` addresses and an `smtp_host`")
+    if mail.tls not in ("starttls", "ssl", "none"):
+        raise ValueError(f"smtp_tls must be starttls, ssl or none, got {mail.tls!r}")
+    where = f"smtp://{mail.host}:{mail.port}/{','.join(mail.to)}"
+    return Destination(EMAIL, where, filters, mail)
+
+
+def subject_of(alert: Alert) -> str:
+    what = "crashed" if alert.signal == "status" else f"{alert.signal} {alert.state}"
+    return f"[trainlight] {alert.run_name}: {what}"[:200]
 
 
 def text_of(alert: Alert) -> str:

@@ -1,7 +1,8 @@
 """Turning ingested state changes into `alerts` rows, one per destination, exactly once.
 
-After each ingest pass (on the ingester's thread): for each destination, the red `health`
-changes with a `seq` above its mark and the runs that crashed since it was configured become
+After each ingest pass (on the ingester's thread): for each destination, the `health` changes
+with a `seq` above its mark that its filters take (states, signals, projects, groups, tags) and
+the runs that crashed since it was configured become
 `pending` rows, and its mark moves on, in one transaction: the rows and the mark commit together,
 so a crash between passes neither loses a change nor records one twice, and the primary key
 (run, signal, state, step, destination) makes a repeat a no-op anyway. A destination configured
@@ -19,7 +20,6 @@ import duckdb
 
 from trainlight.app.alerts.destinations import Destination
 from trainlight.app.store.database import Store, utc_naive
-from trainlight.collectors.health.verdict import RED
 
 CRASHED = "crashed"
 STATUS_SIGNAL = "status"  # an alert about the run's status, not a health signal
@@ -53,8 +53,9 @@ class AlertOutbox:
         with self.store.write() as cur:
             for dest in self.destinations:
                 seq, since = _mark(cur, dest.label, now)
-                added += _record_reds(cur, dest.label, seq, seen[0], now)
-                added += _record_crashes(cur, dest.label, since, now)
+                added += _record_verdicts(cur, dest, seq, seen[0], now)
+                if dest.filters.crashes:
+                    added += _record_crashes(cur, dest, since, now)
         self._seen = seen
         return added
 
@@ -72,32 +73,50 @@ def _mark(cur: duckdb.DuckDBPyConnection, label: str, now: datetime) -> tuple[in
     return int(latest), now
 
 
-def _record_reds(
-    cur: duckdb.DuckDBPyConnection, label: str, seq: int, top: int, now: datetime
+# A run matches a destination's filters (an empty list: any); `r` is the run's `runs` row.
+_RUN_FILTERS = """
+    AND (len(?::VARCHAR[]) = 0 OR list_contains(?::VARCHAR[], r.project))
+    AND (len(?::VARCHAR[]) = 0 OR list_contains(?::VARCHAR[], r."group"))
+    AND (len(?::VARCHAR[]) = 0 OR list_has_any(r.tags, ?::VARCHAR[]))"""
+
+
+def _run_filters(dest: Destination) -> list[list[str]]:
+    f = dest.filters
+    return [list(f.projects)] * 2 + [list(f.groups)] * 2 + [list(f.tags)] * 2
+
+
+def _record_verdicts(
+    cur: duckdb.DuckDBPyConnection, dest: Destination, seq: int, top: int, now: datetime
 ) -> int:
+    """The verdict changes to the destination's states (and of its signals and runs)."""
     if top <= seq:
         return 0
+    signals = list(dest.filters.signals)
     added = cur.execute(
-        """INSERT OR IGNORE INTO alerts
-           SELECT run_id, signal, state, coalesce(step, ?), ?, reason, ?, 'pending', 0, NULL,
-                  ?, NULL
-           FROM health WHERE seq > ? AND seq <= ? AND state = ?
-           RETURNING run_id""",
-        [NO_STEP, label, now, now, seq, top, RED],
-    ).fetchall()
-    cur.execute("UPDATE alert_marks SET health_seq = ? WHERE destination = ?", [top, label])
+        f"""INSERT OR IGNORE INTO alerts
+            SELECT h.run_id, h.signal, h.state, coalesce(h.step, ?), ?, h.reason, ?, 'pending',
+                   0, NULL, ?, NULL
+            FROM health h JOIN runs r USING (run_id)
+            WHERE h.seq > ? AND h.seq <= ? AND list_contains(?::VARCHAR[], h.state)
+            AND (len(?::VARCHAR[]) = 0 OR list_contains(?::VARCHAR[], h.signal)) {_RUN_FILTERS}
+            RETURNING run_id""",
+        [NO_STEP, dest.label, now, now, seq, top, list(dest.filters.states), signals, signals,
+         *_run_filters(dest)],
+    ).fetchall()  # fmt: skip
+    cur.execute("UPDATE alert_marks SET health_seq = ? WHERE destination = ?", [top, dest.label])
     return len(added)
 
 
 def _record_crashes(
-    cur: duckdb.DuckDBPyConnection, label: str, since: datetime, now: datetime
+    cur: duckdb.DuckDBPyConnection, dest: Destination, since: datetime, now: datetime
 ) -> int:
     added = cur.execute(
-        """INSERT OR IGNORE INTO alerts
-           SELECT run_id, ?, ?, coalesce(last_step, ?), ?, coalesce(stop_reason, ''), ?,
-                  'pending', 0, NULL, ?, NULL
-           FROM runs WHERE status = ? AND updated_at >= ?
-           RETURNING run_id""",
-        [STATUS_SIGNAL, CRASHED, NO_STEP, label, now, now, CRASHED, since],
-    ).fetchall()
+        f"""INSERT OR IGNORE INTO alerts
+            SELECT r.run_id, ?, ?, coalesce(r.last_step, ?), ?, coalesce(r.stop_reason, ''), ?,
+                   'pending', 0, NULL, ?, NULL
+            FROM runs r WHERE r.status = ? AND r.updated_at >= ? {_RUN_FILTERS}
+            RETURNING run_id""",
+        [STATUS_SIGNAL, CRASHED, NO_STEP, dest.label, now, now, CRASHED, since,
+         *_run_filters(dest)],
+    ).fetchall()  # fmt: skip
     return len(added)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import smtplib
+import ssl
 import threading
 import time
 import urllib.error
@@ -21,9 +23,17 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from email.message import EmailMessage
 from urllib.parse import urlsplit
 
-from trainlight.app.alerts.destinations import TEST, Alert, Destination
+from trainlight.app.alerts.destinations import (
+    TEST,
+    Alert,
+    Destination,
+    Mail,
+    subject_of,
+    text_of,
+)
 from trainlight.app.alerts.outbox import NO_STEP, AlertOutbox
 from trainlight.app.store.database import Store, utc_naive
 
@@ -152,8 +162,10 @@ _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def post(dest: Destination, alert: Alert, timeout: float) -> str | None:
-    """Send one alert: None when the destination took it (2xx); otherwise why not, the URL
-    redacted."""
+    """Send one alert: None when the destination took it (a 2xx, or the SMTP server accepted
+    it); otherwise why not, the URL and any password redacted."""
+    if dest.mail is not None:
+        return _mail(dest, dest.mail, alert, timeout)
     request = urllib.request.Request(
         dest.url,
         data=dest.payload(alert),
@@ -170,6 +182,25 @@ def post(dest: Destination, alert: Alert, timeout: float) -> str | None:
     except Exception as exc:  # refused, timed out, DNS, TLS: all the same to a retry
         error = f"{type(exc).__name__}: {exc}"
     return dest.redact(error)[:MAX_ERROR_CHARS]
+
+
+def _mail(dest: Destination, mail: Mail, alert: Alert, timeout: float) -> str | None:
+    message = EmailMessage()
+    message["Subject"] = subject_of(alert)
+    message["From"] = mail.sender
+    message["To"] = ", ".join(mail.to)
+    message.set_content(text_of(alert) + "\n")
+    try:
+        connect = smtplib.SMTP_SSL if mail.tls == "ssl" else smtplib.SMTP
+        with connect(mail.host, mail.port, timeout=timeout) as smtp:
+            if mail.tls == "starttls":
+                smtp.starttls(context=ssl.create_default_context())
+            if mail.user:
+                smtp.login(mail.user, mail.password)
+            smtp.send_message(message)
+        return None
+    except Exception as exc:  # refused, timed out, auth, TLS: all the same to a retry
+        return dest.redact(f"{type(exc).__name__}: {exc}")[:MAX_ERROR_CHARS]
 
 
 def send_test(
