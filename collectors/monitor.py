@@ -29,6 +29,7 @@ from trainlight.collectors.http_sink import HttpSink
 from trainlight.collectors.monitor_probes import SignalProbes
 from trainlight.collectors.problems import Problems
 from trainlight.collectors.run_description import describe_run
+from trainlight.collectors.run_header import MAX_ALERT_TEXT, MAX_ALERT_TITLE, USER_ALERT_LEVELS
 from trainlight.collectors.scalars import host_scalar
 from trainlight.collectors.schema import StoreLayout, make_run_id
 from trainlight.collectors.signals.activations import ActivationWatcher
@@ -209,6 +210,31 @@ class Monitor(SignalProbes):
     def _update_header(self, **changes: Any) -> None:
         writer = self._writer
         writer.header = replace(writer.header, **changes).validated()
+
+    def alert(self, title: str, text: str = "", level: str = "warn") -> None:
+        """Send an alert from training code (as W&B's and trackio's `alert`): it goes with the
+        next segment, stamped with the latest logged step, and the server routes it to its alert
+        destinations like a red verdict. `level`: info, warn or error. Never raises: a bad call
+        is reported as a problem and skipped."""
+        if not self._leader:
+            return
+        if not isinstance(title, str) or not title or not isinstance(text, str):
+            self.problems.report("bad_alert", "alert() skipped: title and text must be strings")
+            return
+        if level not in USER_ALERT_LEVELS:
+            self.problems.report(
+                "bad_alert", f"alert() skipped: level must be one of {USER_ALERT_LEVELS}"
+            )
+            return
+        self._writer.alerts.append(
+            {
+                "title": title[:MAX_ALERT_TITLE],
+                "text": text[:MAX_ALERT_TEXT],
+                "level": level,
+                "step": self._last_step,
+                "at": time.time(),
+            }
+        )
 
     def should_stop(self) -> bool:
         """True once a stop was requested (dashboard, API, or auto-prune). Costs no I/O.

@@ -87,6 +87,8 @@ class RunHeader:
     prune_on: tuple[str, ...] = ()  # signals whose red stops the run
     pid_namespace: str = ""  # boot id + pid namespace of `pid` (see process_namespace())
     total_steps: int | None = None  # the planned length, as `Monitor(total_steps=...)` declared
+    # `mon.alert()` messages since the previous segment: {title, text, level, step, at}
+    alerts: tuple[Mapping[str, Any], ...] = ()
 
     def planned_steps(self) -> int | None:
         """The declared length: `total_steps`, else a `total_steps`/`max_steps` config key."""
@@ -103,6 +105,10 @@ class RunHeader:
         payload["tags"] = list(self.tags)
         payload["prune_on"] = list(self.prune_on)
         payload["format"] = SEGMENT_FORMAT
+        if self.alerts:
+            payload["alerts"] = [dict(a) for a in self.alerts]
+        else:  # absent unless used: a server from before alerts still takes the segment
+            del payload["alerts"]
         return json.dumps(payload, default=str, allow_nan=True).encode()
 
     @classmethod
@@ -124,6 +130,10 @@ class RunHeader:
         if not isinstance(prune_on, list) or not all(isinstance(p, str) for p in prune_on):
             raise ValueError("prune_on must be a list of signal names")
         data["prune_on"] = tuple(prune_on)
+        alerts = data.get("alerts", [])
+        if not isinstance(alerts, list):
+            raise ValueError("alerts must be a list")
+        data["alerts"] = tuple(alerts)
         return cls(**data).validated()
 
     def validated(self) -> RunHeader:
@@ -154,6 +164,7 @@ class RunHeader:
         if not isinstance(tags, (list, tuple)) or not all(isinstance(t, str) for t in tags):
             raise ValueError("run tags must be a list of strings")
         self._check_sizes()
+        check_alerts(self.alerts)
         return self
 
     def _check_sizes(self) -> None:
@@ -188,3 +199,28 @@ class RunHeader:
         if not isinstance(self.health, Mapping):
             raise ValueError("health settings must be a JSON object")
         HealthSettings.from_dict(self.health)  # raises with the bad setting named
+
+
+USER_ALERT_LEVELS = ("info", "warn", "error")
+MAX_SEGMENT_ALERTS = 32  # mon.alert() messages per segment (more wait for the next one)
+MAX_ALERT_TITLE, MAX_ALERT_TEXT = 200, 2000  # characters
+
+
+def check_alerts(alerts: Any) -> None:
+    """A header's `alerts`: at most MAX_SEGMENT_ALERTS {title, text, level, step, at} objects."""
+    if not isinstance(alerts, (list, tuple)) or len(alerts) > MAX_SEGMENT_ALERTS:
+        raise ValueError(f"alerts must be a list of at most {MAX_SEGMENT_ALERTS} objects")
+    for alert in alerts:
+        if not isinstance(alert, Mapping) or set(alert) != {"title", "text", "level", "step", "at"}:
+            raise ValueError("an alert must have exactly title, text, level, step and at")
+        title, text, level, step, at = (alert[k] for k in ("title", "text", "level", "step", "at"))
+        if not isinstance(title, str) or not 0 < len(title) <= MAX_ALERT_TITLE:
+            raise ValueError(f"an alert title must be 1-{MAX_ALERT_TITLE} characters")
+        if not isinstance(text, str) or len(text) > MAX_ALERT_TEXT:
+            raise ValueError(f"an alert text must be at most {MAX_ALERT_TEXT} characters")
+        if level not in USER_ALERT_LEVELS:
+            raise ValueError(f"an alert level must be one of {USER_ALERT_LEVELS}")
+        if type(step) is not int or not -(2**62) < step < 2**62:
+            raise ValueError("an alert step must be an integer")
+        if not isinstance(at, (int, float)) or isinstance(at, bool) or not 0 <= at < 1e11:
+            raise ValueError("an alert time must be unix seconds")

@@ -12,6 +12,7 @@ import functools
 import io
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
@@ -23,6 +24,7 @@ from trainlight.collectors.buffer import Record, RecordBuffer
 from trainlight.collectors.health.evaluator import RunHealth, spec_from_header
 from trainlight.collectors.health.verdict import RED
 from trainlight.collectors.problems import ProblemCounts, Problems
+from trainlight.collectors.run_header import MAX_SEGMENT_ALERTS
 from trainlight.collectors.scalars import ScalarColumns, records_to_columns
 from trainlight.collectors.schema import (
     HEADER_KEY,
@@ -33,6 +35,8 @@ from trainlight.collectors.schema import (
 )
 from trainlight.collectors.sinks import Sink
 from trainlight.collectors.tensor_slots import TensorSlots
+
+MAX_PENDING_ALERTS = 1000  # more than this waiting: the oldest go
 
 
 class RowSource(Protocol):
@@ -115,6 +119,8 @@ class SegmentWriter:
         self.lost_rows = 0  # rows that could not be encoded (reported; stored in dropped_rows)
         self._health: RunHealth | None = None  # local rules, only when the run auto-prunes
         self.rows_written = 0
+        # mon.alert() messages waiting for the next segment (append/popleft: no lock needed)
+        self.alerts: deque[Mapping[str, Any]] = deque(maxlen=MAX_PENDING_ALERTS)
         self._seq = 0
         self._last_sent = 0.0
         self._lock = threading.Lock()  # one flush at a time (thread vs. close)
@@ -176,7 +182,7 @@ class SegmentWriter:
     def _flush_locked(self, force: bool, status: str | None, stop_reason: str) -> None:
         parts = [self._columns(self.buffer.drain()).arrow(), *self._collect(self.sources)]
         heartbeat_due = time.time() - self._last_sent >= self.heartbeat_interval
-        if not (force or heartbeat_due or any(len(part["step"]) for part in parts)):
+        if not (force or heartbeat_due or self.alerts or any(len(part["step"]) for part in parts)):
             self.sink.retry()
             return
         if status is not None:
@@ -187,6 +193,7 @@ class SegmentWriter:
             seq=self._seq,
             sent_at=now,
             dropped_rows=self.buffer.dropped + self.lost_rows,
+            alerts=self._take_alerts(),
         )
         if self.buffer.dropped:
             self.problems.report(
@@ -210,6 +217,12 @@ class SegmentWriter:
         self._seq += 1
         self._last_sent = now
         self.rows_written += table.num_rows
+
+    def _take_alerts(self) -> tuple[Mapping[str, Any], ...]:
+        taken: list[Mapping[str, Any]] = []
+        while self.alerts and len(taken) < MAX_SEGMENT_ALERTS:
+            taken.append(self.alerts.popleft())
+        return tuple(taken)
 
     def _collect(self, sources: Sequence[RowSource]) -> list[Mapping[str, Any]]:
         """Column sets for one segment from each source's rows."""

@@ -7,6 +7,7 @@ is told about.
     signals = ["spike", "nonfinite"]  # only these signals (default: all)
     states = ["red", "amber"]   # verdicts turning to these (default: ["red"])
     crashes = true              # runs that crash (default: true)
+    user_alerts = true          # mon.alert() messages from training code (default: true)
 
     [[destination]]
     email = ["oncall@example.com"]
@@ -40,7 +41,7 @@ from trainlight.app.alerts.destinations import (
 
 ALERT_STATES = ("red", "amber")
 MAX_FILE_BYTES = 1 << 20
-_FILTER_KEYS = ("projects", "groups", "tags", "signals", "states", "crashes")
+_FILTER_KEYS = ("projects", "groups", "tags", "signals", "states", "crashes", "user_alerts")
 _WEBHOOK_KEYS = {"webhook", *_FILTER_KEYS}
 _EMAIL_KEYS = {
     "email", "smtp_host", "smtp_port", "smtp_tls", "smtp_user", "smtp_password",
@@ -90,15 +91,21 @@ def _entry(entry: Any, where: str) -> Destination:
 
 
 def _filters(entry: Mapping[str, Any], where: str) -> Filters:
-    lists = {key: _strings(entry, key, where) for key in _FILTER_KEYS if key != "crashes"}
+    flags = ("crashes", "user_alerts")
+    lists = {key: _strings(entry, key, where) for key in _FILTER_KEYS if key not in flags}
     states = lists.pop("states") or ("red",)
     bad = [s for s in states if s not in ALERT_STATES]
     if bad:
         raise AlertsFileError(f"{where}: states must be among {list(ALERT_STATES)}")
-    crashes = entry.get("crashes", True)
-    if not isinstance(crashes, bool):
-        raise AlertsFileError(f"{where}: crashes must be true or false")
-    return Filters(states=states, crashes=crashes, **lists)
+    for flag in flags:
+        if not isinstance(entry.get(flag, True), bool):
+            raise AlertsFileError(f"{where}: {flag} must be true or false")
+    return Filters(
+        states=states,
+        crashes=entry.get("crashes", True),
+        user_alerts=entry.get("user_alerts", True),
+        **lists,
+    )
 
 
 def _mail(entry: Mapping[str, Any], where: str) -> Mail:

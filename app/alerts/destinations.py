@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 SLACK, DISCORD, WEBHOOK, EMAIL = "slack", "discord", "webhook", "email"
 TEST = "test"  # the signal of `trainlight alerts test`'s message
+USER_ALERT = "alert:"  # the signal of a mon.alert() message: this and its title
 SLACK_HOSTS = ("hooks.slack.com",)
 DISCORD_HOSTS = ("discord.com", "discordapp.com", "ptb.discord.com", "canary.discord.com")
 DISCORD_MAX_CHARS = 2000  # Discord refuses longer content
@@ -46,6 +47,7 @@ class Filters:
     signals: tuple[str, ...] = ()
     states: tuple[str, ...] = ("red",)  # verdicts turning to these: red, amber
     crashes: bool = True  # runs that crash
+    user_alerts: bool = True  # mon.alert() messages from training code
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,15 @@ def text_of(alert: Alert) -> str:
     """One line a person reads on a phone: what, where, why, and the link."""
     if alert.signal == TEST:
         return f"trainlight: a test message; alerts reach this destination ({alert.link})"
+    if alert.signal.startswith(USER_ALERT):
+        title = alert.signal[len(USER_ALERT) :]
+        at = f" at step {alert.step:,}" if alert.step is not None else ""
+        project = f" ({alert.project})" if alert.project else ""
+        text = f": {alert.reason}" if alert.reason else ""
+        return (
+            f"trainlight: run {alert.run_name}{project} alert [{alert.state}]{at}: "
+            f"{title}{text} {alert.link}"
+        )
     what = "crashed" if alert.signal == "status" else f"{alert.signal} turned {alert.state}"
     at = f" at step {alert.step:,}" if alert.step is not None else ""
     project = f" ({alert.project})" if alert.project else ""

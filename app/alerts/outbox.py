@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import duckdb
 
-from trainlight.app.alerts.destinations import Destination
+from trainlight.app.alerts.destinations import USER_ALERT, Destination
 from trainlight.app.store.database import Store, utc_naive
 
 CRASHED = "crashed"
@@ -29,7 +30,8 @@ NO_STEP = -1  # a crashed run that never logged a step (keys cannot be NULL)
 class AlertOutbox:
     def __init__(self, store: Store, destinations: Sequence[Destination]) -> None:
         self.store, self.destinations = store, list(destinations)
-        self._seen: tuple[int, datetime | None] | None = None  # what the last record saw
+        # (top health seq, latest crash, top user alert seq) the last record saw
+        self._seen: tuple[int, datetime | None, int] | None = None
         if self.destinations:
             now = utc_naive()
             with store.write() as cur:
@@ -43,34 +45,39 @@ class AlertOutbox:
         with self.store.read() as cur:
             row = cur.execute(
                 """SELECT (SELECT coalesce(max(seq), 0) FROM health),
-                          (SELECT max(updated_at) FROM runs WHERE status = ?)""",
+                          (SELECT max(updated_at) FROM runs WHERE status = ?),
+                          (SELECT coalesce(max(seq), 0) FROM user_alerts)""",
                 [CRASHED],
             ).fetchone()
-        seen = (int(row[0]), row[1]) if row else (0, None)
+        seen = (int(row[0]), row[1], int(row[2])) if row else (0, None, 0)
         if seen == self._seen:
             return 0
         now, added = utc_naive(), 0
         with self.store.write() as cur:
             for dest in self.destinations:
-                seq, since = _mark(cur, dest.label, now)
+                seq, since, user_seq = _mark(cur, dest.label, now)
                 added += _record_verdicts(cur, dest, seq, seen[0], now)
                 if dest.filters.crashes:
                     added += _record_crashes(cur, dest, since, now)
+                added += _record_user_alerts(cur, dest, user_seq, seen[2], now)
         self._seen = seen
         return added
 
 
-def _mark(cur: duckdb.DuckDBPyConnection, label: str, now: datetime) -> tuple[int, datetime]:
-    """(the last health seq turned into alerts for `label`, when it was first configured),
-    set to the present the first time."""
+def _mark(cur: duckdb.DuckDBPyConnection, label: str, now: datetime) -> tuple[int, datetime, int]:
+    """(the last health seq turned into alerts for `label`, when it was first configured, the
+    last user alert seq), set to the present the first time."""
     row = cur.execute(
-        "SELECT health_seq, since FROM alert_marks WHERE destination = ?", [label]
+        "SELECT health_seq, since, user_seq FROM alert_marks WHERE destination = ?", [label]
     ).fetchone()
     if row is not None:
-        return int(row[0]), row[1]
-    (latest,) = cur.execute("SELECT coalesce(max(seq), 0) FROM health").fetchone() or (0,)
-    cur.execute("INSERT INTO alert_marks VALUES (?, ?, ?)", [label, int(latest), now])
-    return int(latest), now
+        return int(row[0]), row[1], int(row[2])
+    latest, user = cur.execute(
+        """SELECT (SELECT coalesce(max(seq), 0) FROM health),
+                  (SELECT coalesce(max(seq), 0) FROM user_alerts)"""
+    ).fetchone() or (0, 0)
+    cur.execute("INSERT INTO alert_marks VALUES (?, ?, ?, ?)", [label, int(latest), now, int(user)])
+    return int(latest), now, int(user)
 
 
 # A run matches a destination's filters (an empty list: any); `r` is the run's `runs` row.
@@ -119,4 +126,25 @@ def _record_crashes(
         [STATUS_SIGNAL, CRASHED, NO_STEP, dest.label, now, now, CRASHED, since,
          *_run_filters(dest)],
     ).fetchall()  # fmt: skip
+    return len(added)
+
+
+def _record_user_alerts(
+    cur: duckdb.DuckDBPyConnection, dest: Destination, seq: int, top: int, now: datetime
+) -> int:
+    """`mon.alert()` messages: signal `alert:<title>`, state their level."""
+    if top <= seq:
+        return 0
+    added: list[tuple[Any, ...]] = []
+    if dest.filters.user_alerts:
+        added = cur.execute(
+            f"""INSERT OR IGNORE INTO alerts
+                SELECT u.run_id, ? || u.title, u.level, coalesce(u.step, ?), ?, u.text, ?,
+                       'pending', 0, NULL, ?, NULL
+                FROM user_alerts u JOIN runs r USING (run_id)
+                WHERE u.seq > ? AND u.seq <= ? {_RUN_FILTERS}
+                RETURNING run_id""",
+            [USER_ALERT, NO_STEP, dest.label, now, now, seq, top, *_run_filters(dest)],
+        ).fetchall()
+    cur.execute("UPDATE alert_marks SET user_seq = ? WHERE destination = ?", [top, dest.label])
     return len(added)

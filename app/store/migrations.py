@@ -114,7 +114,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             last_error VARCHAR, next_attempt TIMESTAMP, sent_at TIMESTAMP,
             PRIMARY KEY (run_id, signal, state, step, destination))""",
         """CREATE TABLE alert_marks(
-            destination VARCHAR PRIMARY KEY, health_seq BIGINT, since TIMESTAMP)""",
+            destination VARCHAR PRIMARY KEY, health_seq BIGINT, since TIMESTAMP,
+            user_seq BIGINT)""",
+        # `mon.alert()` messages, as ingested (`seq` orders them for the alert marks)
+        "CREATE SEQUENCE user_alert_seq",
+        """CREATE TABLE user_alerts(
+            run_id VARCHAR, step BIGINT, level VARCHAR, title VARCHAR, text VARCHAR,
+            raised_at TIMESTAMP, seq BIGINT)""",
         # The run's declared length (`Monitor(total_steps=...)`, or a total_steps/max_steps
         # config key): the steps a stop saved, on the grid's batch summary.
         "ALTER TABLE runs ADD COLUMN planned_steps BIGINT",

@@ -45,6 +45,7 @@ from trainlight.app.store.ingest.segment_limits import (
     parse_header,
 )
 from trainlight.app.store.ingest.sparklines import update_sparklines
+from trainlight.app.store.ingest.user_alerts import insert_user_alerts
 from trainlight.collectors.health.verdict import Transition
 from trainlight.collectors.schema import SEGMENT_SCHEMA, check_segment_schema, normalise_segment
 from trainlight.collectors.wire import LOSS
@@ -159,6 +160,7 @@ def _write(
         thin_frames(cur, table)
         record_lca_layers(cur, table)
         upsert_runs(cur, runs)
+    insert_user_alerts(cur, runs)
     return evaluate_runs(cur, runs, live)
 
 
