@@ -66,3 +66,16 @@ def black_hole() -> Iterator[str]:
         yield f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
     finally:
         listener.close()
+
+
+def ingest_and_deliver(store: Any, sender: Any) -> list[dict[str, Any]]:
+    """One server pass by hand: ingest the inbox, record its alerts, try each due one once;
+    the `alerts` rows after it."""
+    from trainlight.app.store.ingest.inbox import Ingester
+    from trainlight.app.store.read.alerts import list_alerts
+
+    Ingester(store).ingest_pending()
+    sender.after_ingest()
+    sender.send_due()
+    with store.read() as cur:
+        return list_alerts(cur)

@@ -19,6 +19,7 @@ from aiosmtpd.smtp import AuthResult
 from tests.app.store.test_health_ingest import drop
 from tests.support.segments import metrics_segment
 from tests.support.trainings import train_diverging
+from tests.support.webhook_receiver import ingest_and_deliver
 from trainlight.app.alerts.config import AlertsFileError, load_alerts_file
 from trainlight.app.alerts.destinations import EMAIL, SLACK, destination
 from trainlight.app.alerts.outbox import AlertOutbox
@@ -190,11 +191,7 @@ smtp_from = "trainlight@example.com"
                 store, [good, wrong], "http://dash:8050", SendSettings(min_gap=0, timeout=3)
             )
             run_id = train_diverging(tmp_path / "store", "diverging")
-            Ingester(store).ingest_pending()
-            sender.after_ingest()
-            sender.send_due()
-            with store.read() as cur:
-                recorded = list_alerts(cur)
+            recorded = ingest_and_deliver(store, sender)
         finally:
             store.close()
     sent = [a for a in recorded if a["destination"] == good.label]

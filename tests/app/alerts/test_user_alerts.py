@@ -7,12 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.webhook_receiver import receiving
+from tests.support.webhook_receiver import ingest_and_deliver, receiving
 from trainlight.app.alerts.destinations import Filters, destination
 from trainlight.app.alerts.sender import AlertSender, SendSettings
 from trainlight.app.store.database import Store
-from trainlight.app.store.ingest.inbox import Ingester
-from trainlight.app.store.read.alerts import list_alerts
 from trainlight.collectors import Monitor
 from trainlight.collectors.run_header import RunHeader
 from trainlight.collectors.schema import StoreLayout
@@ -34,11 +32,7 @@ def test_an_alert_from_training_code_reaches_each_destination_that_takes_them(
                 mon.alert("x" * 500, level="loud")  # a bad level: reported, skipped
                 run_id = mon.run_id
                 problems = mon.problems.snapshot()
-            Ingester(store).ingest_pending()
-            sender.after_ingest()
-            sender.send_due()
-            with store.read() as cur:
-                recorded = list_alerts(cur)
+            recorded = ingest_and_deliver(store, sender)
         finally:
             store.close()
     assert [(a["signal"], a["state"], a["step"]) for a in recorded] == [
