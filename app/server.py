@@ -102,4 +102,4 @@ def _alert_sender(options: ServeOptions, store: Store, port: int) -> AlertSender
         return None
     base = options.public_urls[0] if options.public_urls else f"http://{options.host}:{port}"
     log.info("alerts go to %s", ", ".join(d.label for d in destinations))
-    return AlertSender(store, destinations, base)
+    return AlertSender(store, destinations, base, stale_after=options.stale_after)

@@ -7,6 +7,7 @@ is told about.
     signals = ["spike", "nonfinite"]  # only these signals (default: all)
     states = ["red", "amber"]   # verdicts turning to these (default: ["red"])
     crashes = true              # runs that crash (default: true)
+    stale = true                # running runs with no update for 60 s (default: true)
     user_alerts = true          # mon.alert() messages from training code (default: true)
 
     [[destination]]
@@ -41,7 +42,9 @@ from trainlight.app.alerts.destinations import (
 
 ALERT_STATES = ("red", "amber")
 MAX_FILE_BYTES = 1 << 20
-_FILTER_KEYS = ("projects", "groups", "tags", "signals", "states", "crashes", "user_alerts")
+_FILTER_KEYS = (
+    "projects", "groups", "tags", "signals", "states", "crashes", "stale", "user_alerts",
+)  # fmt: skip
 _WEBHOOK_KEYS = {"webhook", *_FILTER_KEYS}
 _EMAIL_KEYS = {
     "email", "smtp_host", "smtp_port", "smtp_tls", "smtp_user", "smtp_password",
@@ -91,7 +94,7 @@ def _entry(entry: Any, where: str) -> Destination:
 
 
 def _filters(entry: Mapping[str, Any], where: str) -> Filters:
-    flags = ("crashes", "user_alerts")
+    flags = ("crashes", "stale", "user_alerts")
     lists = {key: _strings(entry, key, where) for key in _FILTER_KEYS if key not in flags}
     states = lists.pop("states") or ("red",)
     bad = [s for s in states if s not in ALERT_STATES]
@@ -103,6 +106,7 @@ def _filters(entry: Mapping[str, Any], where: str) -> Filters:
     return Filters(
         states=states,
         crashes=entry.get("crashes", True),
+        stale=entry.get("stale", True),
         user_alerts=entry.get("user_alerts", True),
         **lists,
     )

@@ -47,6 +47,7 @@ class Filters:
     signals: tuple[str, ...] = ()
     states: tuple[str, ...] = ("red",)  # verdicts turning to these: red, amber
     crashes: bool = True  # runs that crash
+    stale: bool = True  # running runs with no update for the server's stale time (60 s)
     user_alerts: bool = True  # mon.alert() messages from training code
 
 
@@ -132,7 +133,7 @@ def email_destination(mail: Mail, filters: Filters = Filters()) -> Destination:
 
 
 def subject_of(alert: Alert) -> str:
-    what = "crashed" if alert.signal == "status" else f"{alert.signal} {alert.state}"
+    what = alert.state if alert.signal == "status" else f"{alert.signal} {alert.state}"
     return f"[trainlight] {alert.run_name}: {what}"[:200]
 
 
@@ -149,7 +150,8 @@ def text_of(alert: Alert) -> str:
             f"trainlight: run {alert.run_name}{project} alert [{alert.state}]{at}: "
             f"{title}{text} {alert.link}"
         )
-    what = "crashed" if alert.signal == "status" else f"{alert.signal} turned {alert.state}"
+    what = alert.state if alert.signal == "status" else f"{alert.signal} turned {alert.state}"
+    what = "went stale" if what == "stale" else what
     at = f" at step {alert.step:,}" if alert.step is not None else ""
     project = f" ({alert.project})" if alert.project else ""
     reason = f": {alert.reason}" if alert.reason else ""

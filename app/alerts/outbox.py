@@ -1,8 +1,9 @@
 """Turning ingested state changes into `alerts` rows, one per destination, exactly once.
 
 After each ingest pass (on the ingester's thread): for each destination, the `health` changes
-with a `seq` above its mark that its filters take (states, signals, projects, groups, tags) and
-the runs that crashed since it was configured become
+with a `seq` above its mark that its filters take (states, signals, projects, groups, tags), the
+runs that crashed or went stale (no update for `stale_after`) since it was configured and the
+`mon.alert()` messages become
 `pending` rows, and its mark moves on, in one transaction: the rows and the mark commit together,
 so a crash between passes neither loses a change nor records one twice, and the primary key
 (run, signal, state, step, destination) makes a repeat a no-op anyway. A destination configured
@@ -14,24 +15,32 @@ costs one read, no write.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
 
 from trainlight.app.alerts.destinations import USER_ALERT, Destination
 from trainlight.app.store.database import Store, utc_naive
+from trainlight.app.store.read.queries import DEFAULT_STALE_AFTER
 
-CRASHED = "crashed"
+CRASHED, STALE = "crashed", "stale"
 STATUS_SIGNAL = "status"  # an alert about the run's status, not a health signal
 NO_STEP = -1  # a crashed run that never logged a step (keys cannot be NULL)
 
 
 class AlertOutbox:
-    def __init__(self, store: Store, destinations: Sequence[Destination]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        destinations: Sequence[Destination],
+        stale_after: timedelta = DEFAULT_STALE_AFTER,
+    ) -> None:
         self.store, self.destinations = store, list(destinations)
-        # (top health seq, latest crash, top user alert seq) the last record saw
-        self._seen: tuple[int, datetime | None, int] | None = None
+        self.stale_after = stale_after
+        # (top health seq, latest crash, top user alert seq, stale runs and their latest
+        # update) the last record saw
+        self._seen: tuple[Any, ...] | None = None
         if self.destinations:
             now = utc_naive()
             with store.write() as cur:
@@ -39,27 +48,36 @@ class AlertOutbox:
                     _mark(cur, dest.label, now)
 
     def record(self) -> int:
-        """Record the alerts of every change ingested since the last call; how many rows."""
+        """Record the alerts of every change ingested since the last call, and of the runs
+        that went stale since; how many rows."""
         if not self.destinations:
             return 0
+        now = utc_naive()
+        cutoff = now - self.stale_after
         with self.store.read() as cur:
             row = cur.execute(
                 """SELECT (SELECT coalesce(max(seq), 0) FROM health),
                           (SELECT max(updated_at) FROM runs WHERE status = ?),
-                          (SELECT coalesce(max(seq), 0) FROM user_alerts)""",
-                [CRASHED],
+                          (SELECT coalesce(max(seq), 0) FROM user_alerts),
+                          (SELECT count(*) FROM runs WHERE status = 'running'
+                                                     AND updated_at < ?),
+                          (SELECT max(updated_at) FROM runs WHERE status = 'running'
+                                                            AND updated_at < ?)""",
+                [CRASHED, cutoff, cutoff],
             ).fetchone()
-        seen = (int(row[0]), row[1], int(row[2])) if row else (0, None, 0)
+        seen = tuple(row) if row else (0, None, 0, 0, None)
         if seen == self._seen:
             return 0
-        now, added = utc_naive(), 0
+        added = 0
         with self.store.write() as cur:
             for dest in self.destinations:
                 seq, since, user_seq = _mark(cur, dest.label, now)
-                added += _record_verdicts(cur, dest, seq, seen[0], now)
+                added += _record_verdicts(cur, dest, seq, int(seen[0]), now)
                 if dest.filters.crashes:
                     added += _record_crashes(cur, dest, since, now)
-                added += _record_user_alerts(cur, dest, user_seq, seen[2], now)
+                if dest.filters.stale:
+                    added += _record_stale(cur, dest, since, self.stale_after, now)
+                added += _record_user_alerts(cur, dest, user_seq, int(seen[2]), now)
         self._seen = seen
         return added
 
@@ -125,6 +143,31 @@ def _record_crashes(
             RETURNING run_id""",
         [STATUS_SIGNAL, CRASHED, NO_STEP, dest.label, now, now, CRASHED, since,
          *_run_filters(dest)],
+    ).fetchall()  # fmt: skip
+    return len(added)
+
+
+def _record_stale(
+    cur: duckdb.DuckDBPyConnection,
+    dest: Destination,
+    since: datetime,
+    stale_after: timedelta,
+    now: datetime,
+) -> int:
+    """Running runs with no update for `stale_after` (a hung or killed process whose end the
+    server could not see), once per (run, last step): a run that resumes and goes stale again
+    at a later step is said again. Runs that went stale before the destination was configured
+    are history."""
+    added = cur.execute(
+        f"""INSERT OR IGNORE INTO alerts
+            SELECT r.run_id, ?, ?, coalesce(r.last_step, ?), ?,
+                   'no update since ' || strftime(r.updated_at, '%Y-%m-%d %H:%M:%S') || ' UTC',
+                   ?, 'pending', 0, NULL, ?, NULL
+            FROM runs r WHERE r.status = 'running' AND r.updated_at < ?
+            AND r.updated_at + ? >= ? {_RUN_FILTERS}
+            RETURNING run_id""",
+        [STATUS_SIGNAL, STALE, NO_STEP, dest.label, now, now, now - stale_after, stale_after,
+         since, *_run_filters(dest)],
     ).fetchall()  # fmt: skip
     return len(added)
 

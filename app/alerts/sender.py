@@ -36,6 +36,7 @@ from trainlight.app.alerts.destinations import (
 )
 from trainlight.app.alerts.outbox import NO_STEP, AlertOutbox
 from trainlight.app.store.database import Store, utc_naive
+from trainlight.app.store.read.queries import DEFAULT_STALE_AFTER
 
 log = logging.getLogger("trainlight.alerts")
 MAX_ERROR_CHARS = 300
@@ -59,10 +60,11 @@ class AlertSender:
         destinations: Sequence[Destination],
         base_url: str,
         settings: SendSettings = SendSettings(),
+        stale_after: timedelta = DEFAULT_STALE_AFTER,
     ) -> None:
         self.store, self.settings = store, settings
         self.destinations = {d.label: d for d in destinations}
-        self.outbox = AlertOutbox(store, destinations)  # before the first ingest pass
+        self.outbox = AlertOutbox(store, destinations, stale_after)  # before the first pass
         self.base_url = base_url.rstrip("/")
         self._wake = threading.Event()
         self._last_sent: dict[str, float] = {}

@@ -153,6 +153,7 @@ def static_record(row: GridRow) -> dict[str, Any]:
         "last_step": row.last_step,
         "step_text": "" if row.last_step is None else f"{row.last_step:,}",
         "saved_steps": saved_steps(row),
+        "saved_hours": saved_steps(row) / row.steps_per_s / 3600 if row.steps_per_s else 0.0,
         "updated_ms": epoch_ms(row.updated_at),
     }
     for signal in signal_names():

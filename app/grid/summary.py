@@ -30,6 +30,7 @@ class BatchSummary:
     attention: tuple[tuple[str, str, str], ...]  # (run id, name, worst) red/amber, worst first
     stalled: int  # `progress` red
     saved_steps: int  # by stops and auto-prunes, where runs declared their length
+    saved_hours: float  # the same at each run's own latest step rate, where it sampled one
 
 
 def summarise(shown: Sequence[ShownRow]) -> BatchSummary:
@@ -49,6 +50,7 @@ def summarise(shown: Sequence[ShownRow]) -> BatchSummary:
         attention=tuple((r["run_id"], r["name"], r["worst"]) for r in urgent),
         stalled=sum(r.get("h_progress") == "red" for r in records),
         saved_steps=sum(int(r.get("saved_steps") or 0) for r in records),
+        saved_hours=sum(float(r.get("saved_hours") or 0.0) for r in records),
     )
 
 
@@ -69,7 +71,8 @@ def summary_component(summary: BatchSummary, state: GridState) -> html.Div:
     if summary.stalled:
         facts.append(f"{summary.stalled} stalled")
     if summary.saved_steps:
-        facts.append(f"{summary.saved_steps:,} steps saved by stops")
+        hours = f" (~{summary.saved_hours:,.1f} h)" if summary.saved_hours >= 0.05 else ""
+        facts.append(f"{summary.saved_steps:,} steps{hours} saved by stops")
     children: list[html.Span | dcc.Link | html.Div] = [*parts]
     if facts:
         children.append(html.Span(" · ".join(facts), className="summary-facts"))

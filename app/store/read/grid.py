@@ -14,6 +14,7 @@ so a cached result never shows a stale run as running for longer than the cache 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +23,7 @@ from typing import Any
 import duckdb
 
 from trainlight.app.store.ingest.sparklines import SPARK_POINTS, Sparkline, read_sparklines
+from trainlight.collectors.system_figures import STEPS_PER_S
 
 __all__ = ["SPARK_POINTS", "GridRow", "LayerLight", "SignalState", "grid_rows"]
 
@@ -61,15 +63,19 @@ class GridRow:
     updated_at: datetime | None
     stop_requested: bool
     planned_steps: int | None = None  # the declared length, if any
+    steps_per_s: float | None = None  # the latest step rate the collector sampled
     health: Mapping[str, SignalState] = field(default_factory=dict)
     lca_layers: tuple[LayerLight, ...] = ()
     spark_key: str = ""
     spark: tuple[float, ...] = ()  # bucket means of `spark_key`, in step order
 
 
-_RUNS = """SELECT run_id, name, project, "group", tags, status, last_step, updated_at,
-                  stop_requested, planned_steps
-           FROM runs ORDER BY run_id"""
+# The step rate is the collector's own (`system/steps_per_s`, sampled every few seconds).
+_RUNS = f"""SELECT r.run_id, r.name, r.project, r."group", r.tags, r.status, r.last_step,
+                  r.updated_at, r.stop_requested, r.planned_steps, l.value
+           FROM runs r LEFT JOIN latest l
+             ON l.run_id = r.run_id AND l.key = '{STEPS_PER_S}' AND l.layer = ''
+           ORDER BY r.run_id"""
 
 _HEALTH = """SELECT run_id, signal, arg_max(state, seq), arg_max(reason, seq)
              FROM health GROUP BY run_id, signal"""
@@ -113,7 +119,8 @@ def _row(
     lights: Mapping[str, list[LayerLight]],
     sparks: Mapping[str, Sparkline],
 ) -> GridRow:
-    run_id, name, project, group, tags, status, last_step, updated_at, stop_requested, planned = row
+    run_id, name, project, group, tags, status, last_step, updated_at, stop_requested = row[:9]
+    planned, steps_per_s = row[9:]
     spark = sparks.get(run_id, Sparkline("", ()))
     return GridRow(
         run_id=run_id,
@@ -126,6 +133,7 @@ def _row(
         updated_at=updated_at,
         stop_requested=bool(stop_requested),
         planned_steps=planned,
+        steps_per_s=steps_per_s if steps_per_s and math.isfinite(steps_per_s) else None,
         health=dict(health.get(run_id, {})),
         lca_layers=tuple(lights.get(run_id, ())),
         spark_key=spark.key,

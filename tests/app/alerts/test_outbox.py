@@ -6,13 +6,22 @@ from __future__ import annotations
 
 import json
 import math
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from tests.app.store.test_health_ingest import drop
 from tests.support.segments import metrics_segment
-from trainlight.app.alerts.destinations import DISCORD, SLACK, WEBHOOK, Alert, destination
+from trainlight.app.alerts.destinations import (
+    DISCORD,
+    SLACK,
+    WEBHOOK,
+    Alert,
+    Filters,
+    destination,
+)
 from trainlight.app.alerts.outbox import AlertOutbox
 from trainlight.app.store.database import Store
 from trainlight.app.store.ingest.inbox import Ingester
@@ -103,3 +112,35 @@ def test_alerts_test_says_which_destination_failed_and_why_without_its_address(
         assert "s3cr3t" not in out
         (message,) = good.messages()
         assert message["signal"] == "test" and "alerts reach this destination" in message["text"]
+
+
+def test_a_run_that_goes_stale_is_said_once_and_again_only_after_it_resumed(
+    tmp_path: Path,
+) -> None:
+    """No update for `stale_after` (a hung or killed process the server cannot see end): one
+    alert per (run, last step); a run that was stale before the server started is history."""
+    stale_after = timedelta(seconds=2)
+    store = Store(StoreLayout(tmp_path))
+    try:
+        old = time.time() - 60
+        drop(store, "old", 0, metrics_segment("old", 0, [(0, "loss", 1.0)], sent_at=old))
+        Ingester(store).ingest_pending()
+        quiet = destination("http://127.0.0.1:9/q", Filters(stale=False))
+        outbox = AlertOutbox(store, [HOOK, quiet], stale_after)  # the server starts
+        drop(store, "hung", 0, metrics_segment("hung", 0, [(0, "loss", 1.0), (1, "loss", 0.9)]))
+        Ingester(store).ingest_pending()
+        assert outbox.record() == 0  # fresh
+        time.sleep(2.5)
+        assert outbox.record() == 1 and outbox.record() == 0
+        drop(store, "hung", 1, metrics_segment("hung", 1, [(2, "loss", 0.8), (3, "loss", 0.7)]))
+        Ingester(store).ingest_pending()
+        time.sleep(2.5)
+        assert outbox.record() == 1  # stale again, at a later step
+        assert recorded(store) == [
+            ("hung", "status", "stale", 1, HOOK.label),
+            ("hung", "status", "stale", 3, HOOK.label),
+        ]  # not "old" (stale before the start), nothing to `quiet` (stale = false)
+        with store.read() as cur:
+            assert all(a["reason"].startswith("no update since ") for a in list_alerts(cur))
+    finally:
+        store.close()
