@@ -5,6 +5,7 @@ and the inner pruner still decides the rest."""
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,10 @@ from trainlight.demo.digits import load_digits_split  # noqa: E402
 from trainlight.integrations.optuna import RUN_ID_ATTR, HealthPruner, monitor_for  # noqa: E402
 
 FLUSH = 0.3
+# Each step lasts at least this long, as real ones do: 400 steps outlast several flush intervals
+# after any verdict. (A 0.1 ms step let a busy CI finish a doomed trial before its first flush
+# judged it: the trial then failed on its NaN instead of being pruned.)
+MIN_STEP_S = 0.005
 
 
 def objective_in(store: Path, steps: int = 400):  # type: ignore[no-untyped-def]
@@ -39,6 +44,7 @@ def objective_in(store: Path, steps: int = 400):  # type: ignore[no-untyped-def]
                 loss.backward()
                 opt.step()
                 mon.log(step, loss=loss)
+                time.sleep(MIN_STEP_S)
                 trial.report(loss.item(), step)
                 if trial.should_prune():
                     raise optuna.TrialPruned()
