@@ -144,3 +144,22 @@ def test_a_run_that_goes_stale_is_said_once_and_again_only_after_it_resumed(
             assert all(a["reason"].startswith("no update since ") for a in list_alerts(cur))
     finally:
         store.close()
+
+
+def test_alerts_of_a_destination_no_longer_configured_wait_out_of_the_way(
+    tmp_path: Path,
+) -> None:
+    from trainlight.app.alerts.sender import AlertSender
+
+    store = Store(StoreLayout(tmp_path))
+    try:
+        outbox = AlertOutbox(store, [LATER])  # a server that had LATER configured
+        nan_run(store, "r")
+        Ingester(store).ingest_pending()
+        assert outbox.record() == 1
+        sender = AlertSender(store, [HOOK], "http://d")  # restarted without it
+        assert sender._due() == [] and sender.send_due() == 0
+        with store.read() as cur:
+            assert [a["status"] for a in list_alerts(cur)] == ["pending"]  # kept for it
+    finally:
+        store.close()
