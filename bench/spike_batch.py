@@ -4,10 +4,12 @@ Why (issue 15): the spike rule's defaults must keep every healthy run out of red
 transformers spike too) and turn doomed runs red early enough to save most of their compute.
 
 The batch: tests/support/char_lm.py (pytorch/examples' TransformerModel on `pydoc_data.topics`,
-Adam), 600 steps each: sane learning rates (1e-3 to 3e-3) on several seeds; runs whose schedule
-overshoots for good (the learning rate rises 100x over 20 steps from step 100 to 200: a warmup
-target with a typo); and transients that look scary early (10-30x for 5-20 steps, then back),
-some of which recover and some not. Labels come from final quality only, never from the
+Adam), 600 steps each, recorded as the held-out batch is (`watch(every=10)`: the rule reads
+the layers' gradients to tell a spike that relearns from one stuck for good): sane learning
+rates (1e-3 to 3e-3) on several seeds; runs whose schedule overshoots for good (the learning
+rate rises 100x over 20 steps from step 100 to 200: a warmup target with a typo); and
+transients that look scary early (10-30x for 5-20 steps, then back), some of which recover and
+some not. Labels come from final quality only, never from the
 signal: a run is doomed when its held-out loss at the end is not below 85% of the unigram
 baseline (it unlearned). Each run is judged from its store as the server would
 (tests/support/health_replay.py), with the defaults and with the `--rtol` and `--k`
@@ -102,6 +104,7 @@ def main() -> None:
                 case.seed,
                 None,
                 case.overshoot_at,
+                watch_every=10,
                 overshoot_factor=case.factor,
                 overshoot_for=case.lasts,
             )

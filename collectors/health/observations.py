@@ -50,6 +50,16 @@ class SegmentRows:
         return self.first_step is not None
 
 
+def layers_by_step(per_layer: dict[str, Series]) -> dict[int, dict[str, float]]:
+    """One layer key's rows regrouped: step -> layer -> value (null values left out)."""
+    out: dict[int, dict[str, float]] = {}
+    for layer, (steps, values) in per_layer.items():
+        for step, value in zip(steps, values, strict=True):
+            if value is not None:
+                out.setdefault(step, {})[layer] = value
+    return out
+
+
 # what the rules read
 LAYER_KEYS = (DEAD_FRAC, UNDEAD, NONFINITE, LCA, GRAD_NORM, PARAM_COUNT, UPDATE_RATIO)
 

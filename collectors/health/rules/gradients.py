@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from trainlight.collectors.health.judge import FeedContext, HealthSpec, Judge
-from trainlight.collectors.health.observations import Series
+from trainlight.collectors.health.observations import layers_by_step
 from trainlight.collectors.health.rules.spike import main_loss_key
 from trainlight.collectors.health.settings import HealthSettings
 from trainlight.collectors.health.signal_spec import SignalSpec
@@ -195,9 +195,9 @@ class GradientsJudge(Judge[GradientsWindow]):
         """Each observed step with gradient rows is an evaluation point; the main-loss readings
         up to its step are taken first."""
         layers = ctx.rows.layers
-        by_step = _by_step(layers.get(GRAD_NORM, {}))
-        ratio_by_step = _by_step(layers.get(UPDATE_RATIO, {}))
-        for sizes in _by_step(layers.get(PARAM_COUNT, {})).values():
+        by_step = layers_by_step(layers.get(GRAD_NORM, {}))
+        ratio_by_step = layers_by_step(layers.get(UPDATE_RATIO, {}))
+        for sizes in layers_by_step(layers.get(PARAM_COUNT, {})).values():
             self.window.sizes.update(sizes)
         if not by_step:
             self.window.take_loss(ctx.rows.metrics.get(self.loss_key, ([], []))[1])
@@ -213,15 +213,6 @@ class GradientsJudge(Judge[GradientsWindow]):
             self.window.take(step, by_step[step], ratio_by_step.get(step, {}), settings)
             ctx.judge(step, self.rank, self.signal, rule.evaluate(self.window))
         self.window.take_loss(loss_values[taken:])
-
-
-def _by_step(per_layer: Mapping[str, Series]) -> dict[int, dict[str, float]]:
-    out: dict[int, dict[str, float]] = {}
-    for layer, (steps, values) in per_layer.items():
-        for step, value in zip(steps, values, strict=True):
-            if value is not None:
-                out.setdefault(step, {})[layer] = value
-    return out
 
 
 SPEC = SignalSpec(

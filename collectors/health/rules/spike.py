@@ -15,22 +15,37 @@ States: grey until `loss_spike_min_history` readings; green; amber while a spike
 `loss_spike_window` readings after one recovered; red when the loss has not come back within
 `loss_spike_patience` readings (diverged, for good), or when `loss_spike_repeat` spikes opened
 within `loss_spike_window` readings. A single spike that recovers is never red.
+
+Where `watch` records per-layer gradient norms, a spike past its patience is told apart by them.
+A run knocked back to where it started (a learning-rate burst undid what it learned) that
+relearns has gradients as large as before the spike: each layer's norm over its level before it
+(the median of its last `GRADIENT_LEVEL_READINGS` readings outside spikes), the median over
+layers, stays near 1 (0.4-1.8 on the LM batches). A run stuck for good has nothing left to learn
+from: a language model that unlearned to its unigram plateau, a net whose units all died, has
+that figure under 0.1 within a few readings. So past its patience the spike stays amber
+("relearning") while the median of the last `GRADIENT_RECENT` such figures is at least
+`loss_spike_relearning`, and diverges (red) at the first reading it is not. Without gradient
+rows the loss alone decides, as above.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from trainlight.collectors.health.judge import FeedContext, HealthSpec, Judge
+from trainlight.collectors.health.observations import layers_by_step
 from trainlight.collectors.health.settings import HealthSettings
 from trainlight.collectors.health.signal_spec import SignalSpec
 from trainlight.collectors.health.verdict import AMBER, GREEN, GREY, RED, Transition, Verdict
-from trainlight.collectors.wire import LOSS, SPIKE_LEVEL, SPIKE_ONSET, SPIKE_RECOVERED
+from trainlight.collectors.wire import GRAD_NORM, LOSS, SPIKE_LEVEL, SPIKE_ONSET, SPIKE_RECOVERED
 
 MAD_SCALE = 1.4826  # MAD x this estimates the standard deviation of normal noise
+GRADIENT_LEVEL_READINGS = 5  # a layer's gradient level before a spike: the median of these
+GRADIENT_RECENT = 3  # gradient readings during a spike whose median says whether it relearns
 
 
 def main_loss_key(roles: Mapping[str, str]) -> str:
@@ -84,6 +99,10 @@ class SpikeWindow:
     recovered_at: int = 0  # the reading number it came back at
     diverged: tuple[int, float, float] | None = None  # (onset step, level, latest value): for good
     start: float | None = None  # the median of the first min_history readings: the run's scale
+    gradients_before: dict[str, list[float]] = field(default_factory=dict)  # per layer, latest
+    # gradient norms outside spikes
+    gradients_since: list[float] = field(default_factory=list)  # during a spike: the median
+    # over layers of each layer's norm / its level before it, latest readings
 
     def __post_init__(self) -> None:
         # `history` in value order (not a field: rebuilt on load), so the median of each reading
@@ -103,10 +122,39 @@ class SpikeWindow:
         band = self._band_if_high(value, settings)
         if band is not None and value > band[1]:
             self.open, self.open_readings = (step, band[0], band[1], value), 0
+            self.gradients_since = []
             self.onsets = [*self.recent_onsets(settings), self.readings]
             return [(step, SPIKE_ONSET, value), (step, SPIKE_LEVEL, band[0])]
         self._remember(value, settings)
         return []
+
+    def take_gradients(self, norms: Mapping[str, float]) -> None:
+        """One `watch` reading of per-layer gradient norms (taken before that step's loss)."""
+        if self.open is None:
+            for layer, norm in norms.items():
+                if math.isfinite(norm):
+                    kept = self.gradients_before.setdefault(layer, [])
+                    kept.append(norm)
+                    del kept[:-GRADIENT_LEVEL_READINGS]
+            return
+        ratios = []
+        for layer, norm in norms.items():
+            before = self.gradients_before.get(layer)
+            level = statistics.median(before) if before else 0.0
+            if level > 0 and math.isfinite(norm):
+                ratios.append(norm / level)
+        if ratios:
+            self.gradients_since = [*self.gradients_since, statistics.median(ratios)]
+            del self.gradients_since[:-GRADIENT_RECENT]
+
+    def gradient_level(self) -> float | None:
+        """During a spike: the layers' gradients against their level before it (None: unread)."""
+        return statistics.median(self.gradients_since) if self.gradients_since else None
+
+    def relearning(self, settings: HealthSettings) -> bool:
+        """Whether an open spike's gradients say the net is learning again (not stuck)."""
+        level = self.gradient_level()
+        return level is not None and level >= settings.loss_spike_relearning
 
     def _band_if_high(self, value: float, settings: HealthSettings) -> tuple[float, float] | None:
         """`spike_band`, computed only for a value above the relative floor (the ceiling is never
@@ -150,7 +198,7 @@ class SpikeWindow:
             return [(step, SPIKE_RECOVERED, float(step - onset))]
         self.open = (onset, level, ceiling, max(peak, value))
         self.open_readings += 1
-        if self.open_readings >= settings.loss_spike_patience:
+        if self.open_readings >= settings.loss_spike_patience and not self.relearning(settings):
             self.diverged = (onset, level, value)
         return []
 
@@ -185,6 +233,12 @@ class SpikeRule:
             reason = (
                 f"loss spiked to {peak:.4g} at step {onset:,} (level {level:.4g}); not back yet"
             )
+            relearning = window.gradient_level()
+            if window.open_readings >= settings.loss_spike_patience and relearning is not None:
+                reason += (
+                    f", but relearning: the layers' gradients are {relearning:.2g}x "
+                    "their level before it"
+                )
             return Verdict(AMBER, reason, step)
         if state == AMBER and window.recovered is not None:
             onset, back, peak = window.recovered
@@ -220,7 +274,12 @@ class SpikeJudge(Judge[SpikeWindow]):
             return
         settings, window, gate = ctx.spec.settings, self.window, ctx.gate(self.signal)
         rule = SpikeRule(settings)
+        gradients = layers_by_step(ctx.rows.layers.get(GRAD_NORM, {}))
+        gradient_steps, taken = sorted(gradients), 0
         for step, value in zip(*series, strict=True):
+            while taken < len(gradient_steps) and gradient_steps[taken] <= step:
+                window.take_gradients(gradients[gradient_steps[taken]])
+                taken += 1
             derived = window.take(step, value, settings)
             if derived:
                 ctx.derived += derived
@@ -230,6 +289,8 @@ class SpikeJudge(Judge[SpikeWindow]):
             if gate.update(verdict):
                 change = Transition(self.signal, gate.state, step, verdict.reason)
                 ctx.judged.append((step, self.rank, change))
+        for later in gradient_steps[taken:]:  # a watched step whose loss is not logged
+            window.take_gradients(gradients[later])
 
 
 SPEC = SignalSpec(
@@ -243,7 +304,9 @@ SPEC = SignalSpec(
         f"the median of the last {s.loss_spike_window} readings. "
         "Amber while a spike is open and for a while after it recovers (healthy runs spike too); "
         f"red when the loss has not come back within {s.loss_spike_patience} readings or "
-        f"{s.loss_spike_repeat} spikes come within {s.loss_spike_window} readings."
+        f"{s.loss_spike_repeat} spikes come within {s.loss_spike_window} readings. "
+        "Where watch() records gradients, a spike past that stays amber while the layers' "
+        f"gradients are at least {s.loss_spike_relearning:g}x their level before it (relearning)."
     ),
     missing="not judged: log the main loss as `loss` (or name it with mon.roles(loss=...))",
     reads=(LOSS,),

@@ -5,23 +5,35 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import statistics
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from tests.support.segments import rows_table
 from trainlight.collectors.health.evaluator import HealthSpec, RunHealth
-from trainlight.collectors.health.rules.spike import SpikeWindow
+from trainlight.collectors.health.rules.spike import SpikeRule, SpikeWindow
 from trainlight.collectors.health.settings import HealthSettings
 from trainlight.collectors.health.verdict import AMBER, GREEN, GREY, RED
 
 SETTINGS = HealthSettings()
 
 
-def naive_states(values: list[float], s: HealthSettings) -> list[str]:
-    """The rule as a plain loop: the whole history re-read at every reading."""
+Gradients = Mapping[int, Mapping[str, float]]  # step -> layer -> gradient norm (watch's rows)
+NO_GRADIENTS: Gradients = {}
+
+
+def naive_states(
+    values: list[float], s: HealthSettings, grads: Gradients = NO_GRADIENTS
+) -> list[str]:
+    """The rule as a plain loop: the whole history re-read at every reading. `grads`: the
+    gradient readings, each taken before the loss of its step (steps are reading indices)."""
+    outside: dict[str, list[float]] = {}  # every gradient reading outside spikes, per layer
+    during: list[float] = []  # per reading in the open spike: median of norm / level before
     history: list[float] = []
     onsets: list[int] = []
     spike: list[float] | None = None  # [level, ceiling, readings open]
@@ -30,6 +42,13 @@ def naive_states(values: list[float], s: HealthSettings) -> list[str]:
     start: float | None = None  # the median of the first min_history readings
     states = []
     for n, value in enumerate(values, start=1):
+        reading = grads.get(n - 1, {})
+        if spike is None:
+            for layer, norm in reading.items():
+                outside.setdefault(layer, []).append(norm)
+        elif reading:
+            levels = {layer: statistics.median(outside[layer][-5:]) for layer in reading}
+            during.append(statistics.median(reading[k] / levels[k] for k in reading))
         if not diverged and not math.isnan(value):
             if spike is not None:
                 if value <= spike[0] + (spike[1] - spike[0]) / 4:
@@ -37,7 +56,10 @@ def naive_states(values: list[float], s: HealthSettings) -> list[str]:
                     history = [*history, value][-s.loss_spike_window :]
                 else:
                     spike[2] += 1
-                    diverged = spike[2] >= s.loss_spike_patience
+                    relearning = bool(during) and (
+                        statistics.median(during[-3:]) >= s.loss_spike_relearning
+                    )
+                    diverged = spike[2] >= s.loss_spike_patience and not relearning
             else:
                 ceiling = math.inf
                 if len(history) >= s.loss_spike_min_history:
@@ -51,7 +73,7 @@ def naive_states(values: list[float], s: HealthSettings) -> list[str]:
                         level + s.loss_spike_floor * abs(start),
                     )
                 if value > ceiling:
-                    spike = [level, ceiling, 0]
+                    spike, during = [level, ceiling, 0], []
                     onsets.append(n)
                 else:
                     history = [*history, value][-s.loss_spike_window :]
@@ -73,10 +95,14 @@ def noisy_loss(rng: np.random.Generator, steps: int) -> list[float]:
     return list(map(float, (0.5 + 3.0 * np.exp(-t / 80)) * rng.lognormal(0.0, 0.05, steps)))
 
 
-def window_states(values: list[float], s: HealthSettings = SETTINGS) -> list[str]:
+def window_states(
+    values: list[float], s: HealthSettings = SETTINGS, grads: Gradients = NO_GRADIENTS
+) -> list[str]:
     window = SpikeWindow()
     out = []
     for step, value in enumerate(values):
+        if step in grads:
+            window.take_gradients(grads[step])
         window.take(step, value, s)
         out.append(window.state(s))
     return out
@@ -92,14 +118,46 @@ def test_the_window_matches_the_plain_loop(seed: int) -> None:
     values[int(rng.integers(0, 600))] = math.nan
     settings = HealthSettings(loss_spike_window=int(rng.integers(20, 80)), loss_spike_patience=60)
     assert window_states(values, settings) == naive_states(values, settings)
+    grads = random_gradients(rng, len(values))
+    with_grads = window_states(values, settings, grads)
+    assert with_grads == naive_states(values, settings, grads)
 
 
-def changes(values: list[float], cuts: list[int], s: HealthSettings = SETTINGS) -> list[tuple]:
+def random_gradients(rng: np.random.Generator, steps: int) -> dict[int, dict[str, float]]:
+    """Three layers' gradient norms every 7th step, in stretches at their level, a bit under
+    it, or collapsed: spikes past their patience both relearn and diverge."""
+    scales = [1.0, 0.5, 0.3, 0.2, 1e-3]
+    out = {}
+    for step in range(0, steps, 7):
+        scale = scales[(step // 70 + int(rng.integers(0, 2))) % len(scales)]
+        out[step] = {f"l{i}": float(10**i * scale * rng.lognormal(0, 0.3)) for i in range(3)}
+    return out
+
+
+def loss_table(
+    values: list[float], low: int, high: int, grads: Gradients = NO_GRADIENTS
+) -> pa.Table:
+    """Steps low..high-1 as one segment's rows: the loss and any gradient norms."""
+    metrics = [(i, "loss", v) for i, v in enumerate(values[low:high], start=low)]
+    layers = [
+        (step, layer, "grad_norm", norm)
+        for step in range(low, high)
+        for layer, norm in grads.get(step, {}).items()
+    ]
+    return rows_table(metrics, layers)
+
+
+def changes(
+    values: list[float],
+    cuts: list[int],
+    s: HealthSettings = SETTINGS,
+    grads: Gradients = NO_GRADIENTS,
+) -> list[tuple]:
     health = RunHealth(HealthSpec(settings=s))
     found = []
     bounds = [0, *cuts, len(values)]
     for low, high in itertools.pairwise(bounds):
-        table = rows_table([(i, "loss", v) for i, v in enumerate(values[low:high], start=low)])
+        table = loss_table(values, low, high, grads)
         result = health.feed(table, final=high == len(values))
         found += [(t.state, t.step, t.reason) for t in result.transitions if t.signal == "spike"]
     return found
@@ -130,6 +188,43 @@ def test_a_loss_that_never_comes_back_is_red_for_good() -> None:
     found = changes(values, [120, 250])
     assert found[-1][0] == RED and found[-1][1] == 150 + SETTINGS.loss_spike_patience
     assert "diverged" in found[-1][2] and "step 150" in found[-1][2]
+
+
+def knocked_back(scale: Callable[[int], float]) -> tuple[list[float], dict]:
+    """A loss knocked up 3x at step 150 that comes back at step 400 (a learning-rate burst undid
+    what the run had learned, and it relearns), and four layers' gradient norms every 10 steps,
+    at `scale(step)` times their own level."""
+    rng = np.random.default_rng(7)
+    values = noisy_loss(rng, 600)
+    values[150:400] = [v * 3 for v in values[150:400]]
+    grads = {
+        step: {f"l{i}": float(10**-i * scale(step) * rng.lognormal(0, 0.2)) for i in range(4)}
+        for step in range(0, 600, 10)
+    }
+    return values, grads
+
+
+def test_past_its_patience_a_spike_relearning_with_live_gradients_stays_amber() -> None:
+    values, grads = knocked_back(lambda step: 0.6 if 150 <= step < 400 else 1.0)
+    found = changes(values, [155, 230], grads=grads)
+    assert [state for state, _, _ in found] == [GREY, GREEN, AMBER, GREEN]
+    assert RED in [state for state, _, _ in changes(values, [155, 230])]  # the loss alone
+    window = SpikeWindow()
+    for step, value in enumerate(values[:260]):
+        if step in grads:
+            window.take_gradients(grads[step])
+        window.take(step, value, SETTINGS)
+    reason = SpikeRule(SETTINGS).evaluate(window, 259).reason
+    assert re.search(r"not back yet, but relearning: the layers' gradients are 0\.\d+x", reason)
+
+
+def test_a_spike_whose_gradients_collapse_diverges_then_or_at_its_patience() -> None:
+    collapse_at_300 = knocked_back(lambda step: 1.0 if step < 150 else 0.6 if step < 300 else 1e-3)
+    found = changes(*collapse_at_300[:1], [200], grads=collapse_at_300[1])
+    assert found[-1][:2] == (RED, 310)  # the median of its last 3 readings (290, 300, 310)
+    assert "diverged" in found[-1][2]
+    values, grads = knocked_back(lambda step: 1e-2 if step >= 150 else 1.0)
+    assert changes(values, [], grads=grads)[-1][:2] == (RED, 150 + SETTINGS.loss_spike_patience)
 
 
 def test_spikes_repeating_within_the_window_turn_red() -> None:
@@ -177,15 +272,11 @@ def test_real_char_lm_sane_schedule_is_never_red_and_an_overshooting_one_is_red(
 
 
 def test_a_run_resumed_from_its_saved_state_mid_spike_judges_as_if_never_saved() -> None:
-    values = noisy_loss(np.random.default_rng(5), 400)
-    values[150:170] = [v * 5 for v in values[150:170]]
-    tables = [
-        rows_table([(i, "loss", v) for i, v in enumerate(values[low : low + 40], start=low)])
-        for low in range(0, 400, 40)
-    ]
+    values, grads = knocked_back(lambda step: 1.0 if step < 150 else 0.6 if step < 300 else 1e-3)
+    tables = [loss_table(values, low, low + 40, grads) for low in range(0, 600, 40)]
     straight, resumed = RunHealth(HealthSpec()), RunHealth(HealthSpec())
     for i, table in enumerate(tables):
-        if i == 4:  # steps 160..199: inside the spike
+        if i in (4, 6):  # steps 160..199 and 240..279: inside the spike, before and past patience
             resumed = RunHealth.from_json(HealthSpec(), resumed.to_json())
         assert resumed.feed(table) == straight.feed(table)
     assert resumed.to_json() == straight.to_json()
