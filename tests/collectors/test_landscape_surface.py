@@ -19,6 +19,7 @@ import pytest
 import torch
 from torch import nn
 
+from trainlight.app import cli
 from trainlight.collectors.landscape_surface import (
     Surface,
     SurfaceJob,
@@ -152,10 +153,11 @@ def test_the_command_stores_the_surface_from_a_checkpoint(
 
 
 def test_the_command_refuses_bad_arguments_with_the_value(
-    tmp_path: Path, model_module: str
+    tmp_path: Path, model_module: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    base = [sys.executable, "-m", "trainlight.app.cli", "landscape"]
-    base += ["--model", f"{model_module}:factory", "--probe", f"{model_module}:probe_loss"]
+    """In process (the command's own `main`): the end-to-end subprocess is the test above."""
+    base = ["landscape", "--model", f"{model_module}:factory"]
+    base += ["--probe", f"{model_module}:probe_loss"]
     base += ["--checkpoint", str(tmp_path / "missing.pt"), "--dir", str(tmp_path)]
     given = ["--seed", "0", "--span", "1", "--points", "5"]
     for extra, message in (
@@ -164,8 +166,12 @@ def test_the_command_refuses_bad_arguments_with_the_value(
         (["run-x", *given], "missing.pt"),
         (["run-x", "--seed", "3"], "pass --span, --points"),
     ):
-        done = subprocess.run(base + extra, capture_output=True, text=True, timeout=120)
-        assert done.returncode == 2 and message in done.stderr, done.stderr
+        try:
+            code = cli.main(base + extra)
+        except SystemExit as exit:
+            code = exit.code
+        stderr = capsys.readouterr().err
+        assert code == 2 and message in stderr, stderr
     assert not (tmp_path / "surfaces").exists()
 
 
