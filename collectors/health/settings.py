@@ -54,7 +54,7 @@ class HealthSettings:
     loss_spike_patience: int = 50  # readings a spike may stay open before it counts as diverged
     loss_spike_repeat: int = 3  # spike onsets within the window that turn red
     loss_spike_relearning: float = 0.25  # past its patience a spike stays amber while the layers'
-    # gradient norms (watch) are at least this x their level before it: >= 0.43 relearning,
+    # gradient norms (watch) are this to 1/this x their level before it: 0.43-1.6 relearning,
     # <= 0.14 stuck on the LM batches; 0.15-0.4 judge them alike (docs/design.md §5)
     # -- overfit (validation loss `val_loss`, ... or mon.roles(val_loss=...)); counts are
     # validation readings. Defaults measured on bench/overfit_batch.py (docs/design.md §5).
@@ -123,6 +123,7 @@ class HealthSettings:
             "ema_alpha",
             "runaway_shrink",
             "progress_slow",
+            "loss_spike_relearning",
         ):
             value = getattr(self, name)
             if not 0 < value <= 1:
@@ -137,7 +138,6 @@ class HealthSettings:
             "loss_spike_k",
             "loss_spike_rtol",
             "loss_spike_floor",
-            "loss_spike_relearning",
             "overfit_tol",
             "overfit_margin",
             "overfit_metric_drop",

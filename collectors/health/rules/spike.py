@@ -23,9 +23,10 @@ relearns has gradients as large as before the spike: each layer's norm over its 
 layers, stays near 1 (0.4-1.8 on the LM batches). A run stuck for good has nothing left to learn
 from: a language model that unlearned to its unigram plateau, a net whose units all died, has
 that figure under 0.1 within a few readings. So past its patience the spike stays amber
-("relearning") while the median of the last `GRADIENT_RECENT` such figures is at least
-`loss_spike_relearning`, and diverges (red) at the first reading it is not. Without gradient
-rows the loss alone decides, as above.
+("relearning") while the median of the last `GRADIENT_RECENT` such figures is within a factor
+of 1 / `loss_spike_relearning` of 1 (0.25-4x by default), and diverges (red) at the first
+reading it is not: gradients far above their level are no sign of relearning either (a run
+blowing up keeps the loss-only verdict). Without gradient rows the loss alone decides, as above.
 """
 
 from __future__ import annotations
@@ -154,7 +155,8 @@ class SpikeWindow:
     def relearning(self, settings: HealthSettings) -> bool:
         """Whether an open spike's gradients say the net is learning again (not stuck)."""
         level = self.gradient_level()
-        return level is not None and level >= settings.loss_spike_relearning
+        band = settings.loss_spike_relearning
+        return level is not None and band <= level <= 1 / band
 
     def _band_if_high(self, value: float, settings: HealthSettings) -> tuple[float, float] | None:
         """`spike_band`, computed only for a value above the relative floor (the ceiling is never
@@ -306,7 +308,8 @@ SPEC = SignalSpec(
         f"red when the loss has not come back within {s.loss_spike_patience} readings or "
         f"{s.loss_spike_repeat} spikes come within {s.loss_spike_window} readings. "
         "Where watch() records gradients, a spike past that stays amber while the layers' "
-        f"gradients are at least {s.loss_spike_relearning:g}x their level before it (relearning)."
+        f"gradients are {s.loss_spike_relearning:g}-{1 / s.loss_spike_relearning:g}x their level "
+        "before it (relearning)."
     ),
     missing="not judged: log the main loss as `loss` (or name it with mon.roles(loss=...))",
     reads=(LOSS,),

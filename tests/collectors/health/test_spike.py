@@ -56,8 +56,9 @@ def naive_states(
                     history = [*history, value][-s.loss_spike_window :]
                 else:
                     spike[2] += 1
+                    band = (s.loss_spike_relearning, 1 / s.loss_spike_relearning)
                     relearning = bool(during) and (
-                        statistics.median(during[-3:]) >= s.loss_spike_relearning
+                        band[0] <= statistics.median(during[-3:]) <= band[1]
                     )
                     diverged = spike[2] >= s.loss_spike_patience and not relearning
             else:
@@ -125,8 +126,8 @@ def test_the_window_matches_the_plain_loop(seed: int) -> None:
 
 def random_gradients(rng: np.random.Generator, steps: int) -> dict[int, dict[str, float]]:
     """Three layers' gradient norms every 7th step, in stretches at their level, a bit under
-    it, or collapsed: spikes past their patience both relearn and diverge."""
-    scales = [1.0, 0.5, 0.3, 0.2, 1e-3]
+    it, collapsed or exploding: spikes past their patience both relearn and diverge."""
+    scales = [1.0, 0.5, 0.3, 0.2, 1e-3, 3.0, 8.0]
     out = {}
     for step in range(0, steps, 7):
         scale = scales[(step // 70 + int(rng.integers(0, 2))) % len(scales)]
@@ -218,13 +219,15 @@ def test_past_its_patience_a_spike_relearning_with_live_gradients_stays_amber() 
     assert re.search(r"not back yet, but relearning: the layers' gradients are 0\.\d+x", reason)
 
 
-def test_a_spike_whose_gradients_collapse_diverges_then_or_at_its_patience() -> None:
+def test_a_spike_whose_gradients_collapse_or_explode_diverges_then_or_at_its_patience() -> None:
     collapse_at_300 = knocked_back(lambda step: 1.0 if step < 150 else 0.6 if step < 300 else 1e-3)
     found = changes(*collapse_at_300[:1], [200], grads=collapse_at_300[1])
     assert found[-1][:2] == (RED, 310)  # the median of its last 3 readings (290, 300, 310)
     assert "diverged" in found[-1][2]
-    values, grads = knocked_back(lambda step: 1e-2 if step >= 150 else 1.0)
-    assert changes(values, [], grads=grads)[-1][:2] == (RED, 150 + SETTINGS.loss_spike_patience)
+    patience = 150 + SETTINGS.loss_spike_patience
+    for scale in (1e-2, 10.0):  # far under or far over their level: not relearning
+        values, grads = knocked_back(lambda step, x=scale: x if step >= 150 else 1.0)
+        assert changes(values, [], grads=grads)[-1][:2] == (RED, patience)
 
 
 def test_spikes_repeating_within_the_window_turn_red() -> None:
