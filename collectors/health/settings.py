@@ -56,6 +56,8 @@ class HealthSettings:
     loss_spike_relearning: float = 0.25  # past its patience a spike stays amber while the layers'
     # gradient norms (watch) are this to 1/this x their level before it: 0.43-1.6 relearning,
     # <= 0.14 stuck on the LM batches; 0.15-0.4 judge them alike (docs/design.md §5)
+    loss_spike_relearn_every: int = 200  # ... and its loss falls 1% every this many readings
+    # (the relearning LMs: 10-11% lower 200 readings past the patience)
     # -- overfit (validation loss `val_loss`, ... or mon.roles(val_loss=...)); counts are
     # validation readings. Defaults measured on bench/overfit_batch.py (docs/design.md §5).
     overfit_smooth: int = 1  # each reading is the median of the last this many (noisy ones: 3)
@@ -101,6 +103,7 @@ class HealthSettings:
             "loss_spike_min_history",
             "loss_spike_patience",
             "loss_spike_repeat",
+            "loss_spike_relearn_every",
             "overfit_smooth",
             "overfit_min_evals",
             "overfit_rising",

@@ -26,7 +26,11 @@ that figure under 0.1 within a few readings. So past its patience the spike stay
 ("relearning") while the median of the last `GRADIENT_RECENT` such figures is within a factor
 of 1 / `loss_spike_relearning` of 1 (0.25-4x by default), and diverges (red) at the first
 reading it is not: gradients far above their level are no sign of relearning either (a run
-blowing up keeps the loss-only verdict). Without gradient rows the loss alone decides, as above.
+blowing up keeps the loss-only verdict). Relearning must also show in the loss: every
+`loss_spike_relearn_every` readings past the patience, the median of the spike's last
+`loss_spike_window` readings must be `RELEARN_GAIN` lower than at the previous such check, else
+the spike has diverged (a loss that stays up with live gradients is not amber for ever). Without
+gradient rows the loss alone decides, as above.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from trainlight.collectors.wire import GRAD_NORM, LOSS, SPIKE_LEVEL, SPIKE_ONSET
 MAD_SCALE = 1.4826  # MAD x this estimates the standard deviation of normal noise
 GRADIENT_LEVEL_READINGS = 5  # a layer's gradient level before a spike: the median of these
 GRADIENT_RECENT = 3  # gradient readings during a spike whose median says whether it relearns
+RELEARN_GAIN = 0.01  # a relearning spike's loss falls at least this much (relative) per check
 
 
 def main_loss_key(roles: Mapping[str, str]) -> str:
@@ -95,6 +100,8 @@ class SpikeWindow:
     readings: int = 0  # main-loss readings so far
     open: tuple[int, float, float, float] | None = None  # (step, level, ceiling, peak) of a spike
     open_readings: int = 0  # readings since it opened
+    open_recent: list[float] = field(default_factory=list)  # its latest `window` readings
+    relearn_mark: float | None = None  # their median at the last relearning check
     onsets: list[int] = field(default_factory=list)  # reading numbers of recent spike onsets
     recovered: tuple[int, int, float] | None = None  # (onset step, back step, peak) of the last
     recovered_at: int = 0  # the reading number it came back at
@@ -123,7 +130,7 @@ class SpikeWindow:
         band = self._band_if_high(value, settings)
         if band is not None and value > band[1]:
             self.open, self.open_readings = (step, band[0], band[1], value), 0
-            self.gradients_since = []
+            self.gradients_since, self.open_recent, self.relearn_mark = [], [value], None
             self.onsets = [*self.recent_onsets(settings), self.readings]
             return [(step, SPIKE_ONSET, value), (step, SPIKE_LEVEL, band[0])]
         self._remember(value, settings)
@@ -200,9 +207,23 @@ class SpikeWindow:
             return [(step, SPIKE_RECOVERED, float(step - onset))]
         self.open = (onset, level, ceiling, max(peak, value))
         self.open_readings += 1
-        if self.open_readings >= settings.loss_spike_patience and not self.relearning(settings):
+        self.open_recent.append(value)
+        del self.open_recent[: -settings.loss_spike_window]
+        if self.open_readings >= settings.loss_spike_patience and not (
+            self.relearning(settings) and self._loss_still_falls(settings)
+        ):
             self.diverged = (onset, level, value)
         return []
+
+    def _loss_still_falls(self, settings: HealthSettings) -> bool:
+        """At each relearning check (the patience, then every `loss_spike_relearn_every`
+        readings): whether the spike's recent loss is lower than at the previous check."""
+        since = self.open_readings - settings.loss_spike_patience
+        if since % settings.loss_spike_relearn_every:
+            return True
+        now = statistics.median(self.open_recent)
+        mark, self.relearn_mark = self.relearn_mark, now
+        return mark is None or now <= mark - RELEARN_GAIN * abs(mark)
 
     def _remember(self, value: float, settings: HealthSettings) -> None:
         self.history.append(value)

@@ -34,6 +34,8 @@ def naive_states(
     gradient readings, each taken before the loss of its step (steps are reading indices)."""
     outside: dict[str, list[float]] = {}  # every gradient reading outside spikes, per layer
     during: list[float] = []  # per reading in the open spike: median of norm / level before
+    spike_values: list[float] = []  # the open spike's readings
+    mark: float | None = None  # their recent median at the last relearning check
     history: list[float] = []
     onsets: list[int] = []
     spike: list[float] | None = None  # [level, ceiling, readings open]
@@ -56,11 +58,17 @@ def naive_states(
                     history = [*history, value][-s.loss_spike_window :]
                 else:
                     spike[2] += 1
+                    spike_values.append(value)
                     band = (s.loss_spike_relearning, 1 / s.loss_spike_relearning)
                     relearning = bool(during) and (
                         band[0] <= statistics.median(during[-3:]) <= band[1]
                     )
-                    diverged = spike[2] >= s.loss_spike_patience and not relearning
+                    past = spike[2] - s.loss_spike_patience
+                    if past >= 0 and relearning and past % s.loss_spike_relearn_every == 0:
+                        now = statistics.median(spike_values[-s.loss_spike_window :])
+                        relearning = mark is None or now <= mark - 0.01 * abs(mark)
+                        mark = now
+                    diverged = past >= 0 and not relearning
             else:
                 ceiling = math.inf
                 if len(history) >= s.loss_spike_min_history:
@@ -74,7 +82,7 @@ def naive_states(
                         level + s.loss_spike_floor * abs(start),
                     )
                 if value > ceiling:
-                    spike, during = [level, ceiling, 0], []
+                    spike, during, spike_values, mark = [level, ceiling, 0], [], [value], None
                     onsets.append(n)
                 else:
                     history = [*history, value][-s.loss_spike_window :]
@@ -116,8 +124,17 @@ def test_the_window_matches_the_plain_loop(seed: int) -> None:
     for at in rng.choice(np.arange(40, 580), size=6, replace=False):  # spikes of any length
         length = int(rng.integers(1, 30 if seed % 2 else 130))
         values[at : at + length] = [v * float(rng.uniform(2, 6)) for v in values[at : at + length]]
+    # One long spike past its patience whose loss stays up or slowly falls: relearning checks.
+    at, length, fall = int(rng.integers(100, 250)), int(rng.integers(150, 300)), rng.uniform(0, 0.5)
+    peak = 4 * values[at]
+    for i in range(at, min(at + length, 600)):
+        values[i] = peak * (1 - fall * (i - at) / length) * float(rng.lognormal(0, 0.05))
     values[int(rng.integers(0, 600))] = math.nan
-    settings = HealthSettings(loss_spike_window=int(rng.integers(20, 80)), loss_spike_patience=60)
+    settings = HealthSettings(
+        loss_spike_window=int(rng.integers(20, 80)),
+        loss_spike_patience=60,
+        loss_spike_relearn_every=int(rng.integers(10, 40)),  # checks within these spikes
+    )
     assert window_states(values, settings) == naive_states(values, settings)
     grads = random_gradients(rng, len(values))
     with_grads = window_states(values, settings, grads)
@@ -228,6 +245,17 @@ def test_a_spike_whose_gradients_collapse_or_explode_diverges_then_or_at_its_pat
     for scale in (1e-2, 10.0):  # far under or far over their level: not relearning
         values, grads = knocked_back(lambda step, x=scale: x if step >= 150 else 1.0)
         assert changes(values, [], grads=grads)[-1][:2] == (RED, patience)
+
+
+def test_a_spike_with_live_gradients_whose_loss_stays_up_diverges_at_a_relearning_check() -> None:
+    values, grads = knocked_back(lambda step: 1.0 if step < 150 else 0.6)
+    noise = np.random.default_rng(8).lognormal(0.0, 0.05, 450)
+    flat = values[:150] + [2.5 * float(x) for x in noise]  # up from ~0.95, for good
+    check = 150 + SETTINGS.loss_spike_patience + SETTINGS.loss_spike_relearn_every
+    found = changes(flat, [300], grads=grads)
+    assert found[-1][:2] == (RED, check) and "diverged" in found[-1][2]
+    falling = flat[:200] + [v * (1 - 0.1 * (i / 200)) for i, v in enumerate(flat[200:])]
+    assert RED not in [state for state, _, _ in changes(falling, [300], grads=grads)]
 
 
 def test_spikes_repeating_within_the_window_turn_red() -> None:
