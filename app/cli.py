@@ -13,13 +13,14 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from trainlight.app.backlog import BacklogLimits
 from trainlight.collectors.schema import DEFAULT_STORE_DIR, STORE_DIR_ENV, StoreLayout
 from trainlight.collectors.wire import TOKEN_ENV
 
 if TYPE_CHECKING:
+    from trainlight.app.alerts.destinations import Destination
     from trainlight.app.store.database import Store
     from trainlight.app.store.read.landscape import SliceSettings
 
@@ -250,6 +251,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         from trainlight.app.server import ServeOptions, serve
 
+        destinations = _alert_destinations(args)
+        if destinations is None:
+            return 2
         options = ServeOptions(
             directory=args.dir,
             host=args.host,
@@ -260,11 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             receivers=args.receivers,
             group_commit=args.group_commit,
             backlog=BacklogLimits(args.max_backlog_segments, args.max_backlog_bytes),
-            alert_webhooks=tuple(args.alert_webhook),
-            alerts_file=args.alerts,
+            alert_destinations=tuple(destinations),
         )
-        if args.alerts and _alert_destinations(args) is None:
-            return 2
         serve(options)
         return 0
     if args.command == "demo":
@@ -290,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         store.close()
 
 
-def _alert_destinations(args: argparse.Namespace) -> list[Any] | None:
+def _alert_destinations(args: argparse.Namespace) -> list[Destination] | None:
     """`--alert-webhook`s and the `--alerts` file's destinations; None (said) if unusable."""
     from trainlight.app.alerts.config import AlertsFileError, load_alerts_file
     from trainlight.app.alerts.destinations import destination

@@ -17,6 +17,7 @@ from typing import Any
 from flask import Flask
 from waitress.server import create_server
 
+from trainlight.app.alerts.destinations import Destination
 from trainlight.app.backlog import DEFAULT_BACKLOG_LIMITS, BacklogGauge, BacklogLimits
 from trainlight.app.connections import (
     CHANNEL_TIMEOUT_S,
@@ -57,9 +58,9 @@ class ServeOptions:
     # Segments arriving together share their flushes (store/ingest/group_commit.py); off: per-file.
     group_commit: bool = False
     backlog: BacklogLimits = DEFAULT_BACKLOG_LIMITS
-    # Webhook URLs that get an alert for every red verdict and crash (app/alerts); secrets.
-    alert_webhooks: tuple[str, ...] = ()
-    alerts_file: str | None = None  # more destinations, with filters (app/alerts/config.py)
+    # Where alerts go (`--alert-webhook`s, then the `--alerts` file's entries); their URLs and
+    # passwords are secrets (never in a repr).
+    alert_destinations: tuple[Destination, ...] = ()
 
 
 def is_loopback(host: str) -> bool:

@@ -13,8 +13,6 @@ import signal
 import threading
 from types import FrameType
 
-from trainlight.app.alerts.config import AlertsFileError, load_alerts_file
-from trainlight.app.alerts.destinations import destination
 from trainlight.app.alerts.sender import AlertSender
 from trainlight.app.arrivals import Arrivals
 from trainlight.app.factory import create_app
@@ -91,13 +89,8 @@ def _serve(options: ServeOptions, store: Store, receivers: Receivers, arrivals: 
 
 
 def _alert_sender(options: ServeOptions, store: Store, port: int) -> AlertSender | None:
-    """The sender of `--alert-webhook` alerts; links point at the first `--public-url`."""
-    destinations = [destination(url) for url in options.alert_webhooks]
-    if options.alerts_file:
-        try:
-            destinations += load_alerts_file(options.alerts_file)
-        except AlertsFileError as exc:
-            raise SystemExit(f"trainlight: {exc}") from None
+    """The sender of the alerts; links point at the first `--public-url`."""
+    destinations = options.alert_destinations
     if not destinations:
         return None
     base = options.public_urls[0] if options.public_urls else f"http://{options.host}:{port}"

@@ -135,7 +135,7 @@ def clock_fields(row: GridRow, now: datetime, stale_after: timedelta) -> dict[st
 
 def static_record(row: GridRow) -> dict[str, Any]:
     """The fields that only change with the data (the sparkline's SVG points included)."""
-    spark = sparkline(row.spark)
+    spark, saved = sparkline(row.spark), saved_steps(row)
     record: dict[str, Any] = {
         "run_id": row.run_id,
         "name": row.name,
@@ -152,8 +152,8 @@ def static_record(row: GridRow) -> dict[str, Any]:
         "spark_title": _spark_title(row),
         "last_step": row.last_step,
         "step_text": "" if row.last_step is None else f"{row.last_step:,}",
-        "saved_steps": saved_steps(row),
-        "saved_hours": saved_steps(row) / row.steps_per_s / 3600 if row.steps_per_s else 0.0,
+        "saved_steps": saved,
+        "saved_hours": saved / row.steps_per_s / 3600 if row.steps_per_s else 0.0,
         "updated_ms": epoch_ms(row.updated_at),
     }
     for signal in signal_names():
